@@ -219,7 +219,10 @@ class ReportAnalyzer(Protocol):
 # --------------------------------------------------------------------------------------------------------------
 
 OpKind = Literal["conflict_replace", "fp_replace", "fp_delete", "fn_append", "empty_fill"]
+#: Kinds of ``EditOp`` that ``edit_report`` produces.
 OP_KINDS: tuple[str, ...] = ("conflict_replace", "fp_replace", "fp_delete", "fn_append", "empty_fill")
+#: Kind of the one ``EditOp`` of ``paragraph_edit`` (the paper's paragraph-level ablation).
+PARAGRAPH_KIND = "paragraph_replace"
 
 
 @dataclass(frozen=True)
@@ -238,9 +241,14 @@ class EditConfig:
     """"embedding": cosine of entity embeddings (the paper's main method). "exact": the RadGraph ablation
     (paper Table 2), entities match when their normalised texts are equal; presence labels may be "uncertain"."""
 
-    anatomy_spurious: bool = False
-    """Whether ANATOMY entities can be spurious (false positives). Default False: anatomy carries no presence, so
-    "heart" in "The heart is normal" is no error by itself. Anatomy still counts for similarity in rule (b)."""
+    conflict_requires_spurious: bool = True
+    """Rule (a) fires only on entities that are spurious (no similar reference entity with the same presence).
+    True: a correct "No right effusion." is not replaced because "Small left effusion." is similar with the opposite
+    label. False: the literal reading of the paper (any similar pair with conflicting labels)."""
+
+    count_anatomy: bool = False
+    """Whether ANATOMY entities (no presence label) can be spurious or missing. Default False: "heart" in "The heart
+    is normal." is no finding by itself. They still count in rule (b)'s mean-max cosine over y_j's entities."""
 
     separator: str = " "
     """Text placed before an appended reference sentence (rule d) and used to join inserted sentences."""

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# EditGRPO (norm) on ReXGradient-160K (paper Table 1).
+# EditGRPO with std-normalised group advantages (paper Table 1 "norm"); everything else as EditGRPO.
+# Start from the SFT epoch-1 checkpoint (paper Table 1: SFT(ep1) + EditGRPO); train to step 600 (paper Sec. 3.1).
+#
+#   MODEL_PATH=<sft checkpoint>/huggingface DATA_DIR=<data_prep output> bash recipes/rexgradient_editgrpo_norm.sh [--dry-run] [overrides]
+#
+# Settings shared by every recipe: verl_ext/config/editgrpo_trainer.yaml; environment variables: recipes/common.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+use_dataset rexgradient
+VARIANT=editgrpo_norm
+VARIANT_ARGS=(
+  actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.rollout.EditAgentLoopManagerTQ
+  editgrpo.scheme=paper
+  editgrpo.paragraph_level=false
+  algorithm.adv_estimator=grpo
+  algorithm.norm_adv_by_std_in_grpo=true
+  actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm
+)
+run_rl "$@"

@@ -1,0 +1,289 @@
+"""The one place that loads the clinical models: from local paths, once per process per (model, path, device).
+
+``ModelPaths`` names a local directory (or file) per model; nothing here ever resolves a hub id. Loaders return
+cached objects, so every analyzer, labeler and scorer in a process shares one copy of each model:
+
+* ``load_rate_ner(path, device)``   -> ``RateNer`` (DeBERTa token classifier, tokenizer, ``id2label``)
+* ``load_biolord(path, device)``    -> ``Embedder`` (MPNet encoder + tokenizer; RaTEScore uses the [CLS] vector)
+* ``load_chexbert(ckpt, bert, dev)``-> ``CheXbertModel`` (f1chexbert's ``bert_labeler`` + uncased tokenizer)
+* ``load_radgraph(cache, type, dev)``-> ``radgraph.RadGraph`` (the package's own model object)
+
+Devices: ``"auto"`` means ``cuda`` when available, else ``cpu``; ``"cuda:1"``/``"cpu"`` are taken as given.
+
+Where the real weights come from (download once, on a machine with network access, then point the config at them):
+``Angelakeke/RaTE-NER-Deberta`` and ``FremyCompany/BioLORD-2023-C`` (HF model dirs), ``StanfordAIMI/RRG_scorers``
+(``chexbert.pth``; ``radgraph-xl.tar.gz`` / ``radgraph.tar.gz`` extracted to ``<radgraph_cache>/<model_type>/``),
+``bert-base-uncased`` (tokenizer/config dir for CheXbert). The RadGraph archive's ``config.json`` names its base
+BERT by hub id: either have it in the HF cache (``HF_HOME``, with ``HF_HUB_OFFLINE=1``) or rewrite the two
+``model_name`` fields to a local directory with ``python -m verl_ext.clinical.models localize-radgraph``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+logger = logging.getLogger(__name__)
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.RLock()
+#: How many times each kind of model was actually loaded in this process (tests assert "once").
+LOAD_COUNTS: Counter = Counter()
+
+
+@dataclass
+class ModelPaths:
+    """Local locations of the clinical models (one entry per model; ``None``: that model is not configured)."""
+
+    rate_ner: Optional[str] = None
+    """RaTE-NER directory (HF format; real: Angelakeke/RaTE-NER-Deberta)."""
+    biolord: Optional[str] = None
+    """BioLORD directory (HF format; real: FremyCompany/BioLORD-2023-C)."""
+    chexbert_checkpoint: Optional[str] = None
+    """``chexbert.pth`` file (real: StanfordAIMI/RRG_scorers/chexbert.pth)."""
+    chexbert_bert: Optional[str] = None
+    """bert-base-uncased directory: tokenizer + config.json (weights not needed; the checkpoint holds them)."""
+    radgraph_cache: Optional[str] = None
+    """radgraph ``model_cache_dir``: contains ``<radgraph_model_type>/{config.json, vocabulary/, weights.th}``."""
+    radgraph_model_type: str = "radgraph-xl"
+    """``radgraph-xl`` (the authors' reward and evaluation model) or ``radgraph`` (v1, labels OBS-DP/OBS-DA/OBS-U)."""
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "ModelPaths":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"ModelPaths: unknown keys {sorted(unknown)}; known keys are {sorted(known)}")
+        return cls(**{k: (None if v in ("", None) else str(v)) if k != "radgraph_model_type" else str(v) for k, v in d.items()})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def require(value: Optional[str], key: str, what: str, kind: str = "dir") -> str:
+    """Check a configured local path, with a message naming the config key and the fix."""
+    if not value:
+        raise ValueError(
+            f"{key} is not set: give the local {what} (models are never fetched from the hub at run time; "
+            f"see verl_ext/clinical/models.py for where to get them, or build test fixtures with "
+            f"verl_ext.testing.scorer_models.build_all)"
+        )
+    p = Path(value).expanduser()
+    ok = p.is_dir() if kind == "dir" else p.is_file()
+    if not ok:
+        raise FileNotFoundError(f"{key}={value!r}: no such {'directory' if kind == 'dir' else 'file'} ({what})")
+    return str(p)
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} requested but CUDA is not available in this process")
+    return dev
+
+
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+    with _LOCK:
+        if key not in _CACHE:
+            logger.info("loading %s", key)
+            _CACHE[key] = build()
+            LOAD_COUNTS[key[0]] += 1
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (tests; frees memory once nothing else holds a reference)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RaTE-NER and BioLORD
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RateNer:
+    tokenizer: Any
+    model: Any
+    id2label: dict
+    device: Any
+
+
+@dataclass
+class Embedder:
+    tokenizer: Any
+    model: Any
+    device: Any
+
+
+def load_rate_ner(path: str, device: str = "auto") -> RateNer:
+    path = require(path, "rate_ner", "RaTE-NER model directory")
+    dev = resolve_device(device)
+
+    def build() -> RateNer:
+        from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True).eval().to(dev)
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        return RateNer(tokenizer=tok, model=model, id2label=dict(config.id2label), device=dev)
+
+    return _cached(("rate_ner", path, str(dev)), build)
+
+
+def load_biolord(path: str, device: str = "auto") -> Embedder:
+    path = require(path, "biolord", "BioLORD embedding model directory")
+    dev = resolve_device(device)
+
+    def build() -> Embedder:
+        from transformers import AutoModel, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True).eval().to(dev)
+        return Embedder(tokenizer=tok, model=model, device=dev)
+
+    return _cached(("biolord", path, str(dev)), build)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CheXbert
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheXbertModel:
+    tokenizer: Any
+    model: Any
+    device: Any
+
+
+#: Keys a real ``chexbert.pth`` may carry that current BertModel versions no longer have as parameters/buffers.
+_CHEXBERT_IGNORABLE = ("bert.embeddings.position_ids",)
+
+
+def load_chexbert(checkpoint: str, bert_dir: str, device: str = "auto") -> CheXbertModel:
+    checkpoint = require(checkpoint, "chexbert_checkpoint", "CheXbert checkpoint chexbert.pth", kind="file")
+    bert_dir = require(bert_dir, "chexbert_bert", "bert-base-uncased tokenizer/config directory")
+    dev = resolve_device(device)
+
+    def build() -> CheXbertModel:
+        import torch
+        from transformers import AutoConfig, AutoModel, BertTokenizer
+
+        from verl_ext.clinical import compat
+
+        with compat.quiet_imports():
+            from f1chexbert.f1chexbert import bert_labeler
+
+        class _LocalBertLabeler(bert_labeler):
+            """f1chexbert's ``bert_labeler`` (its forward and heads), with the BERT config read from a local dir
+            instead of the hard-wired hub id ``bert-base-uncased``."""
+
+            def __init__(self, config_dir: str):
+                torch.nn.Module.__init__(self)
+                self.bert = AutoModel.from_config(AutoConfig.from_pretrained(config_dir, local_files_only=True))
+                hidden_size = self.bert.pooler.dense.in_features
+                self.dropout = torch.nn.Dropout(0.1)
+                self.linear_heads = torch.nn.ModuleList([torch.nn.Linear(hidden_size, 4, bias=True) for _ in range(13)])
+                self.linear_heads.append(torch.nn.Linear(hidden_size, 2, bias=True))
+
+        tok = BertTokenizer.from_pretrained(bert_dir, local_files_only=True)
+        model = _LocalBertLabeler(bert_dir)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("model_state_dict", state)
+        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        result = model.load_state_dict(state, strict=False)
+        unexpected = [k for k in result.unexpected_keys if k not in _CHEXBERT_IGNORABLE]
+        if result.missing_keys or unexpected:
+            raise RuntimeError(
+                f"chexbert_checkpoint={checkpoint!r} does not match the CheXbert architecture built from "
+                f"chexbert_bert={bert_dir!r}: missing {result.missing_keys[:5]}, unexpected {unexpected[:5]}"
+            )
+        model = model.to(dev).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return CheXbertModel(tokenizer=tok, model=model, device=dev)
+
+    return _cached(("chexbert", checkpoint, bert_dir, str(dev)), build)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RadGraph
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_radgraph(cache_dir: str, model_type: str = "radgraph-xl", device: str = "auto"):
+    """radgraph 0.1.18's ``RadGraph`` built from ``<cache_dir>/<model_type>/`` (never downloads)."""
+    cache_dir = require(cache_dir, "radgraph_cache", "radgraph model_cache_dir")
+    model_dir = Path(cache_dir) / model_type
+    if not (model_dir / "weights.th").is_file() or not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"radgraph_cache={cache_dir!r}: expected {model_dir}/config.json, vocabulary/ and weights.th "
+            f"(extract StanfordAIMI/RRG_scorers {model_type}.tar.gz there)"
+        )
+    dev = resolve_device(device)
+
+    def build():
+        from verl_ext.clinical import compat
+
+        compat.install()
+        with compat.quiet_imports():
+            from radgraph import RadGraph
+        cuda = -1 if dev.type == "cpu" else (dev.index or 0)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Using device: ..."
+            rg = RadGraph(model_type=model_type, model_cache_dir=cache_dir, cuda=cuda)
+        for p in rg.model.parameters():
+            p.requires_grad_(False)
+        return rg
+
+    return _cached(("radgraph", cache_dir, model_type, str(dev)), build)
+
+
+def localize_radgraph(model_dir: str, base_bert_dir: str) -> list[str]:
+    """Rewrite the base-BERT ``model_name`` fields of a RadGraph ``config.json`` to a local directory (in place,
+    keeping ``config.json.orig``). Returns the previous values."""
+    cfg_path = Path(model_dir) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    old = [
+        cfg["dataset_reader"]["token_indexers"]["bert"]["model_name"],
+        cfg["model"]["embedder"]["token_embedders"]["bert"]["model_name"],
+    ]
+    backup = cfg_path.with_suffix(".json.orig")
+    if not backup.exists():
+        backup.write_text(cfg_path.read_text())
+    base = str(Path(base_bert_dir).resolve())
+    cfg["dataset_reader"]["token_indexers"]["bert"]["model_name"] = base
+    cfg["model"]["embedder"]["token_embedders"]["bert"]["model_name"] = base
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    return old
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verl_ext.clinical.models", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    loc = sub.add_parser("localize-radgraph", help="point a RadGraph config.json at a local base-BERT directory")
+    loc.add_argument("model_dir", help="<radgraph_cache>/<model_type> (holds config.json)")
+    loc.add_argument("base_bert_dir", help="local copy of the base BERT named in config.json")
+    args = parser.parse_args(argv)
+    if args.cmd == "localize-radgraph":
+        old = localize_radgraph(args.model_dir, args.base_bert_dir)
+        print(f"rewrote model_name {old} -> {Path(args.base_bert_dir).resolve()}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(_main())

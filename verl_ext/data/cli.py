@@ -1,0 +1,176 @@
+"""Command-line front ends of the four converters (``data_prep/*.py`` call `main`).
+
+Every command writes, under ``--out``: ``<split>-NNNNN.parquet`` shards (split = train, val, test), ``stats.json``
+(Table 3's columns per split, every drop reason and note with its count, the configuration), ``_progress/``
+(restart markers), and with ``--image-mode path`` an ``images/`` tree of resized copies; then prints a summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from verl_ext.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImageSpec
+from verl_ext.data.pipeline import DataError, PrepConfig, format_summary, run
+
+# Per dataset: the paper's defaults (EditGRPO App. F and the authors' configs: limit_images 6/6/2/2; IU and
+# PadChest-GR fold validation into train; ReXGradient drops studies with more than 6 images).
+DEFAULTS = {
+    "mimic_cxr": dict(max_images=6, merge_val=False, max_study_images=None, prior=True),
+    "rexgradient": dict(max_images=6, merge_val=False, max_study_images=6, prior=False),
+    "iu_xray": dict(max_images=2, merge_val=True, max_study_images=None, prior=False),
+    "padchest_gr": dict(max_images=2, merge_val=True, max_study_images=None, prior=True),
+}
+
+
+def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
+    d = DEFAULTS[dataset]
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("inputs")
+    if dataset == "mimic_cxr":
+        g.add_argument("--mimic-cxr-jpg", required=True, metavar="DIR",
+                       help="MIMIC-CXR-JPG root: holds mimic-cxr-2.0.0-metadata.csv.gz, mimic-cxr-2.0.0-split.csv.gz "
+                            "and files/pNN/pSUBJECT/sSTUDY/<dicom_id>.jpg")
+        g.add_argument("--reports", required=True, metavar="DIR_OR_ZIP",
+                       help="MIMIC-CXR reports: the extracted folder containing files/pNN/pSUBJECT/sSTUDY.txt, or "
+                            "mimic-cxr-reports.zip itself")
+    else:
+        helps = {
+            "rexgradient": "ReXGradient-160K root: metadata/{train,valid,test}_metadata(_view_position).json "
+                           "(+ optional *_metadata.csv) and deid_png/",
+            "iu_xray": "IU-Xray root: R2Gen annotation.json and images/<id>/{0,1}.png; optionally the Kaggle "
+                       "indiana_reports.csv / indiana_projections.csv and OpenI ecgen-radiology/*.xml",
+            "padchest_gr": "PadChest-GR root: grounded_reports_*.json, master_table.csv and the PNG folders "
+                           "(Padchest_GR_files/, PadChest_GR_progression_prior_studies/)",
+        }
+        g.add_argument("--root", required=True, metavar="DIR", help=helps[dataset])
+    if dataset == "iu_xray":
+        g.add_argument("--kaggle-dir", metavar="DIR", default=None,
+                       help="folder with indiana_reports.csv / indiana_projections.csv (default: --root); they give "
+                            "INDICATION, COMPARISON and the view of each image")
+        g.add_argument("--openi-dir", metavar="DIR", default=None,
+                       help="folder of OpenI <uid>.xml reports, used for INDICATION/COMPARISON when the Kaggle "
+                            "reports lack the study (default: <root>/ecgen-radiology)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder (created; rerunning resumes)")
+
+    g = p.add_argument_group("sample rules")
+    g.add_argument("--views", choices=("frontal_lateral", "all"), default="frontal_lateral",
+                   help="which images of a study enter the prompt: frontal (PA/AP) and lateral (LATERAL/LL) only, "
+                        "or every image (default: %(default)s)")
+    if d["prior"]:
+        g.add_argument("--no-prior", action="store_true",
+                       help="do not add the most recent prior study's images (default: add them)")
+    g.add_argument("--max-images", type=int, default=d["max_images"], metavar="N",
+                   help="at most N images per sample, the rollout's limit_images (default: %(default)s)")
+    g.add_argument("--over-limit", choices=("truncate", "drop"), default="truncate",
+                   help="a sample with more than --max-images candidate images: keep the first N by priority "
+                        "(current frontal, current lateral, prior frontal, prior lateral, other current, other prior)"
+                        ", or drop the study (default: %(default)s)")
+    g.add_argument("--max-study-images", type=int, default=d["max_study_images"] or 0, metavar="N",
+                   help="drop studies that have more than N images in total, before any view filter; 0 disables "
+                        "(default: %(default)s)")
+    g.add_argument("--require-frontal", action="store_true",
+                   help="drop studies whose current images include no frontal view (default: keep them)")
+    g.add_argument("--merge-val-into-train", action=argparse.BooleanOptionalAction, default=d["merge_val"],
+                   help="write the official validation split into train instead of val-*.parquet "
+                        "(default: %(default)s, as the paper)")
+    g.add_argument("--missing-value", default="N/A",
+                   help="text after INDICATION:/TECHNIQUE:/COMPARISON: when the study lacks the section "
+                        "(default: %(default)s)")
+    if dataset == "mimic_cxr":
+        g.add_argument("--prior-requires-findings", action="store_true",
+                       help="only studies with a FINDINGS section may serve as a prior (reads every report first; "
+                            "default: any earlier study of the patient in the same split)")
+        g.add_argument("--no-context-fallbacks", action="store_true",
+                       help="do not use HISTORY for a missing INDICATION, nor EXAMINATION for a missing TECHNIQUE")
+
+    g = p.add_argument_group("images")
+    g.add_argument("--image-mode", choices=("bytes", "path"), default="bytes",
+                   help="bytes: resized encoded images inside the parquet ({'bytes': ...}); path: resized copies "
+                        "under <out>/images and their absolute paths ({'image': path}) (default: %(default)s)")
+    g.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS,
+                   help="smallest image area after resizing (default: %(default)s = 512*512, the paper's)")
+    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="largest image area after resizing (default: %(default)s = 512*28*28, the paper's)")
+    g.add_argument("--image-format", choices=("jpeg", "png"), default="jpeg",
+                   help="encoding of stored images (default: %(default)s)")
+    g.add_argument("--jpeg-quality", type=int, default=95, help="JPEG quality (default: %(default)s)")
+
+    g = p.add_argument_group("execution")
+    g.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default: %(default)s)")
+    g.add_argument("--shard-size", type=int, default=1000, metavar="N",
+                   help="studies per parquet shard; finished shards are skipped on rerun (default: %(default)s)")
+    g.add_argument("--row-group-size", type=int, default=64, metavar="N",
+                   help="rows per parquet row group; bounds each worker's memory (default: %(default)s)")
+    g.add_argument("--strict", action="store_true",
+                   help="stop with an error at the first data fault (missing/unreadable image or report, metadata "
+                        "pointing nowhere, malformed record) instead of counting it")
+    g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N studies of each split "
+                                                                        "(for trying things out)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tuple[str, ...]) -> PrepConfig:
+    if args.min_pixels > args.max_pixels:
+        raise SystemExit(f"--min-pixels {args.min_pixels} is above --max-pixels {args.max_pixels}")
+    if args.max_images < 1:
+        raise SystemExit("--max-images must be at least 1")
+    return PrepConfig(
+        out_dir=str(Path(args.out).resolve()),
+        dataset=dataset,
+        image=ImageSpec(min_pixels=args.min_pixels, max_pixels=args.max_pixels, format=args.image_format,
+                        quality=args.jpeg_quality),
+        image_mode=args.image_mode,
+        views=args.views,
+        include_prior=DEFAULTS[dataset]["prior"] and not getattr(args, "no_prior", False),
+        max_images=args.max_images,
+        over_limit=args.over_limit,
+        max_study_images=args.max_study_images or None,
+        require_frontal=args.require_frontal,
+        merge_val_into_train=args.merge_val_into_train,
+        context_fields=context_fields,
+        missing_value=args.missing_value,
+        context_fallbacks=not getattr(args, "no_context_fallbacks", False),
+        prior_requires_findings=getattr(args, "prior_requires_findings", False),
+        shard_size=args.shard_size,
+        row_group_size=args.row_group_size,
+        workers=args.workers,
+        strict=args.strict,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+
+
+def main(dataset: str, argv: list[str] | None = None) -> dict:
+    """Parse `argv`, convert, write stats.json, print the summary; returns the stats."""
+    from verl_ext.data import iu_xray, mimic, padchest_gr, rexgradient
+
+    modules = {"mimic_cxr": mimic, "rexgradient": rexgradient, "iu_xray": iu_xray, "padchest_gr": padchest_gr}
+    module = modules[dataset]
+    parser = build_parser(dataset, (module.__doc__ or "").strip())
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cfg = config_from_args(args, dataset, module.CONTEXT_FIELDS)
+    try:
+        if dataset == "mimic_cxr":
+            plan = mimic.plan_mimic(args.mimic_cxr_jpg, args.reports, cfg)
+        elif dataset == "rexgradient":
+            plan = rexgradient.plan_rexgradient(args.root, cfg)
+        elif dataset == "iu_xray":
+            plan = iu_xray.plan_iu_xray(args.root, cfg, kaggle_dir=args.kaggle_dir, openi_dir=args.openi_dir)
+        else:
+            plan = padchest_gr.plan_padchest_gr(args.root, cfg)
+        stats = run(plan, cfg)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from e
+    print(format_summary(stats))
+    print(f"wrote {Path(cfg.out_dir) / 'stats.json'}")
+    return stats
+
+
+def load_stats(out_dir: str | Path) -> dict:
+    return json.loads(Path(out_dir, "stats.json").read_text())

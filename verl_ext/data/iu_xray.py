@@ -1,0 +1,151 @@
+"""IU-Xray (R2Gen split) -> plan (datasets.md §4).
+
+Inputs under ``--root``:
+
+* ``annotation.json`` = ``{"train": [...], "val": [...], "test": [...]}`` with items ``{"id": "CXR2384_IM-0942",
+  "report": <FINDINGS>, "image_path": ["CXR2384_IM-0942/0.png", "CXR2384_IM-0942/1.png"], "split": ...}`` and
+  images under ``images/`` (R2Gen's ``iu_xray.zip``). The R2Gen split is the one EditGRPO and ReXrank use;
+  EditGRPO's 2,365 train samples are R2Gen train + val, so val is merged into train by default;
+* optional Kaggle files (``indiana_reports.csv``: ``uid, ..., indication, comparison, findings, impression``;
+  ``indiana_projections.csv``: ``uid, filename, projection``), found in ``--kaggle-dir`` (default: the root);
+* optional OpenI XML reports ``ecgen-radiology/<uid>.xml`` (``AbstractText Label="INDICATION"|"COMPARISON"``),
+  found in ``--openi-dir`` (default: ``<root>/ecgen-radiology``).
+
+The target is R2Gen's ``report`` (the FINDINGS section). INDICATION and COMPARISON come from the Kaggle reports,
+else from the OpenI XML (there is no TECHNIQUE section). R2Gen id ``CXR<uid>_IM-<xxxx>`` joins Kaggle rows on
+``uid`` and Kaggle file names ``<uid>_IM-<xxxx>-<yyyy>.dcm.png``.
+
+Views: R2Gen carries none, and ``0.png`` is not always frontal. When the Kaggle projections list exactly as many
+files for the study as R2Gen has images, and they are not all one view, the labels are assigned to R2Gen's images
+in the order of the Kaggle file names (an assumption: R2Gen kept the original image order, as ReXrank's labels
+for the same images imply). Otherwise the views stay ``UNKNOWN`` (counted), and the prompt says "the current
+image". Images are put in canonical order (frontal first) when the views are known. No priors exist.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from verl_ext.data.common import Tally, clean, output_split
+from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, StudyJob
+from verl_ext.data.views import normalize_view
+
+DATA_SOURCE = "iu_xray"
+CONTEXT_FIELDS = ("indication", "comparison")
+R2GEN_ID = re.compile(r"^CXR(\d+)_(IM-\d+)")
+
+
+def _find_annotation(root: Path) -> Path:
+    for p in (root / "annotation.json", root / "iu_xray" / "annotation.json"):
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"annotation.json not found in {root} (R2Gen's iu_xray folder holds it)")
+
+
+def _openi_context(xml_path: Path) -> dict[str, str] | None:
+    try:
+        tree = ET.parse(xml_path)
+    except (OSError, ET.ParseError):
+        return None
+    out = {}
+    for node in tree.iter("AbstractText"):
+        label = (node.get("Label") or "").strip().lower()
+        if label in ("indication", "comparison", "findings", "impression"):
+            out[label] = clean("".join(node.itertext()))
+    return out
+
+
+def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.PathLike | None = None,
+                 openi_dir: str | os.PathLike | None = None) -> Plan:
+    root = Path(root)
+    ann_path = _find_annotation(root)
+    image_root = ann_path.parent / "images"
+    ann = json.loads(ann_path.read_text())
+    kaggle = Path(kaggle_dir) if kaggle_dir else root
+    openi = Path(openi_dir) if openi_dir else root / "ecgen-radiology"
+
+    reports: dict[str, dict] = {}
+    if (kaggle / "indiana_reports.csv").is_file():
+        df = pd.read_csv(kaggle / "indiana_reports.csv", dtype=str)
+        for uid, ind, comp in zip(df["uid"], df.get("indication", [None] * len(df)),
+                                  df.get("comparison", [None] * len(df))):
+            reports[str(uid).strip()] = {"indication": clean(ind), "comparison": clean(comp)}
+    projections: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    if (kaggle / "indiana_projections.csv").is_file():
+        df = pd.read_csv(kaggle / "indiana_projections.csv", dtype=str)
+        for uid, fname, proj in zip(df["uid"], df["filename"], df["projection"]):
+            projections[str(uid).strip()].append((str(fname), proj))
+    has_openi = openi.is_dir()
+
+    tally = Tally(cfg)
+    keys: dict[str, list[str]] = defaultdict(list)
+    items: dict[str, dict] = {}
+    for official, entries in ann.items():
+        split = output_split(official, cfg)
+        for item in entries if isinstance(entries, list) else []:
+            if split is None:
+                tally.study("unknown")
+                tally.drop("unknown", "unknown_split", f"annotation split {official!r}")
+                continue
+            tally.study(split)
+            if not isinstance(item, dict) or not item.get("id"):
+                tally.drop(split, "malformed_record", f"{ann_path}: item without id in {official}")
+                continue
+            uid = f"{split}/{item['id']}"
+            if uid in items:
+                tally.drop(split, "duplicate_study", f"study {item['id']} listed twice")
+                continue
+            items[uid] = {"item": item, "official": official}
+            keys[split].append(uid)
+
+    def views_for(study_id: str, n: int, notes: Counter) -> list[str]:
+        m = R2GEN_ID.match(study_id)
+        if not m or not projections:
+            notes["views_unknown:no_projection_file" if not projections else "views_unknown:unparsed_id"] += 1
+            return ["UNKNOWN"] * n
+        uid, im = m.group(1), m.group(2)
+        rows = sorted(p for p in projections.get(uid, []) if p[0].startswith(f"{uid}_{im}-"))
+        if len(rows) != n:
+            notes["views_unknown:projection_count_mismatch"] += 1
+            return ["UNKNOWN"] * n
+        labels = [normalize_view(p) for _, p in rows]
+        if n > 1 and len(set(labels)) == 1:
+            notes["views_unknown:all_same_projection"] += 1
+            return ["UNKNOWN"] * n
+        return labels
+
+    def build_jobs(split: str, study_keys: Sequence[str], start: int) -> list[StudyJob]:
+        jobs = []
+        for i, uid in enumerate(study_keys):
+            item, official = items[uid]["item"], items[uid]["official"]
+            sid = item["id"]
+            notes: Counter = Counter()
+            paths = item.get("image_path") or []
+            views = views_for(sid, len(paths), notes)
+            cands = [ImageCandidate(str(image_root / p), f"images/{p}", v, "current", f"{sid}/{Path(p).stem}")
+                     for p, v in zip(paths, views)]
+            m = R2GEN_ID.match(sid)
+            num = m.group(1) if m else ""
+            ctx = reports.get(num)
+            if ctx is None and has_openi and num:
+                ctx = _openi_context(openi / f"{num}.xml")
+            if ctx is None:
+                notes["no_context_source"] += 1
+                ctx = {}
+            text = {"findings": clean(item.get("report")), "impression": "", "technique": "",
+                    "indication": ctx.get("indication", ""), "comparison": ctx.get("comparison", "")}
+            jobs.append(StudyJob(split=split, source_split=official, index=start + i, study_id=sid,
+                                 patient_id=f"CXR{num}" if num else sid, candidates=cands, text=text, notes=dict(notes)))
+        return jobs
+
+    info = {"annotation": str(ann_path), "kaggle_reports": bool(reports), "kaggle_projections": bool(projections),
+            "openi_xml": has_openi}
+    return Plan(keys=dict(keys), build_jobs=build_jobs, dropped=dict(tally.dropped), notes=dict(tally.notes),
+                input_studies=dict(tally.input_studies), info=info)

@@ -1,0 +1,474 @@
+"""Evaluation tables: several runs side by side per test set, with bootstrap CIs and paired differences.
+
+    python -m verl_ext.eval.compare --run SFT=scores/sft --run "Dr. GRPO=scores/drgrpo" \\
+        --run EditGRPO=scores/editgrpo --baseline SFT --in-domain mimic_cxr --out tables/
+
+Input (one or more per run; a run's files are concatenated): per-study score files — JSON lines, JSON, CSV or
+parquet — or a directory holding one (``per_sample.*``). Each row is one study of one test set:
+
+* ``id`` (the study id of the generation rows) and ``data_source`` (the test set; rows without it go to
+  ``--dataset``);
+* per-study scores whose corpus value is their mean: ``radgraph_f1``, ``ratescore``, ``green`` (aliases below);
+* the 14 binary CheXbert labels of the generated and of the reference report (``chexbert_hyp`` / ``chexbert_ref``,
+  lists in ``verl_ext.metrics.chexbert.CONDITIONS`` order). Corpus CheXbert F1s are recomputed from these — they are
+  not means of per-study scores.
+
+Output in `--out`: ``tables.md`` (per test set, in-domain first: each metric with its 95% CI; differences to the
+baseline with paired-bootstrap CIs and p-values; and an "Avg." table across test sets in the style of the paper's
+Table 2), ``summary.csv`` and ``differences.csv`` (long format), and ``metrics.png`` (bars with CI error bars).
+
+Studies are the resampling unit (`--n-boot` resamples, `--seed`). By default every run is restricted to the studies
+all runs of a test set have (a warning says how many were dropped), so columns compare like with like, and only the
+metrics every run has are reported (the Avg. is over those).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from verl_ext.eval.bootstrap import (
+    AVG,
+    DISPLAY_NAMES,
+    Difference,
+    Estimate,
+    StudyScores,
+    bootstrap,
+    paired_bootstrap,
+)
+
+logger = logging.getLogger(__name__)
+
+ID_COLUMNS = ("id", "study_id")
+DATASET_COLUMNS = ("data_source", "dataset")
+METRIC_ALIASES: dict[str, tuple[str, ...]] = {
+    "radgraph_f1": ("radgraph_f1", "radgraph", "radgraph_partial", "radgraph_f1_partial", "rg_er"),
+    "ratescore": ("ratescore", "rate", "rate_score", "ratescore_f1"),
+    "green": ("green", "green_score"),
+}
+LABEL_PAIRS: tuple[tuple[str, str], ...] = (
+    ("chexbert_hyp", "chexbert_ref"),
+    ("chexbert_labels_hyp", "chexbert_labels_ref"),
+    ("chexbert_generated", "chexbert_reference"),
+    ("hyp_labels", "ref_labels"),
+)
+PER_SAMPLE_NAMES = ("per_sample.jsonl", "per_sample.parquet", "per_sample.csv", "per_sample.json")
+
+
+class CompareError(ValueError):
+    """Inputs that cannot be compared; the message names the file or run."""
+
+
+# ------------------------------------------------------------------------------------------------------- loading
+
+
+def _find_score_file(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise CompareError(f"{path}: no such file or directory")
+    for name in PER_SAMPLE_NAMES:
+        if (path / name).is_file():
+            return path / name
+    found = sorted(p for p in path.iterdir() if p.is_file() and "per_sample" in p.name
+                   and p.suffix in (".jsonl", ".json", ".csv", ".parquet"))
+    if len(found) == 1:
+        return found[0]
+    raise CompareError(f"{path}: expected one per-study score file ({', '.join(PER_SAMPLE_NAMES)}), found "
+                       f"{[p.name for p in found] or 'none'}; pass the file itself")
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a .jsonl / .json / .csv / .parquet file as dicts."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data = data.get("rows") or data.get("per_sample") or data.get("samples")
+        if not isinstance(data, list):
+            raise CompareError(f"{path}: expected a JSON list of rows (or {{'rows': [...]}})")
+        return data
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    raise CompareError(f"{path}: unsupported file type {suffix!r} (jsonl, json, csv, parquet)")
+
+
+def _labels(value, where: str) -> list[int]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    if value is None:
+        raise CompareError(f"{where}: missing CheXbert labels")
+    return [int(x) for x in value]
+
+
+def _first_key(row: dict, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in row and row[n] not in (None, "")), None)
+
+
+def rows_to_scores(rows: list[dict], source: str, default_dataset: str) -> dict[str, StudyScores]:
+    """Group rows by test set and build `StudyScores`; every row of a file must carry the same columns."""
+    if not rows:
+        raise CompareError(f"{source}: no rows")
+    first = rows[0]
+    id_col = _first_key(first, ID_COLUMNS)
+    if id_col is None:
+        raise CompareError(f"{source}: rows have no id column ({' / '.join(ID_COLUMNS)})")
+    ds_col = _first_key(first, DATASET_COLUMNS)
+    metric_cols = {}
+    for metric, aliases in METRIC_ALIASES.items():
+        col = _first_key(first, aliases)
+        if col is not None:
+            metric_cols[metric] = col
+    label_cols = next(((h, r) for h, r in LABEL_PAIRS if h in first and r in first), None)
+    if not metric_cols and label_cols is None:
+        raise CompareError(f"{source}: found neither metric columns ({', '.join(METRIC_ALIASES)}) nor CheXbert "
+                           f"label columns ({' / '.join('+'.join(p) for p in LABEL_PAIRS)})")
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[str(row.get(ds_col) or default_dataset) if ds_col else default_dataset].append(row)
+    out = {}
+    for dataset, group in grouped.items():
+        where = f"{source} [{dataset}]"
+        try:
+            values = {m: np.array([float(r[c]) for r in group]) for m, c in metric_cols.items()}
+        except (KeyError, TypeError, ValueError) as err:
+            raise CompareError(f"{where}: a metric value is missing or not a number ({err})") from None
+        hyp = ref = None
+        if label_cols is not None:
+            hyp = np.array([_labels(r.get(label_cols[0]), where) for r in group])
+            ref = np.array([_labels(r.get(label_cols[1]), where) for r in group])
+        try:
+            out[dataset] = StudyScores(ids=[str(r[id_col]) for r in group], values=values, hyp_labels=hyp,
+                                       ref_labels=ref)
+        except ValueError as err:
+            raise CompareError(f"{where}: {err}") from None
+    return out
+
+
+def _concat(parts: list[StudyScores], where: str) -> StudyScores:
+    if len(parts) == 1:
+        return parts[0]
+    keys = set(parts[0].values)
+    if any(set(p.values) != keys for p in parts) or len({p.hyp_labels is None for p in parts}) > 1:
+        raise CompareError(f"{where}: the files of one run carry different metrics")
+    try:
+        return StudyScores(
+            ids=np.concatenate([p.ids for p in parts]),
+            values={k: np.concatenate([p.values[k] for p in parts]) for k in keys},
+            hyp_labels=None if parts[0].hyp_labels is None else np.concatenate([p.hyp_labels for p in parts]),
+            ref_labels=None if parts[0].ref_labels is None else np.concatenate([p.ref_labels for p in parts]),
+        )
+    except ValueError as err:
+        raise CompareError(f"{where}: {err}") from None
+
+
+def load_run(name: str, paths: list[str | Path], default_dataset: str = "test") -> dict[str, StudyScores]:
+    """All score files of one run -> {test set: StudyScores}."""
+    parts: dict[str, list[StudyScores]] = defaultdict(list)
+    for path in paths:
+        file = _find_score_file(Path(path).expanduser())
+        for dataset, scores in rows_to_scores(read_rows(file), str(file), default_dataset).items():
+            parts[dataset].append(scores)
+    return {ds: _concat(p, f"run {name!r} [{ds}]") for ds, p in parts.items()}
+
+
+# ---------------------------------------------------------------------------------------------------- comparing
+
+
+@dataclass
+class DatasetResult:
+    dataset: str
+    domain: str | None
+    metrics: list[str]
+    runs: list[str]
+    n_studies: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    estimates: dict[str, dict[str, Estimate]] = field(default_factory=dict)
+    differences: dict[str, dict[str, Difference]] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    baseline: str
+    runs: list[str]
+    datasets: list[DatasetResult]
+    n_boot: int
+    seed: int
+    alpha: float
+
+
+def _restrict_metrics(scores: StudyScores, metrics: set[str]) -> StudyScores:
+    keep_labels = any(m.startswith("chexbert_") for m in metrics)
+    return StudyScores(ids=scores.ids, values={k: v for k, v in scores.values.items() if k in metrics},
+                       hyp_labels=scores.hyp_labels if keep_labels else None,
+                       ref_labels=scores.ref_labels if keep_labels else None)
+
+
+def compare(runs: dict[str, dict[str, StudyScores]], *, baseline: str | None = None,
+            in_domain: list[str] | None = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+            common_ids: bool = True) -> Report:
+    """Bootstrap every run on every test set it has, and the paired differences to `baseline`."""
+    if not runs:
+        raise CompareError("no runs")
+    names = list(runs)
+    baseline = baseline or names[0]
+    if baseline not in runs:
+        raise CompareError(f"--baseline {baseline!r} is not one of the runs {names}")
+    in_domain = list(in_domain or [])
+    all_sets = list(dict.fromkeys(ds for r in runs.values() for ds in r))
+    ordered = [ds for ds in in_domain if ds in all_sets] + [ds for ds in all_sets if ds not in in_domain]
+    results = []
+    for ds in ordered:
+        present = [n for n in names if ds in runs[n]]
+        missing = [n for n in names if ds not in runs[n]]
+        if missing:
+            logger.warning("test set %s: runs %s have no scores for it", ds, missing)
+        metric_sets = [set(runs[n][ds].metrics) for n in present]
+        metrics = [m for m in runs[present[0]][ds].metrics if all(m in s for s in metric_sets)]
+        dropped_metrics = set().union(*metric_sets) - set(metrics)
+        if dropped_metrics:
+            logger.warning("test set %s: metrics %s are not in every run; reporting only %s", ds,
+                           sorted(dropped_metrics), metrics)
+        scores = {n: _restrict_metrics(runs[n][ds], set(metrics)) for n in present}
+        dropped = {}
+        if common_ids:
+            shared = set.intersection(*(set(s.ids.tolist()) for s in scores.values()))
+            if not shared:
+                raise CompareError(f"test set {ds}: the runs share no study id")
+            order = sorted(shared)
+            for n, s in scores.items():
+                if len(s) != len(order):
+                    dropped[n] = len(s) - len(order)
+                    scores[n] = s.subset(order)
+            if dropped:
+                logger.warning("test set %s: restricted to the %d studies every run has (dropped %s)", ds,
+                               len(order), dropped)
+        domain = None
+        if in_domain:
+            domain = "in-domain" if ds in in_domain else "out-of-domain"
+        result = DatasetResult(ds, domain, metrics, present, max(len(s) for s in scores.values()), dropped)
+        for n in present:
+            result.estimates[n] = bootstrap(scores[n], n_boot=n_boot, seed=seed, alpha=alpha)
+        if baseline in scores:
+            for n in present:
+                if n != baseline:
+                    result.differences[n] = paired_bootstrap(scores[n], scores[baseline], n_boot=n_boot, seed=seed,
+                                                             alpha=alpha)
+        results.append(result)
+    return Report(baseline, names, results, n_boot, seed, alpha)
+
+
+# ------------------------------------------------------------------------------------------------------ writing
+
+
+def _name(metric: str) -> str:
+    return DISPLAY_NAMES.get(metric, metric)
+
+
+def _cell(e: Estimate, best: bool) -> str:
+    value = f"**{e.value:.4f}**" if best else f"{e.value:.4f}"
+    return f"{value} [{e.low:.3f}, {e.high:.3f}]"
+
+
+def _p_text(p: float, n_boot: int) -> str:
+    """A bootstrap p-value cannot resolve below 1/n_boot; show that bound instead of 0."""
+    floor = 1.0 / n_boot
+    return f"p<{floor:.2g}" if p < floor else f"p={p:.3f}"
+
+
+def _diff_cell(d: Difference, alpha: float, n_boot: int) -> str:
+    star = "*" if d.p_value < alpha else ""
+    return f"{d.delta:+.4f}{star} [{d.low:+.3f}, {d.high:+.3f}] {_p_text(d.p_value, n_boot)}"
+
+
+def markdown(report: Report) -> str:
+    level = int(round(100 * (1 - report.alpha)))
+    lines = [
+        "# Evaluation",
+        "",
+        f"Corpus metrics with {level}% percentile bootstrap CIs ({report.n_boot} resamples of studies, seed "
+        f"{report.seed}); CheXbert F1s are recomputed from label vectors in every resample. Differences are "
+        f"run − {report.baseline} on the same studies (paired bootstrap); `*` marks p < {report.alpha:g}. "
+        f"Avg. is the mean of the metric columns shown (the paper's Avg. uses all seven).",
+        "",
+    ]
+    for res in report.datasets:
+        title = res.dataset + (f" ({res.domain})" if res.domain else "")
+        lines += [f"## {title}", "", f"{res.n_studies} studies."]
+        if res.dropped:
+            lines.append(f"Restricted to studies every run has; dropped: "
+                         + ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) + ".")
+        lines.append("")
+        header = ["Run"] + [_name(m) for m in res.metrics]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        best = {m: max(res.estimates[r][m].value for r in res.runs) for m in res.metrics}
+        for run in res.runs:
+            cells = [_cell(res.estimates[run][m], len(res.runs) > 1 and res.estimates[run][m].value == best[m])
+                     for m in res.metrics]
+            lines.append("| " + " | ".join([run] + cells) + " |")
+        lines.append("")
+        if res.differences:
+            lines += [f"Difference to {report.baseline}:", ""]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            for run, diffs in res.differences.items():
+                lines.append("| " + " | ".join([run] + [_diff_cell(diffs[m], report.alpha, report.n_boot)
+                                                          for m in res.metrics])
+                             + " |")
+            lines.append("")
+    with_avg = [r for r in report.datasets if AVG in r.metrics]
+    if len(with_avg) > 1 or (with_avg and any(r.domain for r in with_avg)):
+        lines += ["## Avg. score by test set", "",
+                  f"Relative change to {report.baseline} in parentheses (as the paper's Table 2).", ""]
+        header = ["Test set"] + report.runs
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for res in with_avg:
+            base = res.estimates.get(report.baseline, {}).get(AVG)
+            cells = []
+            for run in report.runs:
+                est = res.estimates.get(run, {}).get(AVG)
+                if est is None:
+                    cells.append("—")
+                    continue
+                text = f"{est.value:.4f}"
+                diff = res.differences.get(run, {}).get(AVG)
+                if base is not None and run != report.baseline and base.value:
+                    text += f" ({100 * (est.value - base.value) / base.value:+.0f}%"
+                    text += "*)" if diff is not None and diff.p_value < report.alpha else ")"
+                cells.append(text)
+            label = res.dataset + (f" ({res.domain})" if res.domain else "")
+            lines.append("| " + " | ".join([label] + cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_csv(report: Report, out: Path) -> None:
+    with (out / "summary.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dataset", "domain", "run", "metric", "value", "ci_low", "ci_high", "se", "n_studies"])
+        for res in report.datasets:
+            for run in res.runs:
+                for m in res.metrics:
+                    e = res.estimates[run][m]
+                    w.writerow([res.dataset, res.domain or "", run, m, f"{e.value:.6f}", f"{e.low:.6f}",
+                                f"{e.high:.6f}", f"{e.se:.6f}", e.n])
+    with (out / "differences.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dataset", "domain", "run", "baseline", "metric", "delta", "ci_low", "ci_high", "p_value",
+                    "n_studies"])
+        for res in report.datasets:
+            for run, diffs in res.differences.items():
+                for m in res.metrics:
+                    d = diffs[m]
+                    w.writerow([res.dataset, res.domain or "", run, report.baseline, m, f"{d.delta:.6f}",
+                                f"{d.low:.6f}", f"{d.high:.6f}", f"{d.p_value:.4f}", d.n])
+
+
+def plot(report: Report, path: Path) -> None:
+    """One panel per test set: grouped bars (metrics × runs) with CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(report.datasets)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 3.8 * n + 0.6), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for ax, res in zip(axes[:, 0], report.datasets):
+        x = np.arange(len(res.metrics))
+        width = 0.8 / max(1, len(res.runs))
+        for i, run in enumerate(res.runs):
+            est = [res.estimates[run][m] for m in res.metrics]
+            values = np.array([e.value for e in est])
+            err = np.array([[e.value - e.low for e in est], [e.high - e.value for e in est]]).clip(min=0)
+            color = colors[report.runs.index(run) % len(colors)]
+            ax.bar(x + (i - (len(res.runs) - 1) / 2) * width, values, width, yerr=err, capsize=2.5,
+                   color=color, edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.9})
+        ax.set_xticks(x, [_name(m) for m in res.metrics])
+        ax.set_ylabel("score")
+        top = max(e.high for r in res.runs for e in res.estimates[r].values())
+        ax.set_ylim(0, min(1.0, top * 1.08) if top > 0 else 1.0)
+        title = res.dataset + (f" ({res.domain})" if res.domain else "") + f" — {res.n_studies} studies"
+        ax.set_title(title, fontsize=11, loc="left")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    level = int(round(100 * (1 - report.alpha)))
+    fig.suptitle(f"Corpus metrics with {level}% bootstrap CIs ({report.n_boot} study resamples)", fontsize=12)
+    handles = [plt.Rectangle((0, 0), 1, 1, facecolor=colors[i % len(colors)], edgecolor="black", linewidth=0.4)
+               for i in range(len(report.runs))]
+    fig.legend(handles, report.runs, loc="upper center", ncol=len(report.runs), frameon=False, fontsize=10,
+               bbox_to_anchor=(0.5, 1 - 0.45 / (3.8 * n + 0.6)))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / (3.8 * n + 0.6)))
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def write_report(report: Report, out: str | Path) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tables.md").write_text(markdown(report) + "\n", encoding="utf-8")
+    write_csv(report, out)
+    plot(report, out / "metrics.png")
+    return {name: out / name for name in ("tables.md", "summary.csv", "differences.csv", "metrics.png")}
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+
+
+def _parse_runs(specs: list[str]) -> dict[str, list[str]]:
+    runs: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise CompareError(f"--run {spec!r}: expected NAME=PATH")
+        runs.setdefault(name.strip(), []).append(path.strip())
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m verl_ext.eval.compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH",
+                        help="a run's per-study score file or directory (repeat; the same NAME concatenates)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--baseline", default=None, help="run the others are compared with (default: the first)")
+    parser.add_argument("--in-domain", action="append", default=[], metavar="DATA_SOURCE",
+                        help="test sets from the training distribution (repeat); the others are out-of-domain")
+    parser.add_argument("--dataset", default="test", help="test-set name for rows without data_source")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alpha", type=float, default=0.05, help="1 - CI level")
+    parser.add_argument("--all-ids", action="store_true",
+                        help="do not restrict runs to their common studies (columns may then differ in studies)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        specs = _parse_runs(args.run)
+        runs = {name: load_run(name, paths, args.dataset) for name, paths in specs.items()}
+        report = compare(runs, baseline=args.baseline, in_domain=args.in_domain, n_boot=args.n_boot,
+                         seed=args.seed, alpha=args.alpha, common_ids=not args.all_ids)
+    except CompareError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    files = write_report(report, args.out)
+    print(markdown(report))
+    print("\nwrote " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

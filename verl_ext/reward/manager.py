@@ -1,0 +1,103 @@
+"""The radiology reward manager for verl 0.9.1's reward loop: ``reward.reward_manager.name=radiology``.
+
+Reward (paper App. D, default): ``R = RadGraph-F1 (partial) + CheXbert micro-F1-14 (uncertain = positive) +
+RaTEScore``, unweighted; components and weights are configurable (``verl_ext.reward.config``), and more components
+can be registered (``verl_ext.reward.components``). ``run_single`` returns ``{"reward_score": R,
+"reward_extra_info": {<each component>, response_rate_entities, invalid, invalid_reason, empty_response,
+analysis_reused, is_edited}}`` with the same keys for every response.
+
+Process layout (details in ``verl_ext.reward.service``): verl calls ``run_single`` once per response, concurrently,
+inside ``reward.num_workers`` CPU Ray actors (``RewardLoopWorker``). This module loads nothing at import or
+construction. Requests go to a scoring service: in training (inside Ray) a per-node shared Ray actor that holds the
+models once and batches the requests of all reward workers of the node; elsewhere an in-process micro-batcher.
+Models run on the GPU when the scoring process sees one (see the service docstring for how to give it one).
+
+Inputs read from each trajectory (as ``naive.py`` does): the response tokens (``responses`` cut by the attention
+mask, decoded with ``skip_special_tokens``), ``reward_model["ground_truth"]`` (the reference report), and the
+trajectory's extra fields (``tool_extra_fields`` in the reward loop, merged into ``extra_info`` otherwise):
+``edit_analysis`` (a RaTE ``ReportAnalysis`` of the response computed by the edit step, reused when compatible) and
+``is_edited`` (copied to reward_extra_info for the sampled-vs-edited metrics).
+
+Guards: an empty response scores 0 (every component); a response without RaTE entities scores 0 on RaTEScore
+(the package says 0.5); every score is computed from its own pair's texts. A sample that cannot be scored (empty
+reference, reference without RaTE entities) is never silently 0: it is counted (``invalid=1`` with the reason; the
+reward is the weighted sum of its valid components) or, with ``on_invalid=raise``, raises.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from verl.experimental.reward_loop.reward_manager import register
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+from verl_ext.reward.config import RadiologyRewardConfig
+from verl_ext.reward.scoring import InvalidSampleError, ScoreRequest
+
+logger = logging.getLogger(__name__)
+
+
+def _as_dict(value: Any) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    try:
+        return dict(value)
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+@register("radiology")
+class RadiologyRewardManager(RewardManagerBase):
+    """Composite clinical reward, batched across concurrent ``run_single`` calls (see the module docstring)."""
+
+    def __init__(
+        self,
+        config=None,
+        tokenizer=None,
+        compute_score=None,
+        reward_router_address: Optional[str] = None,
+        reward_model_tokenizer: Any = None,
+        **kwargs: Any,
+    ):
+        super().__init__(config, tokenizer, compute_score)
+        self.reward_config = RadiologyRewardConfig.from_trainer_config(config, **kwargs)
+        self._service = None
+
+    @property
+    def service(self):
+        if self._service is None:
+            from verl_ext.reward.service import get_service
+
+            self._service = get_service(self.reward_config)
+        return self._service
+
+    async def run_single(self, data) -> dict:
+        data = data[-1:]  # multi-sequence outputs: the reward is for the last sequence (as naive.py)
+        item = data[0]
+        response_ids = item.batch["responses"]
+        response_length = response_ids.shape[-1]
+        valid_length = int(item.batch["attention_mask"][-response_length:].sum())
+        valid_ids = response_ids[:valid_length]
+        response = await self.loop.run_in_executor(
+            None, lambda: self.tokenizer.decode(valid_ids, skip_special_tokens=True)
+        )
+        nt = item.non_tensor_batch
+        reference = _as_dict(nt.get("reward_model")).get("ground_truth")
+        extra = dict(_as_dict(nt.get("extra_info")))
+        extra.update(_as_dict(nt.get("tool_extra_fields")))
+        cfg = self.reward_config
+        request = ScoreRequest(
+            response=response,
+            reference=reference,
+            analysis=extra.get(cfg.edit_analysis_key) if cfg.reuse_edit_analysis else None,
+            is_edited=bool(extra.get("is_edited", False)),
+        )
+        result = await self.service.score(request)
+        info = result["reward_extra_info"]
+        if info["invalid"] and cfg.on_invalid == "raise":
+            raise InvalidSampleError(
+                f"radiology reward: sample cannot be scored ({info['invalid_reason']}); reference={reference!r:.200}"
+            )
+        return result

@@ -1,0 +1,401 @@
+"""EditGRPO's post-rollout edit step as a verl agent-loop manager/worker for the V1 (TransferQueue) trainer.
+
+Select it with::
+
+    +actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.rollout.EditAgentLoopManagerTQ
+    actor_rollout_ref.rollout.n=G  actor_rollout_ref.rollout.calculate_log_probs=False  +editgrpo.scheme=paper ...
+
+How a training prompt's group of G = ``rollout.n`` trajectories is built (``EditAgentLoopWorker._run_prompt``; the
+``editgrpo`` key is documented in ``verl_ext.rollout.config``):
+
+1. sample the planned sessions with verl's own agent loop (``_run_agent_loop``: the registered agent loop, e.g.
+   ``single_turn_agent``, talking to the rollout servers), **without** post-processing them yet;
+2. decode the sources' responses with exact token offsets (``verl_ext.rollout.splice.decode_response``), analyse
+   them and the reference report (``reward_model.ground_truth``) in one batched analyzer call, and run the editing
+   rules (``verl_ext.editing.edit_reports``; the paragraph ablation uses ``paragraph_edit``);
+3. splice each edit into token ids: kept sentences keep the sampled ids, only inserted text is encoded, the edit
+   ends with the model's end-of-turn token, and the response length limit holds (``splice_pieces``);
+4. hand every one of the G trajectories to verl's own post-processing (``AgentLoopWorkerTQ._agent_loop_postprocess``:
+   multimodal inputs, Qwen2.5-VL 4-row mrope position ids, the streaming reward through the reward-loop workers, the
+   TransferQueue write), so nothing downstream is special-cased; old log-probs of edited copies are recomputed by the
+   actor like everyone else's.
+
+Each trajectory's ``extra_fields`` carry (the reward manager sees them merged into ``extra_info``; the ``editgrpo``
+trainer reads them for metrics):
+
+* ``is_edited`` (bool), ``edit_ops`` (list of op kinds), ``edit_tokens_inserted`` / ``edit_tokens_kept`` (int),
+  ``edit_source_session`` (int, -1 for sampled), ``edit_sentences`` (``[{"kind", "gen_index", "ref_index"}]``: the
+  sentences each op touched), ``edit_truncated`` (bool), ``edit_time_s`` (float, edited copies);
+* ``edit_analysis``: the response's ``ReportAnalysis.to_dict()`` (sampled sources and edited copies; sentence level
+  only) so the reward can reuse it. Dropped after scoring unless ``editgrpo.keep_analysis``.
+* ``edit_error`` (str) when the edit step failed for the group (the group is then filled like an unchanged edit and
+  training goes on; the traceback is logged).
+
+Validation prompts go through verl's stock ``AgentLoopWorkerTQ._run_prompt`` (plain sampling, ``val_kwargs.n``).
+
+Ray note (verl_integration.md §5.2): ``EditAgentLoopWorker`` subclasses the *plain* ``AgentLoopWorker`` and borrows
+``AgentLoopWorkerTQ``'s methods by reference. Subclassing ``AgentLoopWorkerTQ.__ray_actor_class__`` would make
+cloudpickle ship verl's undecorated class by value and break its zero-argument ``super()`` in the actor.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import logging
+import os
+import random
+import time
+from typing import Any, Optional
+
+import ray
+import transfer_queue as tq
+
+from verl.experimental.agent_loop import AgentLoopOutput, AgentLoopWorker
+from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ, apply_greedy_sampling_params
+
+from verl_ext.rollout.analysis import AnalysisBatcher, get_analyzer
+from verl_ext.rollout.config import EditRolloutConfig, GroupPlan, plan_group
+from verl_ext.rollout.splice import DecodedResponse, decode_response, splice_pieces, stop_token_ids
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+__all__ = ["EditAgentLoopManagerTQ", "EditAgentLoopWorker", "validate_edit_setup"]
+
+_TQ_WORKER = AgentLoopWorkerTQ.__ray_actor_class__
+# Set while a session is sampled for the edit step: verl's `_run_agent_loop` then returns the raw AgentLoopOutput
+# instead of post-processing it (post-processing happens once the whole group, edits included, is assembled).
+_DEFER_POSTPROCESS: contextvars.ContextVar[bool] = contextvars.ContextVar("verl_ext_defer_postprocess", default=False)
+
+
+def validate_edit_setup(config) -> EditRolloutConfig:
+    """Check the trainer config for settings the edit step cannot honour; returns the parsed ``editgrpo`` key."""
+    cfg = EditRolloutConfig.from_trainer_config(config)
+    if not cfg.edits_enabled:
+        return cfg
+    rollout = config.actor_rollout_ref.rollout
+    problems = []
+    if rollout.get("calculate_log_probs", False):
+        problems.append(
+            "actor_rollout_ref.rollout.calculate_log_probs=True: edited copies have no behaviour-policy log-probs "
+            "(their tokens were not sampled), so TransferQueue's rollout_log_probs would be missing or fake for them. "
+            "Set actor_rollout_ref.rollout.calculate_log_probs=False (old log-probs are recomputed by the actor)."
+        )
+    rc = config.get("algorithm", {}).get("rollout_correction", None) or {}
+    if rc.get("bypass_mode", False):
+        problems.append("algorithm.rollout_correction.bypass_mode=True uses rollout log-probs as old log-probs; "
+                        "edited copies have none. Disable bypass mode.")
+    n = int(rollout.n)
+    if n < 2:
+        problems.append(f"actor_rollout_ref.rollout.n={n}: a group needs at least 2 trajectories to hold an edit")
+    if problems:
+        raise ValueError("EditGRPO edit step (editgrpo.scheme=%s):\n  - %s" % (cfg.scheme, "\n  - ".join(problems)))
+    return cfg
+
+
+class EditAgentLoopWorker(AgentLoopWorker):
+    """verl's TransferQueue agent-loop worker with the EditGRPO edit step (see the module docstring)."""
+
+    def __init__(self, config, llm_client, teacher_client=None, reward_loop_worker_handles=None):
+        AgentLoopWorker.__init__(self, config, llm_client, teacher_client, reward_loop_worker_handles)
+        tq.init()
+        self.background_tasks = set()
+        self.edit_cfg = EditRolloutConfig.from_trainer_config(config)
+        self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model_config, "generation_config", None))
+        eos = self.tokenizer.eos_token_id
+        self.end_of_turn_id = int(eos) if eos is not None and eos in self.stop_ids else self.stop_ids[0]
+        self._batcher: Optional[AnalysisBatcher] = None
+        self._edit_config = self.edit_cfg.edit_config() if self.edit_cfg.edits_enabled else None
+
+    # verl's TransferQueue behaviour, borrowed by reference (see the module docstring).
+    generate_sequences = _TQ_WORKER.generate_sequences
+    _stock_run_prompt = _TQ_WORKER._run_prompt
+
+    async def _agent_loop_postprocess(self, output, validate, **kwargs):
+        if _DEFER_POSTPROCESS.get():
+            return output
+        return await _TQ_WORKER._agent_loop_postprocess(self, output, validate, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # group assembly
+    # ------------------------------------------------------------------------------------------------------------
+
+    async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
+        if trajectory["validate"]:
+            return await self._stock_run_prompt(prompt, sampling_params, trajectory, trace=trace)
+
+        uid, partition_id = prompt["uid"], "train"
+        await tq.async_kv_put(key=uid, partition_id=partition_id, tag={"status": "running"})
+        tasks: list[asyncio.Task] = []
+        try:
+            n = int(prompt.pop("__rollout_n__", self.rollout_config.n))
+            do_sample = prompt.pop("__do_sample__", True)
+            params = dict(sampling_params)
+            if not do_sample:
+                apply_greedy_sampling_params(params)
+            agent_name = prompt.pop("agent_name", self.rollout_config.agent.default_agent_loop)
+            rng = self._group_rng(prompt)
+            plan = plan_group(self.edit_cfg, n, rng)
+
+            def sample(session_id: int) -> asyncio.Task:
+                task = asyncio.create_task(
+                    self._sample(params, trajectory, trace, agent_name, session_id, prompt)
+                )
+                tasks.append(task)
+                return task
+
+            sampled_tasks = {sid: sample(sid) for sid in plan.sampled}
+            await asyncio.gather(*sampled_tasks.values())
+            outputs: dict[int, AgentLoopOutput] = {sid: t.result() for sid, t in sampled_tasks.items()}
+            for out in outputs.values():
+                _mark_sampled(out)
+
+            final = dict(outputs)
+            if plan.pairs:
+                edits = await self._edit_group(plan, outputs, prompt, rng)
+                resample = []
+                for (src, tgt), edited in zip(plan.pairs, edits):
+                    if edited is not None:
+                        final[tgt] = edited
+                    elif tgt not in final:  # paper scheme: the slot still needs a trajectory
+                        if self.edit_cfg.on_unchanged == "duplicate":
+                            final[tgt] = _duplicate(outputs[src], src)
+                        else:
+                            resample.append(tgt)
+                if resample:
+                    extra = {sid: sample(sid) for sid in resample}
+                    await asyncio.gather(*extra.values())
+                    for sid, t in extra.items():
+                        final[sid] = _mark_sampled(t.result())
+
+            missing = sorted(set(range(n)) - set(final))
+            if missing:
+                raise RuntimeError(f"edit step left sessions {missing} of uid={uid} without a trajectory")
+            await asyncio.gather(*(self._finalize(final[sid], sid, prompt) for sid in range(n)))
+            status = "finished"
+        except Exception as exc:  # mirror AgentLoopWorkerTQ._run_prompt: the group is marked failed, never lost
+            logger.exception(f"EditAgentLoopWorker: error in _run_prompt for uid={uid}: {exc}")
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            status = "failure"
+        await tq.async_kv_put(key=uid, partition_id=partition_id, tag={"status": status})
+
+    async def _sample(self, params, trajectory, trace, agent_name, session_id, prompt) -> AgentLoopOutput:
+        """Run verl's agent loop for one session and return its raw output (post-processing deferred)."""
+        _DEFER_POSTPROCESS.set(True)  # this coroutine runs in its own task, hence its own context copy
+        output = await self._run_agent_loop(
+            dict(params), trajectory=trajectory, trace=trace, agent_name=agent_name, session_id=session_id, **prompt
+        )
+        if not isinstance(output, AgentLoopOutput) or isinstance(output, list):
+            raise TypeError(
+                f"edit step: agent loop {agent_name!r} returned {type(output).__name__}; only single-output agent "
+                "loops (AgentLoopOutput) can be edited"
+            )
+        return output
+
+    async def _finalize(self, output: AgentLoopOutput, session_id: int, prompt: dict) -> None:
+        """verl's TransferQueue post-processing (tokens -> tensors, mm inputs, mrope ids, reward, TQ write)."""
+        kwargs = dict(prompt)
+        kwargs["session_id"] = session_id
+        if "edit_analysis" in output.extra_fields and not self.edit_cfg.keep_analysis:
+            # Score first (verl's own streaming reward), then drop the bulky analysis before the TQ write; verl's
+            # post-processing skips scoring when reward_score is already set.
+            await self._compute_score([output], kwargs=kwargs)
+            if output.reward_score is not None:
+                output.extra_fields.pop("edit_analysis", None)
+        await _TQ_WORKER._agent_loop_postprocess(self, output, False, **kwargs)
+
+    def _group_rng(self, prompt: dict) -> random.Random:
+        """``random.Random`` seeded by (editgrpo.seed, global step, dataset index). The uid is a fresh uuid4 per
+        prompt and step, so it only stands in when the prompt has no dataset index."""
+        index = _plain(prompt.get("index"))
+        step = _plain(prompt.get("global_steps"))
+        ident = index if index is not None else prompt.get("uid")
+        digest = hashlib.sha256(f"{self.edit_cfg.seed}|{step}|{ident}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "little"))
+
+    # ------------------------------------------------------------------------------------------------------------
+    # the edit itself
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _get_batcher(self) -> AnalysisBatcher:
+        if self._batcher is None:
+            cfg = self.edit_cfg
+            self._batcher = AnalysisBatcher(
+                lambda: get_analyzer(cfg), max_batch=cfg.analysis_batch_size, wait_s=cfg.analysis_wait_ms / 1000.0
+            )
+        return self._batcher
+
+    async def _edit_group(
+        self, plan: GroupPlan, outputs: dict[int, AgentLoopOutput], prompt: dict, rng: random.Random
+    ) -> list[Optional[AgentLoopOutput]]:
+        """One edited AgentLoopOutput per plan pair, or None where the edit changed nothing (or failed)."""
+        from verl_ext.editing import edit_reports, paragraph_edit
+
+        start = time.perf_counter()
+        cfg = self.edit_cfg
+        sources = sorted({src for src, _ in plan.pairs})
+        try:
+            reference = _reference_text(prompt)
+            decoded = {sid: decode_response(self.tokenizer, outputs[sid].response_ids, self.stop_ids) for sid in sources}
+            pair_rngs = [random.Random(rng.getrandbits(64)) for _ in plan.pairs]
+            if cfg.level == "sentence":
+                analyses = await self._get_batcher().analyze([decoded[s].text for s in sources] + [reference])
+                gen_an = dict(zip(sources, analyses[:-1]))
+                ref_an = analyses[-1]
+                results = edit_reports(
+                    [gen_an[src] for src, _ in plan.pairs], [ref_an] * len(plan.pairs), self._edit_config, pair_rngs
+                )
+                for sid in sources:
+                    outputs[sid].extra_fields["edit_analysis"] = gen_an[sid].to_dict()
+            else:
+                gen_an, ref_an = {}, None
+                results = [paragraph_edit(decoded[src].text, reference) for src, _ in plan.pairs]
+        except Exception as exc:  # count-and-report: the group trains on plain samples for this step
+            logger.exception(f"edit step failed for uid={prompt.get('uid')}; the group gets no edits this step")
+            for src in sources:
+                outputs[src].extra_fields["edit_error"] = f"{type(exc).__name__}: {exc}"
+            return [None] * len(plan.pairs)
+
+        edited: list[Optional[AgentLoopOutput]] = []
+        pieces_time = time.perf_counter() - start
+        for (src, _tgt), result in zip(plan.pairs, results):
+            t0 = time.perf_counter()
+            if not result.changed:
+                edited.append(None)
+                continue
+            spliced = splice_pieces(
+                self.tokenizer,
+                decoded[src],
+                result.merged_segments(),
+                end_token_id=self.end_of_turn_id,
+                max_length=self.rollout_config.response_length,
+            )
+            analysis = None
+            if cfg.level == "sentence" and spliced.exact:
+                analysis = _edited_analysis(result, gen_an[src], ref_an, spliced.text)
+            edited.append(
+                _edited_output(
+                    outputs[src], src, result, spliced, analysis, pieces_time + time.perf_counter() - t0
+                )
+            )
+        return edited
+
+
+class EditAgentLoopManagerTQ(AgentLoopManagerTQ):
+    """``AgentLoopManagerTQ`` whose workers run the EditGRPO edit step (``EditAgentLoopWorker``).
+
+    Select with ``+actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.rollout.EditAgentLoopManagerTQ``.
+    """
+
+    def __init__(self, config, llm_client, teacher_client=None, reward_loop_worker_handles=None):
+        self.edit_cfg = validate_edit_setup(config)
+        super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles)
+        self.agent_loop_workers_class = ray.remote(EditAgentLoopWorker)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers (pure)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A Python scalar/str for tensors, numpy scalars and NonTensorData; None stays None."""
+    if value is None:
+        return None
+    if hasattr(value, "data") and not hasattr(value, "shape"):
+        value = value.data
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def _reference_text(prompt: dict) -> str:
+    reward_model = prompt.get("reward_model") or {}
+    reference = reward_model.get("ground_truth") if isinstance(reward_model, dict) else None
+    if reference is None:
+        extra = prompt.get("extra_info") or {}
+        reference = extra.get("reference") if isinstance(extra, dict) else None
+    if not isinstance(reference, str):
+        raise ValueError(
+            "edit step: the prompt row has no reference report; put it in reward_model.ground_truth "
+            f"(got reward_model={reward_model!r})"
+        )
+    return reference
+
+
+def _edit_fields(**values: Any) -> dict[str, Any]:
+    base = {
+        "is_edited": False,
+        "edit_ops": [],
+        "edit_sentences": [],
+        "edit_tokens_inserted": 0,
+        "edit_tokens_kept": 0,
+        "edit_source_session": -1,
+        "edit_truncated": False,
+    }
+    base.update(values)
+    return base
+
+
+def _mark_sampled(output: AgentLoopOutput) -> AgentLoopOutput:
+    for key, value in _edit_fields().items():
+        output.extra_fields.setdefault(key, value)
+    return output
+
+
+def _duplicate(source: AgentLoopOutput, src: int) -> AgentLoopOutput:
+    extra = {k: v for k, v in source.extra_fields.items() if k != "edit_analysis"}
+    extra.update(_edit_fields(edit_source_session=src, edit_duplicate=True))
+    return source.model_copy(
+        update={"extra_fields": extra, "metrics": source.metrics.model_copy(), "reward_score": None}
+    )
+
+
+def _edited_output(source: AgentLoopOutput, src: int, result, spliced, analysis, elapsed: float) -> AgentLoopOutput:
+    extra = {k: v for k, v in source.extra_fields.items() if k not in ("edit_analysis", "edit_error")}
+    extra.update(
+        _edit_fields(
+            is_edited=True,
+            edit_ops=[op.kind for op in result.ops],
+            edit_sentences=[{"kind": op.kind, "gen_index": op.gen_index, "ref_index": op.ref_index} for op in result.ops],
+            edit_tokens_inserted=spliced.num_inserted_tokens,
+            edit_tokens_kept=spliced.num_kept_tokens,
+            edit_source_session=src,
+            edit_truncated=spliced.truncated,
+            edit_time_s=float(elapsed),
+        )
+    )
+    if analysis is not None:
+        extra["edit_analysis"] = analysis
+    return source.model_copy(
+        update={
+            "response_ids": list(spliced.response_ids),
+            "response_mask": [1] * len(spliced.response_ids),  # every token is a policy token to be trained on
+            "response_logprobs": None,
+            "routed_experts": None,
+            "reward_score": None,
+            "extra_fields": extra,
+            "metrics": source.metrics.model_copy(),
+        }
+    )
+
+
+def _edited_analysis(result, gen, ref, text: str) -> Optional[dict]:
+    """The edited report's ReportAnalysis (entities carried over from the source sentences), if its sentence split
+    is exactly the edit's sentences; else None (the reward then analyses the text itself)."""
+    from verl_ext.editing import ReportAnalysis, Sentence, split_sentences
+
+    spans = split_sentences(text)
+    if len(spans) != len(result.source):
+        return None
+    sentences = []
+    for (a, b), (kind, idx) in zip(spans, result.source):
+        origin = (gen if kind == "gen" else ref).sentences[idx]
+        if text[a:b] != origin.text:
+            return None
+        sentences.append(Sentence(text[a:b], a, b, origin.entities))
+    return ReportAnalysis(text=text, sentences=tuple(sentences)).to_dict()
