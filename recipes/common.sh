@@ -13,6 +13,9 @@
 #                   SFT with NNODES > 1: run the recipe on every node with NODE_RANK, MASTER_ADDR, MASTER_PORT set.
 #   WANDB_PROJECT   W&B project (default editgrpo, SFT: editgrpo-sft); EXPERIMENT_NAME (default <dataset>_<variant>)
 #   CKPT_DIR        checkpoint root (default <repo>/checkpoints); WANDB_MODE=offline works as usual
+#   Scorer and analyzer models (RL; local paths, never hub ids): RATE_NER_PATH, BIOLORD_PATH, CHEXBERT_CHECKPOINT,
+#                   CHEXBERT_BERT_PATH, RADGRAPH_CACHE; with MODELS_DIR set they default to $MODELS_DIR/RaTE-NER-Deberta,
+#                   BioLORD-2023-C, chexbert.pth, bert-base-uncased, radgraph (see verl_ext/clinical/models.py).
 #   PYTHON          interpreter (default python3)
 # Arguments: --dry-run checks the composed config without a GPU (python -m verl_ext.config.dry_run) and exits;
 # every other argument is passed to Hydra as an override (they come last, so they win).
@@ -64,6 +67,25 @@ _launch() {
   exec "$@"
 }
 
+# Overrides for the models of the edit analyzer (editgrpo.models) and of the reward (reward.reward_kwargs.models).
+_model_overrides() {
+  local base="${MODELS_DIR:-}"
+  local -A paths=(
+    [rate_ner]="${RATE_NER_PATH:-${base:+$base/RaTE-NER-Deberta}}"
+    [biolord]="${BIOLORD_PATH:-${base:+$base/BioLORD-2023-C}}"
+    [radgraph_cache]="${RADGRAPH_CACHE:-${base:+$base/radgraph}}"
+    [chexbert_checkpoint]="${CHEXBERT_CHECKPOINT:-${base:+$base/chexbert.pth}}"
+    [chexbert_bert]="${CHEXBERT_BERT_PATH:-${base:+$base/bert-base-uncased}}"
+  )
+  local key
+  for key in rate_ner biolord radgraph_cache; do
+    if [[ -n "${paths[$key]}" ]]; then MODEL_OVERRIDES+=("editgrpo.models.$key=${paths[$key]}"); fi
+  done
+  for key in rate_ner biolord chexbert_checkpoint chexbert_bert radgraph_cache; do
+    if [[ -n "${paths[$key]}" ]]; then MODEL_OVERRIDES+=("reward.reward_kwargs.models.$key=${paths[$key]}"); fi
+  done
+}
+
 # RL (stage 2): verl's own entry point with verl_ext/config/editgrpo_trainer.yaml; the variant's overrides come from
 # the recipe (VARIANT_ARGS), then the caller's.
 run_rl() {
@@ -87,7 +109,9 @@ run_rl() {
   if [[ -n "$TOTAL_STEPS" ]]; then overrides+=("trainer.total_training_steps=$TOTAL_STEPS"); fi
   if [[ -n "${WANDB_MODE:-}" ]]; then overrides+=("+ray_kwargs.ray_init.runtime_env.env_vars.WANDB_MODE=$WANDB_MODE"); fi
   if (( NNODES > 1 )); then overrides+=("+ray_kwargs.ray_init.address=${RAY_ADDRESS:-auto}"); fi
-  overrides+=("${VARIANT_ARGS[@]}" "${USER_ARGS[@]}")
+  MODEL_OVERRIDES=()
+  _model_overrides
+  overrides+=("${MODEL_OVERRIDES[@]}" "${VARIANT_ARGS[@]}" "${USER_ARGS[@]}")
 
   local entry=(-m verl.trainer.main_ppo)
   if (( DRY_RUN )); then entry=(-m verl_ext.config.dry_run); fi

@@ -13,7 +13,7 @@ VARIANT=editgrpo_para
 VARIANT_ARGS=(
   actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.rollout.EditAgentLoopManagerTQ
   editgrpo.scheme=paper
-  editgrpo.paragraph_level=true
+  editgrpo.level=paragraph
   algorithm.adv_estimator=dr_grpo
   actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm
 )

@@ -13,7 +13,7 @@ VARIANT=editgrpo
 VARIANT_ARGS=(
   actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.rollout.EditAgentLoopManagerTQ
   editgrpo.scheme=paper
-  editgrpo.paragraph_level=false
+  editgrpo.level=sentence
   algorithm.adv_estimator=dr_grpo
   actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm
 )

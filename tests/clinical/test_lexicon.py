@@ -55,6 +55,12 @@ def entities(analyzer, text):
          [("Endotracheal tube", "ABNORMALITY", "present"), ("carina", "ANATOMY", None)]),
         ("No effusion, but there is mild pulmonary edema.",
          [("effusion", "NON-ABNORMALITY", "absent"), ("pulmonary edema", "ABNORMALITY", "present")]),
+        ("No evidence of pneumothorax; mild bibasilar atelectasis.",
+         [("pneumothorax", "NON-ABNORMALITY", "absent"), ("bibasilar atelectasis", "ABNORMALITY", "present")]),
+        ("Findings suggest early pneumonia.", [("pneumonia", "DISEASE", "uncertain")]),
+        ("Left lower lobe opacity, atelectasis versus pneumonia.",
+         [("Left lower lobe", "ANATOMY", None), ("opacity", "ABNORMALITY", "uncertain"),
+          ("atelectasis", "ABNORMALITY", "uncertain"), ("pneumonia", "DISEASE", "uncertain")]),
         ("Nothing to see here.", []),
     ],
 )
@@ -214,9 +220,9 @@ def test_e2e_multi_op_realistic(analyzer):
            "Degenerative changes of the spine.")
     res = edit_texts(analyzer, gen, ref, seed=1, max_ops=5)
     assert [op.kind for op in res.ops] == ["conflict_replace", "conflict_replace", "fn_append"]
-    assert res.sentences == ("PA and lateral views of the chest.", "Moderate cardiomegaly.",
+    assert res.sentences == ["PA and lateral views of the chest.", "Moderate cardiomegaly.",
                              "No pleural effusion or pneumothorax.", "No pneumothorax.",
-                             "Degenerative changes of the thoracic spine.", "Mild pulmonary edema.")
+                             "Degenerative changes of the thoracic spine.", "Mild pulmonary edema."]
     # kept text is byte-identical, including the newlines
     assert res.text.startswith("PA and lateral views of the chest.\nModerate cardiomegaly. ")
     assert "\nNo pneumothorax. Degenerative changes of the thoracic spine. Mild pulmonary edema." in res.text

@@ -7,18 +7,17 @@ from omegaconf import OmegaConf
 from verl_ext.data.output import split_files
 
 
-def _image_tokens(extra_info, images) -> int:
-    return sum((im.size[0] // 28) * (im.size[1] // 28) for im in images)
-
-
 @pytest.mark.parametrize("name", ["mimic_out", "rex_out", "iu_out", "padchest_out"])
 def test_rlhf_dataset(name, request, tiny_processor, tmp_path):
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     out, stats = request.getfixturevalue(name)
     files = split_files(out, "train") + split_files(out, "test")
+    # workers=None keeps the length filter in-process: datasets 5 forks a pool even for num_proc=1, which can hang
+    # in a process that already runs torch threads.
     cfg = OmegaConf.create({"prompt_key": "prompt", "image_key": "images", "max_prompt_length": 4096,
-                            "filter_overlong_prompts": True, "cache_dir": str(tmp_path / "cache")})
+                            "filter_overlong_prompts": True, "filter_overlong_prompts_workers": None,
+                            "cache_dir": str(tmp_path / "cache")})
     ds = RLHFDataset(files, tiny_processor.tokenizer, cfg, tiny_processor)
     assert len(ds) == stats["splits"]["train"]["samples"] + stats["splits"]["test"]["samples"]
     pad = tiny_processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")

@@ -98,7 +98,7 @@ def test_fig1_cardiomegaly_replaces_normal_heart():
     assert kinds(res) == ["conflict_replace"]
     assert (res.ops[0].gen_index, res.ops[0].ref_index) == (0, 0)
     assert res.text == "Cardiomegaly. No pleural effusion."
-    assert res.sentences == ("Cardiomegaly.", "No pleural effusion.")
+    assert res.sentences == ["Cardiomegaly.", "No pleural effusion."]
     assert res.changed
     check_invariants(gen, ref, res)
 
@@ -334,8 +334,8 @@ def test_termination_returns_x_unchanged():
               ("Heart   normal.", [ent("heart", "ANATOMY", v(HEART))]), text=text)
     ref = rep(("No pleural effusion.", [ent("pleural effusion", "NON-ABNORMALITY", cosv(0.95, EFFUSION, 3))]))
     res = edit(gen, ref)
-    assert res.text == text and not res.changed and res.ops == ()
-    assert res.sentences == ("No effusion.", "Heart   normal.")
+    assert res.text == text and not res.changed and res.ops == []
+    assert res.sentences == ["No effusion.", "Heart   normal."]
     assert res.merged_segments() == [("kept", (0, len(text)))]
 
 
@@ -383,7 +383,7 @@ def test_whitespace_only_generated_keeps_its_whitespace():
 
 def test_both_empty():
     res = edit(ReportAnalysis("", ()), ReportAnalysis("", ()))
-    assert res.text == "" and not res.changed and res.sentences == ()
+    assert res.text == "" and not res.changed and res.sentences == []
 
 
 def test_empty_reference_deletes_spurious_and_may_leave_empty():
@@ -391,7 +391,7 @@ def test_empty_reference_deletes_spurious_and_may_leave_empty():
     res = edit(gen, ReportAnalysis("", ()))
     assert kinds(res) == ["fp_delete"] and res.text == "Heart."
     res2 = edit(rep(("Fracture.", [ent("fracture", "ABNORMALITY", v(FRACTURE))])), ReportAnalysis("", ()))
-    assert kinds(res2) == ["fp_delete"] and res2.text == "" and res2.sentences == ()
+    assert kinds(res2) == ["fp_delete"] and res2.text == "" and res2.sentences == []
 
 
 def test_response_without_entities_only_appends():
@@ -536,6 +536,31 @@ def test_embedding_errors_are_explicit():
         edit(gen2, ref)
 
 
+def test_edit_reports_matches_edit_report_and_pickles_without_cache():
+    import pickle
+
+    rng = np.random.default_rng(5)
+    types = ["ABNORMALITY", "NON-ABNORMALITY", "DISEASE", "NON-DISEASE", "ANATOMY"]
+
+    def random_report(k):
+        return rep(*[(f"S{i}.", [ent(f"e{j}", str(rng.choice(types)), _BASIS[int(rng.integers(0, 8))]
+                                    + 0.2 * rng.standard_normal(DIM)) for j in range(int(rng.integers(0, 4)))])
+                     for i in range(k)])
+
+    refs = [random_report(6) for _ in range(10)]
+    gens = [random_report(int(rng.integers(0, 9))) for _ in range(50)]
+    pair_refs = [refs[i // 5] for i in range(50)]
+    for single in (True, False):
+        batched = edit_reports(gens, pair_refs, EditConfig(max_ops=2),
+                               [random.Random(i) for i in range(50)], single_thread_blas=single)
+        for i, res in enumerate(batched):
+            alone = edit(gens[i], pair_refs[i], i, max_ops=2)
+            assert (res.text, res.ops) == (alone.text, alone.ops)
+    assert "_edit_cache" in refs[0].__dict__
+    clone = pickle.loads(pickle.dumps(refs[0]))
+    assert "_edit_cache" not in clone.__dict__ and clone.to_dict() == refs[0].to_dict()
+
+
 def test_reference_cache_reused_across_responses():
     ref = rep(("No effusion.", [ent("effusion", "NON-ABNORMALITY", v(EFFUSION))]),
               ("Mild edema.", [ent("edema", "ABNORMALITY", v(EDEMA))]))
@@ -582,14 +607,14 @@ def test_paragraph_edit():
     ref = rep(("No effusion.", []), ("Heart normal.", []), text="No effusion.\nHeart normal.")
     res = paragraph_edit(gen, ref)
     assert res.text == "No effusion.\nHeart normal." and res.changed
-    assert res.sentences == ("No effusion.", "Heart normal.")
+    assert res.sentences == ["No effusion.", "Heart normal."]
     assert [op.kind for op in res.ops] == [PARAGRAPH_KIND]
     assert res.merged_segments() == [("inserted", "No effusion.\nHeart normal.")]
     same = paragraph_edit("No effusion. Heart normal.", "No effusion. Heart normal.")
     assert not same.changed and same.text == "No effusion. Heart normal."
-    assert same.sentences == ("No effusion.", "Heart normal.")
+    assert same.sentences == ["No effusion.", "Heart normal."]
     from_str = paragraph_edit("x", "No effusion. Heart normal.")
-    assert from_str.sentences == ("No effusion.", "Heart normal.")
+    assert from_str.sentences == ["No effusion.", "Heart normal."]
     assert {pick_paragraph_slot(5, random.Random(s)) for s in range(100)} == set(range(5))
     with pytest.raises(ValueError):
         pick_paragraph_slot(0, random.Random(0))

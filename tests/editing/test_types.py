@@ -62,11 +62,11 @@ def test_protocol_and_config_validation():
 
 
 def test_merged_segments_coalesces():
-    res = EditResult("A. B. C.", ("A.", "B.", "C."), True, (), (
+    res = EditResult("A. B. C.", ["A.", "B.", "C."], True, [], [
         Segment("kept", "sentence", "A.", (0, 2), gen_index=0),
         Segment("kept", "separator", " ", (2, 3)),
         Segment("inserted", "sentence", "B.", ref_index=1),
         Segment("inserted", "separator", " "),
         Segment("kept", "sentence", "C.", (6, 8), gen_index=2),
-    ))
+    ])
     assert res.merged_segments() == [("kept", (0, 3)), ("inserted", "B. "), ("kept", (6, 8))]

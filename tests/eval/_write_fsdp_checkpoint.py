@@ -1,6 +1,8 @@
 """Write a real verl FSDP checkpoint of a model on CPU (torchrun, gloo), as verl's FSDP engine does when it saves.
 
-    torchrun --nproc_per_node W _write_fsdp_checkpoint.py MODEL_DIR ROOT STEP [--hf-model]
+    RANK=r WORLD_SIZE=W MASTER_ADDR=.. MASTER_PORT=.. python _write_fsdp_checkpoint.py MODEL_DIR ROOT STEP [--hf-model]
+
+(or under torchrun).
 
 The model is wrapped with FSDP2 (``fully_shard`` per decoder layer + root, on a 1-D ``("fsdp",)`` CPU mesh, as
 ``FSDPEngine`` does with strategy=fsdp2), its weights are perturbed deterministically (so an export that silently

@@ -19,7 +19,7 @@ def _rec(uid, reward, edited=False, ops=(), inserted=None, time_s=None, **compon
 RECORDS = [
     _rec("a", 1.0, radgraph_f1=0.2, ratescore=0.4, invalid=False),
     _rec("a", 1.5, radgraph_f1=0.4, ratescore=0.6, invalid=False),
-    _rec("a", 2.0, True, ("fn_append",), inserted=10, time_s=0.5, radgraph_f1=0.6, ratescore=0.8, invalid=False),
+    _rec("a", 2.0, True, ("fn_append",), inserted=10, time_s=1.5, radgraph_f1=0.6, ratescore=0.8, invalid=False),
     _rec("a", 2.5, True, ("fp_replace", "fn_append"), inserted=20, time_s=1.5, radgraph_f1=0.8, ratescore=1.0,
          invalid=False),
     _rec("b", 0.5, radgraph_f1=0.0, ratescore=0.2, invalid=True),
@@ -43,8 +43,9 @@ def test_known_answer():
         "edit/tokens_inserted/mean": 15.0,
         "edit/tokens_inserted/max": 20.0,
         "edit/tokens_inserted/sum": 30.0,
-        "edit/time_s/mean": 1.0,
+        "edit/time_s/mean": 1.5,  # one group: its time is on both edited copies
         "edit/time_s/max": 1.5,
+        "edit/error_groups": 0.0,
         "sampled/count": 6.0,
         "edited/count": 2.0,
         "sampled/reward/mean": (1.0 + 1.5 + 0.5 * 4) / 6,
@@ -104,3 +105,14 @@ def test_unknown_op_kind_is_counted_and_empty_input():
     assert compute_edit_metrics([]) == {}
     with pytest.raises(ValueError):
         compute_edit_metrics(RECORDS, [0.0])
+
+
+def test_edit_time_is_per_group_and_errors_are_counted():
+    records = [
+        _rec("a", 1.0, True, ("fn_append",), time_s=2.0), _rec("a", 1.0, True, ("fn_append",), time_s=2.0),
+        _rec("b", 1.0, True, ("fp_delete",), time_s=1.0),
+        {**_rec("c", 0.0), "edit_error": "RuntimeError: analyzer failed"}, {**_rec("c", 0.0), "edit_error": "x"},
+    ]
+    m = compute_edit_metrics(records)
+    assert m["edit/time_s/mean"] == 1.5 and m["edit/time_s/max"] == 2.0
+    assert m["edit/error_groups"] == 1.0

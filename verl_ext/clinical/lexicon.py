@@ -109,6 +109,10 @@ class LexiconAnalyzerConfig:
     spacy_batch_size: int = 512
     """Sentences per ``nlp.pipe`` batch."""
 
+    cpu_threads: Optional[int] = None
+    """Torch intra-op threads while embedding on CPU (restored afterwards); None leaves torch's setting. 1 is often
+    fastest for the short entity strings of a batch on a busy machine."""
+
     def __post_init__(self) -> None:
         if self.embed not in ("canonical", "mention"):
             raise ValueError(f"LexiconAnalyzerConfig.embed={self.embed!r} must be 'canonical' or 'mention'")
@@ -162,7 +166,9 @@ def _resolve_device(device: str) -> str:
 class _MiniLMEmbedder:
     """Mean-pooled, L2-normalised sentence embeddings from a local sentence-transformers (BERT) directory."""
 
-    def __init__(self, model_dir: Path, device: str, batch_size: int, max_length: int) -> None:
+    def __init__(
+        self, model_dir: Path, device: str, batch_size: int, max_length: int, cpu_threads: Optional[int] = None
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -178,10 +184,23 @@ class _MiniLMEmbedder:
         self.batch_size = batch_size
         self.max_length = max_length
         self.dim = int(self.model.config.hidden_size)
+        self.cpu_threads = cpu_threads if not str(self.device).startswith("cuda") else None
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        previous_threads = torch.get_num_threads()
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        try:
+            self._encode(texts, out)
+        finally:
+            if self.cpu_threads:
+                torch.set_num_threads(previous_threads)
+        return out
+
+    def _encode(self, texts: Sequence[str], out: np.ndarray) -> None:
+        torch = self._torch
         with torch.inference_mode():
             for a in range(0, len(texts), self.batch_size):
                 chunk = list(texts[a : a + self.batch_size])
@@ -193,7 +212,6 @@ class _MiniLMEmbedder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out[a : a + len(chunk)] = pooled.float().cpu().numpy()
-        return out
 
 
 def _register_single_sentence_component() -> None:
@@ -228,7 +246,9 @@ class LexiconAnalyzer:
         self._nlp = self._build_pipeline()
         if embedder is None:
             model_dir = Path(self.config.model_dir) if self.config.model_dir else default_model_dir()
-            embedder = _MiniLMEmbedder(model_dir, self.config.device, self.config.batch_size, self.config.max_length)
+            embedder = _MiniLMEmbedder(
+                model_dir, self.config.device, self.config.batch_size, self.config.max_length, self.config.cpu_threads
+            )
         self._embedder = embedder
         self._emb_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sent_cache: OrderedDict[str, tuple[Entity, ...]] = OrderedDict()
@@ -319,7 +339,9 @@ class LexiconAnalyzer:
         if missing:
             vectors = np.asarray(self._embedder(missing), dtype=np.float32)
             if vectors.shape[0] != len(missing):
-                raise ValueError(f"LexiconAnalyzer: embedder returned {vectors.shape[0]} rows for {len(missing)} inputs")
+                raise ValueError(
+                    f"LexiconAnalyzer: embedder returned {vectors.shape[0]} rows for {len(missing)} inputs"
+                )
             self.stats["embedded_strings"] += len(missing)
             for s, vec in zip(missing, vectors):
                 vec = vec.copy()
@@ -333,6 +355,12 @@ class LexiconAnalyzer:
         while len(cache) > self.config.embedding_cache_size:
             cache.popitem(last=False)
         return result
+
+    def clear_caches(self) -> None:
+        """Forget cached embeddings and sentence analyses (e.g. to benchmark cold throughput)."""
+        with self._lock:
+            self._emb_cache.clear()
+            self._sent_cache.clear()
 
     # ------------------------------------------------------------------------------------------------ analysis
 

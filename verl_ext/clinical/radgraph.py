@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from typing import Any, Optional, Sequence
 
 from verl_ext.clinical.rate import LRUCache
@@ -111,7 +112,9 @@ class RadGraphAnnotator:
         with torch.inference_mode():
             for idx in self._packs(runnable, token_lists):
                 doc = {"doc_key": "0", "sentences": [token_lists[i] for i in idx], "dataset": self.model_type}
-                instance = self.rg.reader.text_to_instance(doc)
+                with warnings.catch_warnings():  # "Document 0 has a sentence with a single token" (harmless)
+                    warnings.simplefilter("ignore", UserWarning)
+                    instance = self.rg.reader.text_to_instance(doc)
                 data = AllennlpDataset([instance])
                 data.index_with(self.rg.model.vocab)
                 batch = next(iter(PyTorchDataLoader(batch_size=1, dataset=data)))

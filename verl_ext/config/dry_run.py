@@ -46,8 +46,6 @@ from typing import Any, Callable, Optional
 
 CONFIG_DIR = Path(__file__).resolve().parent
 REGISTER_MODULE = "verl_ext.register"
-_EDITGRPO_SCHEMES = ("paper", "authors", "none")
-_EDITGRPO_ANALYZERS = ("rate", "radgraph", "lexicon")
 # Settings printed for each kind of config (the full config: --print-config).
 _RL_SETTINGS = (
     "data.train_files", "data.val_files", "data.train_batch_size", "data.max_prompt_length",
@@ -62,7 +60,7 @@ _RL_SETTINGS = (
     "algorithm.adv_estimator", "algorithm.norm_adv_by_std_in_grpo", "reward.reward_manager.source",
     "reward.reward_manager.name", "trainer.v1.trainer_mode", "trainer.n_gpus_per_node", "trainer.nnodes",
     "trainer.total_epochs", "trainer.total_training_steps", "trainer.project_name", "trainer.experiment_name",
-    "trainer.logger", "trainer.default_local_dir", "ditpo", "editgrpo", "ray_kwargs.ray_init",
+    "trainer.logger", "trainer.default_local_dir", "ditpo", "editgrpo", "reward.reward_kwargs", "ray_kwargs.ray_init",
 )
 _SFT_SETTINGS = (
     "model.path", "engine.strategy", "optim.lr", "optim.lr_scheduler_type", "optim.lr_warmup_steps_ratio",
@@ -417,6 +415,29 @@ def _check_rl(report: Report, cfg, strict: bool) -> None:
     _check_ray_env(report, cfg)
 
 
+# Local model keys (verl_ext.clinical.models.ModelPaths) each analysis needs.
+_MODELS_FOR = {
+    "rate": ("rate_ner", "biolord"),
+    "radgraph": ("radgraph_cache",),
+    "chexbert": ("chexbert_checkpoint", "chexbert_bert"),
+    "lexicon": (),
+}
+
+
+def _check_models(report: Report, name: str, models, needed: set, strict: bool) -> None:
+    """Needed model keys must be set (else the first batch raises in a worker); set paths should exist here."""
+    unset = sorted(key for key in needed if not getattr(models, key, None))
+    if unset:
+        report.fail(name, f"not set: {', '.join(f'{name}.{k}' for k in unset)} (local paths; recipes: MODELS_DIR "
+                          "or RATE_NER_PATH / BIOLORD_PATH / CHEXBERT_CHECKPOINT / CHEXBERT_BERT_PATH / RADGRAPH_CACHE)")
+    paths = {key: getattr(models, key) for key in sorted(needed) if getattr(models, key, None)}
+    missing = [f"{k}={v}" for k, v in paths.items() if not Path(os.path.expanduser(str(v))).exists()]
+    if missing:
+        (report.fail if strict else report.warn)(name, f"not found on this machine: {', '.join(missing)}")
+    elif paths and not unset:
+        report.ok(name, ", ".join(f"{k}={v}" for k, v in paths.items()))
+
+
 def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
     from verl_ext.algorithms.ditpo import WEIGHTINGS
 
@@ -430,37 +451,60 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
         else:
             report.ok("ditpo", f"weighting={weighting}, alpha={ditpo.get('alpha')}")
 
-    edit = cfg.get("editgrpo", None)
+    # --- the edit step, parsed and validated as the agent-loop workers do
     manager = cfg.actor_rollout_ref.rollout.agent.get("agent_loop_manager_class", None)
-    if edit is None:
-        if manager:
-            report.warn("editgrpo", "no `editgrpo` block; the edit manager will use its defaults")
-        return
-    problems = []
-    if edit.get("scheme") not in _EDITGRPO_SCHEMES:
-        problems.append(f"scheme={edit.get('scheme')!r} not in {_EDITGRPO_SCHEMES}")
-    if edit.get("analyzer") not in _EDITGRPO_ANALYZERS:
-        problems.append(f"analyzer={edit.get('analyzer')!r} not in {_EDITGRPO_ANALYZERS}")
-    tau = edit.get("tau")
-    if not isinstance(tau, (int, float)) or not -1.0 <= tau <= 1.0:
-        problems.append(f"tau={tau!r} must be a cosine in [-1, 1]")
-    if not isinstance(edit.get("max_ops"), int) or edit.get("max_ops") < 0:
-        problems.append(f"max_ops={edit.get('max_ops')!r} must be an integer >= 0")
-    if problems:
-        report.fail("editgrpo", "; ".join(problems))
-    else:
-        report.ok("editgrpo", f"scheme={edit.scheme}, tau={tau}, max_ops={edit.max_ops}, analyzer={edit.analyzer}, "
-                              f"paragraph_level={edit.get('paragraph_level')}")
-    if edit.get("scheme") != "none" and not manager:
-        report.warn("editgrpo.scheme", f"{edit.get('scheme')!r} but no agent_loop_manager_class: nothing is edited")
-    n = cfg.actor_rollout_ref.rollout.n
-    if manager and edit.get("scheme") != "none" and n % 2:
-        report.fail("actor_rollout_ref.rollout.n", f"{n} is odd; EditGRPO samples G/2 and edits G/2 (paper Sec. 2)")
-    if manager and edit.get("scheme") != "none":
-        for key in [k for k in edit.keys() if str(k).endswith("_path")]:
-            value = edit.get(key)
-            if value:
-                _check_paths(report, f"editgrpo.{key}", value, strict)
+    uses_edit_manager = bool(manager) and str(manager).startswith("verl_ext.rollout")
+
+    def edit_config():
+        from verl_ext.rollout.config import EditRolloutConfig
+
+        if uses_edit_manager:
+            from verl_ext.rollout.edit_worker import validate_edit_setup
+
+            parsed = validate_edit_setup(cfg)
+        else:
+            parsed = EditRolloutConfig.from_trainer_config(cfg)
+        if parsed.edits_enabled:
+            parsed.edit_config()  # the rules' own checks (tau, max_ops, matching), as the worker builds it
+        return parsed
+
+    edit = _check(report, "editgrpo -> EditRolloutConfig" + (" (validate_edit_setup)" if uses_edit_manager else ""),
+                  edit_config, lambda c: f"scheme={c.scheme}, level={c.level}, tau={c.tau}, max_ops={c.max_ops}, "
+                                         f"analyzer={c.analyzer}, edits per group={c.edits_per_group(cfg.actor_rollout_ref.rollout.n)}")
+    if edit is not None:
+        if edit.edits_enabled and not uses_edit_manager:
+            report.fail("editgrpo.scheme", f"{edit.scheme!r} edits, but agent_loop_manager_class={manager!r} is not "
+                        "verl_ext.rollout.EditAgentLoopManagerTQ: nothing would be edited (set editgrpo.scheme=none)")
+        if uses_edit_manager and edit.needs_analyzer:
+            needed = set(_MODELS_FOR.get(edit.analyzer, ()))
+            _check_models(report, "editgrpo.models", edit_config_models(edit), needed, strict)
+
+    # --- the radiology reward's models
+    rm = cfg.reward.reward_manager
+    if rm.source == "register" and rm.name == "radiology":
+        def reward_config():
+            from verl_ext.reward.components import get_component
+            from verl_ext.reward.config import RadiologyRewardConfig
+
+            rc = RadiologyRewardConfig.from_trainer_config(cfg)
+            needs = set()
+            for name in rc.components:
+                needs |= set(get_component(name).needs)
+            return rc, needs
+
+        result = _check(report, "reward.reward_kwargs -> RadiologyRewardConfig", reward_config,
+                        lambda r: f"components={dict(r[0].components)}")
+        if result is not None:
+            rc, needs = result
+            needed = {key for need in needs for key in _MODELS_FOR.get(need, ())}
+            _check_models(report, "reward.reward_kwargs.models", rc.models, needed, strict)
+
+
+def edit_config_models(edit):
+    """``EditRolloutConfig.models`` (a dict) as an object with the model keys as attributes."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**dict(edit.models))
 
 
 def _check_ray_env(report: Report, cfg) -> None:

@@ -68,14 +68,16 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
                    help="a sample with more than --max-images candidate images: keep the first N by priority "
                         "(current frontal, current lateral, prior frontal, prior lateral, other current, other prior)"
                         ", or drop the study (default: %(default)s)")
-    g.add_argument("--max-study-images", type=int, default=d["max_study_images"] or 0, metavar="N",
-                   help="drop studies that have more than N images in total, before any view filter; 0 disables "
-                        "(default: %(default)s)")
+    if dataset == "rexgradient":
+        g.add_argument("--max-study-images", type=int, default=d["max_study_images"], metavar="N",
+                       help="drop studies that have more than N images in total, before any view filter, as the "
+                            "paper does; 0 disables (default: %(default)s)")
     g.add_argument("--require-frontal", action="store_true",
                    help="drop studies whose current images include no frontal view (default: keep them)")
     g.add_argument("--merge-val-into-train", action=argparse.BooleanOptionalAction, default=d["merge_val"],
-                   help="write the official validation split into train instead of val-*.parquet "
-                        "(default: %(default)s, as the paper)")
+                   help="write the official validation split into train instead of val-*.parquet (default: "
+                        "%(default)s; the paper merges it for IU-Xray and PadChest-GR, not for ReXGradient, and does "
+                        "not say for MIMIC-CXR)")
     g.add_argument("--missing-value", default="N/A",
                    help="text after INDICATION:/TECHNIQUE:/COMPARISON: when the study lacks the section "
                         "(default: %(default)s)")
@@ -128,7 +130,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tup
         include_prior=DEFAULTS[dataset]["prior"] and not getattr(args, "no_prior", False),
         max_images=args.max_images,
         over_limit=args.over_limit,
-        max_study_images=args.max_study_images or None,
+        max_study_images=getattr(args, "max_study_images", 0) or None,
         require_frontal=args.require_frontal,
         merge_val_into_train=args.merge_val_into_train,
         context_fields=context_fields,

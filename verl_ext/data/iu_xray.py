@@ -1,4 +1,4 @@
-"""IU-Xray (R2Gen split) -> plan (datasets.md §4).
+"""IU-Xray (R2Gen split) -> verl parquet.
 
 Inputs under ``--root``:
 

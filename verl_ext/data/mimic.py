@@ -1,4 +1,4 @@
-"""MIMIC-CXR (reports) + MIMIC-CXR-JPG (images, metadata, split) -> plan (datasets.md §2).
+"""MIMIC-CXR (reports) + MIMIC-CXR-JPG (images, metadata, split) -> verl parquet.
 
 Inputs:
 
@@ -120,13 +120,10 @@ def plan_mimic(jpg_root: str | os.PathLike, reports: str | os.PathLike, cfg: Pre
     orphan_rows = split_df[~split_df["dicom_id"].isin(meta_dicoms)]
     meta_studies = set(meta["study_id"])
 
-    study_split: dict[str, str] = {}
-    for study_id, splits in meta.groupby("study_id")["raw_split"]:
-        values = {s for s in splits if isinstance(s, str)}
-        if len(values) == 1:
-            study_split[study_id] = values.pop()
-        elif len(values) > 1:
-            study_split[study_id] = "<inconsistent>"
+    grouped = meta.dropna(subset=["raw_split"]).groupby("study_id")["raw_split"]
+    n_values, first_value = grouped.nunique(), grouped.first()
+    study_split: dict[str, str] = {sid: (v if n == 1 else "<inconsistent>")
+                                   for sid, n, v in zip(first_value.index, n_values.loc[first_value.index], first_value)}
 
     def out_split_of(raw: str | None) -> str:
         if raw is None or raw == "<inconsistent>":

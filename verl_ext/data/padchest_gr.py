@@ -1,4 +1,4 @@
-"""PadChest-GR (grounded reports, English) -> plan (datasets.md §5).
+"""PadChest-GR (grounded reports, English) -> verl parquet.
 
 Inputs under ``--root``:
 

@@ -30,7 +30,7 @@ import re
 import sys
 import time
 import zipfile
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -289,15 +289,13 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
     if cfg.over_limit == "drop" and len(candidates) > cfg.max_images:
         return drop("over_image_limit")
 
-    loaded: list[tuple[ImageCandidate, object]] = []
+    loaded: list[tuple[ImageCandidate, dict]] = []
     for cand in priority_order(candidates):
         if len(loaded) >= cfg.max_images:
             notes["images_truncated"] += 1
             continue
         try:
-            if not cand.path:
-                raise ImageError("image_missing", f"no file for image {cand.image_id}")
-            img = load_image(cand.path, cfg.image)
+            img = _image_entry(cand, cfg)
         except ImageError as e:
             reason = e.reason if cand.role == "current" else f"prior_{e.reason}"
             _note(notes, reason, cfg, f"study {job.study_id}: {e}")
@@ -316,19 +314,7 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
         notes["prior_without_usable_images"] += 1
 
     loaded.sort(key=lambda ci: canonical_order(ci[0]))
-    images = []
-    for cand, img in loaded:
-        if cfg.image_mode == "bytes":
-            images.append({"bytes": encode_image(img, cfg.image), "path": cand.rel_path,
-                           "min_pixels": cfg.image.min_pixels, "max_pixels": cfg.image.max_pixels})
-        else:
-            out = Path(cfg.out_dir, "images", os.path.splitext(cand.rel_path)[0] + cfg.image.extension)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-            tmp.write_bytes(encode_image(img, cfg.image))
-            os.replace(tmp, out)
-            images.append({"image": str(out.resolve()), "min_pixels": cfg.image.min_pixels,
-                           "max_pixels": cfg.image.max_pixels})
+    images = [dict(entry) for _, entry in loaded]
     slots = [ImageSlot(c.role, c.view) for c, _ in loaded]
     prompt_text = build_prompt(slots, text, cfg.context_fields, cfg.missing_value)
     extra = {
@@ -347,6 +333,38 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
     return Outcome(row, None, notes, len(loaded), has_prior)
 
 
+# Resized, encoded images of the last few studies in this process. Shards list a patient's studies in time order, so
+# a study's prior is usually the previous study and its images come from here instead of being decoded again.
+_IMAGE_CACHE: OrderedDict[tuple, dict] = OrderedDict()
+_IMAGE_CACHE_SIZE = 32
+
+
+def _image_entry(cand: ImageCandidate, cfg: PrepConfig) -> dict:
+    """The parquet image struct of one candidate (resized + encoded, or written under images/); raises ImageError."""
+    key = (cand.path, cand.rel_path, cfg.image, cfg.image_mode, cfg.out_dir)
+    entry = _IMAGE_CACHE.get(key)
+    if entry is not None:
+        _IMAGE_CACHE.move_to_end(key)
+        return entry
+    if not cand.path:
+        raise ImageError("image_missing", f"no file for image {cand.image_id}")
+    data = encode_image(load_image(cand.path, cfg.image), cfg.image)
+    if cfg.image_mode == "bytes":
+        entry = {"bytes": data, "path": cand.rel_path, "min_pixels": cfg.image.min_pixels,
+                 "max_pixels": cfg.image.max_pixels}
+    else:
+        out = Path(cfg.out_dir, "images", os.path.splitext(cand.rel_path)[0] + cfg.image.extension)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+        entry = {"image": str(out.resolve()), "min_pixels": cfg.image.min_pixels, "max_pixels": cfg.image.max_pixels}
+    _IMAGE_CACHE[key] = entry
+    if len(_IMAGE_CACHE) > _IMAGE_CACHE_SIZE:
+        _IMAGE_CACHE.popitem(last=False)
+    return entry
+
+
 def shard_name(split: str, shard: int) -> str:
     return f"{split}-{shard:05d}.parquet"
 
@@ -357,6 +375,7 @@ def _process_shard(cfg: PrepConfig, split: str, shard: int, jobs: list[StudyJob]
     import pyarrow.parquet as pq
 
     counts = Counts()
+    _IMAGE_CACHE.clear()  # files may have changed since an earlier call in this process
     final = Path(cfg.out_dir, shard_name(split, shard))
     tmp = final.with_name(final.name + ".tmp")
     schema = row_schema(cfg.image_mode)

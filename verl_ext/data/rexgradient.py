@@ -1,4 +1,4 @@
-"""ReXGradient-160K -> plan (datasets.md §3).
+"""ReXGradient-160K -> verl parquet.
 
 Inputs under ``--root``:
 

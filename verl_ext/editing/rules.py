@@ -49,6 +49,7 @@ All randomness comes from ``rng`` (a ``random.Random``); with no ``rng``, ``rand
 """
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import (
     ABSENT,
     PARAGRAPH_KIND,
@@ -223,7 +225,20 @@ def edit_report(
         reference: analysis of the reference report.
         config: thresholds, number of operations, matching mode; ``EditConfig()`` if None.
         rng: the only source of randomness; ``random.Random(0)`` if None.
+
+    For many responses, prefer ``edit_reports``: it shares one matrix product per reference and keeps BLAS
+    single-threaded for these tiny products.
     """
+    return _edit_report(generated, reference, config, rng, None)
+
+
+def _edit_report(
+    generated: ReportAnalysis,
+    reference: ReportAnalysis,
+    config: Optional[EditConfig],
+    rng: Optional[random.Random],
+    sim_gen_ref: Optional[np.ndarray],
+) -> EditResult:
     cfg = config if config is not None else EditConfig()
     rng = rng if rng is not None else random.Random(0)
     gen_text = generated.text
@@ -247,7 +262,9 @@ def edit_report(
         R = _prepare(reference, cfg.matching)
         n_g = len(G.entities)
         # Similarity of every entity that can be in the edited report (generated, then reference) to the reference.
-        sim_univ = np.concatenate([_similarity(G, R), _self_similarity(reference, R, cfg.matching)], axis=0)
+        if sim_gen_ref is None:
+            sim_gen_ref = _similarity(G, R)
+        sim_univ = np.concatenate([sim_gen_ref, _self_similarity(reference, R, cfg.matching)], axis=0)
         codes_univ = np.concatenate([G.codes, R.codes])
         entities_univ = G.entities + R.entities
         elig_r = (R.codes != 0) if not cfg.count_anatomy else np.ones(len(R.entities), dtype=bool)
@@ -265,7 +282,7 @@ def edit_report(
             slots.append(_Slot("ref", j, None))
             ops.append(EditOp("empty_fill", None, j, "report empty after editing"))
 
-    return _assemble(generated, reference, prefix, suffix, slots, tuple(ops))
+    return _assemble(generated, reference, prefix, suffix, slots, ops)
 
 
 def _one_operation(
@@ -382,7 +399,7 @@ def _assemble(
     prefix: _Piece,
     suffix: _Piece,
     slots: list[_Slot],
-    ops: tuple[EditOp, ...],
+    ops: list[EditOp],
 ) -> EditResult:
     gen_text = generated.text
     segments: list[Segment] = []
@@ -409,8 +426,8 @@ def _assemble(
         add_sep(slot.sep_after)
     add_sep(suffix)
     text = "".join(seg.text for seg in segments)
-    sentences = tuple(seg.text.strip() for seg in segments if seg.role == "sentence")
-    source = tuple(
+    sentences = [seg.text.strip() for seg in segments if seg.role == "sentence"]
+    source = list(
         ("gen", seg.gen_index) if seg.kind == "kept" else ("ref", seg.ref_index)  # type: ignore[misc]
         for seg in segments
         if seg.role == "sentence"
@@ -420,7 +437,7 @@ def _assemble(
         sentences=sentences,
         changed=bool(ops),
         ops=ops,
-        segments=tuple(segments),
+        segments=segments,
         source=source,  # type: ignore[arg-type]
     )
 
@@ -442,19 +459,18 @@ def paragraph_edit(
     gen_text = generated.text if isinstance(generated, ReportAnalysis) else str(generated)
     if isinstance(reference, ReportAnalysis):
         ref_text = reference.text
-        ref_sents = tuple(s.text.strip() for s in reference.sentences)
+        ref_sents = [s.text.strip() for s in reference.sentences]
     else:
-        from verl_ext.editing.sentences import split_sentences
-
         ref_text = str(reference)
-        ref_sents = tuple(ref_text[a:b] for a, b in split_sentences(ref_text))
+        ref_sents = [ref_text[a:b] for a, b in split_sentences(ref_text)]
     if gen_text == ref_text:
         sentences = ref_sents
-        segments = (Segment("kept", "sentence", gen_text, (0, len(gen_text))),) if gen_text else ()
-        return EditResult(gen_text, sentences, False, (), segments, ())
-    ops = (EditOp(PARAGRAPH_KIND, None, None, "whole response replaced by the reference"),)
-    segments = (Segment("inserted", "sentence", ref_text),) if ref_text else ()
-    return EditResult(ref_text, ref_sents, True, ops, segments, tuple(("ref", j) for j in range(len(ref_sents))))
+        segments = [Segment("kept", "sentence", gen_text, (0, len(gen_text)))] if gen_text else []
+        return EditResult(gen_text, sentences, False, [], segments, [("gen", j) for j in range(len(sentences))])
+    ops = [EditOp(PARAGRAPH_KIND, None, None, "whole response replaced by the reference")]
+    # one inserted segment holding the whole reference text (all its sentences)
+    segments = [Segment("inserted", "sentence", ref_text)] if ref_text else []
+    return EditResult(ref_text, ref_sents, True, ops, segments, [("ref", j) for j in range(len(ref_sents))])
 
 
 def pick_paragraph_slot(group_size: int, rng: random.Random) -> int:
@@ -469,14 +485,60 @@ def edit_reports(
     references: Sequence[ReportAnalysis],
     config: Optional[EditConfig] = None,
     rngs: Optional[Sequence[random.Random]] = None,
+    single_thread_blas: bool = True,
 ) -> list[EditResult]:
-    """``edit_report`` over aligned lists (one rng per pair). Pass the same reference object for all responses
-    of a prompt: its entity matrices are computed once and cached on it."""
+    """``edit_report`` over aligned lists (one rng per pair); the same results as calling it pair by pair (up to
+    float32 rounding of the cosines).
+
+    Pairs that share a reference object (the G/2 responses of a prompt) get their generated-vs-reference cosines
+    from one matrix product, and the reference's matrices are computed once and cached on it. With
+    ``single_thread_blas`` the batch runs with BLAS limited to one thread (threadpoolctl, when installed): these
+    products are tiny, and a multi-threaded BLAS on a busy machine costs milliseconds each in thread wake-ups.
+    """
     if len(generated) != len(references):
         raise ValueError(f"edit_reports: {len(generated)} generated vs {len(references)} references")
     if rngs is not None and len(rngs) != len(generated):
         raise ValueError(f"edit_reports: {len(rngs)} rngs for {len(generated)} pairs")
-    return [
-        edit_report(g, r, config, rngs[i] if rngs is not None else None)
-        for i, (g, r) in enumerate(zip(generated, references))
-    ]
+    cfg = config if config is not None else EditConfig()
+    with _blas_limit(single_thread_blas):
+        sims: list[Optional[np.ndarray]] = [None] * len(generated)
+        if cfg.matching == "embedding" and cfg.max_ops > 0:
+            groups: dict[int, list[int]] = {}
+            for i, r in enumerate(references):
+                groups.setdefault(id(r), []).append(i)
+            for idxs in groups.values():
+                R = _prepare(references[idxs[0]], cfg.matching)
+                Gs = [_prepare(generated[i], cfg.matching) for i in idxs]
+                mats = [g.emb for g in Gs if len(g.entities)]
+                if len(R.entities) == 0 or not mats or len({m.shape[1] for m in mats} | {R.emb.shape[1]}) != 1:
+                    continue  # nothing to share (or sizes differ: let edit_report raise its message)
+                full = np.concatenate(mats, axis=0) @ R.emb.T
+                offset = 0
+                for i, g in zip(idxs, Gs):
+                    n = len(g.entities)
+                    sims[i] = full[offset : offset + n] if n else np.zeros((0, len(R.entities)), np.float32)
+                    offset += n
+        return [
+            _edit_report(g, r, cfg, rngs[i] if rngs is not None else None, sims[i])
+            for i, (g, r) in enumerate(zip(generated, references))
+        ]
+
+
+_BLAS_CONTROLLER = None
+
+
+def _blas_limit(enabled: bool):
+    """Context limiting BLAS to one thread (no-op when disabled or threadpoolctl is missing)."""
+    global _BLAS_CONTROLLER
+    if not enabled:
+        return contextlib.nullcontext()
+    if _BLAS_CONTROLLER is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS_CONTROLLER = False
+        else:
+            _BLAS_CONTROLLER = ThreadpoolController()
+    if _BLAS_CONTROLLER is False:
+        return contextlib.nullcontext()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")

@@ -1,8 +1,8 @@
 """Sentence splitting as exact character spans, so kept sentences can be spliced back byte-identically.
 
 ``split_sentences(text)`` returns ``[(start, end), ...]``: ordered, non-overlapping spans whose ends are
-non-whitespace (spans are "stripped"), such that every non-whitespace character of ``text`` lies in exactly one span.
-Whitespace between spans is the separator and is never part of a sentence.
+non-whitespace (spans are "stripped"), such that every non-whitespace character of ``text`` lies in exactly one
+span. Whitespace between spans is the separator and is never part of a sentence.
 
 A sentence ends:
   * after terminal punctuation (``. ! ? … 。 ！ ？``, plus closing quotes/brackets) followed by whitespace or the end
@@ -39,8 +39,8 @@ _TERMINAL_RUN = re.compile(rf"[{re.escape(_TERMINALS)}]+[{re.escape(_CLOSERS)}]*
 # Full-width (CJK) terminals end a sentence even without following whitespace.
 _CJK_TERMINAL_RUN = re.compile(rf"[\u3002\uff01\uff1f]+[{re.escape(_CLOSERS)}]*")
 # A run of whitespace that contains at least one line break (str.splitlines' line boundaries).
-_LINE_BREAK_RUN = re.compile(r"[^\S\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]\s*")
 _LINE_BREAK_CHARS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_LINE_BREAK_RUN = re.compile(rf"[^\S{_LINE_BREAK_CHARS}]*[{_LINE_BREAK_CHARS}]\s*")
 _LIST_MARKER_TOKEN = re.compile(r"\(?(?:\d{1,3}|[a-z]|[ivx]{1,5})", re.IGNORECASE)
 _LIST_MARKER_AHEAD = re.compile(r"\(?(?:\d{1,3}|[a-zA-Z]|[ivxIVX]{1,5})[.)](?:\s|$)")
 _BULLETS = "-*\u2022\u00b7\u2013\u2014\u25aa\u25e6\u2023\u25cf\u25a0+>"

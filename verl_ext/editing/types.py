@@ -162,6 +162,15 @@ class ReportAnalysis:
     def entities(self) -> tuple[Entity, ...]:
         return tuple(e for s in self.sentences for e in s.entities)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the rule engine caches derived matrices on the object (``_edit_cache``); never ship them (Ray, pickle)
+        state = dict(self.__dict__)
+        state.pop("_edit_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "sentences": [s.to_dict() for s in self.sentences]}
 
@@ -307,11 +316,11 @@ class EditResult:
     """
 
     text: str
-    sentences: tuple[str, ...]
+    sentences: list[str]
     changed: bool
-    ops: tuple[EditOp, ...]
-    segments: tuple[Segment, ...] = field(default=())
-    source: tuple[tuple[str, int], ...] = field(default=())
+    ops: list[EditOp]
+    segments: list[Segment] = field(default_factory=list)
+    source: list[tuple[str, int]] = field(default_factory=list)
 
     def merged_segments(self) -> list[tuple[str, Any]]:
         """Coalesce for token splicing: ``[("kept", (a, b)) | ("inserted", text), ...]``.

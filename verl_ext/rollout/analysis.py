@@ -53,10 +53,17 @@ def build_analyzer(cfg: EditRolloutConfig):
             **opts,
         )
     if cfg.analyzer == "lexicon":
-        from verl_ext.clinical.lexicon import LexiconAnalyzer
+        from verl_ext.clinical.lexicon import LexiconAnalyzer, LexiconAnalyzerConfig
 
-        return LexiconAnalyzer(**opts)
-    raise ValueError(f"editgrpo.analyzer={cfg.analyzer!r} is not one of rate | radgraph | lexicon")
+        opts.setdefault("device", cfg.device)
+        return LexiconAnalyzer(LexiconAnalyzerConfig(**opts))
+    # A custom ReportAnalyzer: "<module file or pkg://module>:<ClassName>".
+    from verl.utils.import_utils import load_extern_object
+
+    module_path, _, name = cfg.analyzer.rpartition(":")
+    if not module_path or not name:
+        raise ValueError(f"editgrpo.analyzer={cfg.analyzer!r} is not one of rate | radgraph | lexicon | <path>:<Class>")
+    return load_extern_object(module_path, name)(**opts)
 
 
 def _key(cfg: EditRolloutConfig) -> tuple:

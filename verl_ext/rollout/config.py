@@ -78,14 +78,17 @@ class EditRolloutConfig:
 
     analyzer: str = "rate"
     """Which analyzer finds sentences and entities: ``rate`` (RaTE-NER + BioLORD, the paper's), ``radgraph`` (the
-    paper's RadGraph variant, Table 2/4) or ``lexicon`` (a small offline rule-based analyzer for demos and tests)."""
+    paper's RadGraph variant, Table 2/4), ``lexicon`` (a small offline rule-based analyzer for demos and tests), or
+    any ``verl_ext.editing.ReportAnalyzer`` class as ``<module file or pkg://module>:<ClassName>`` (loaded with
+    verl's ``load_extern_object`` and built with ``analyzer_options`` as keyword arguments)."""
 
     models: dict = field(default_factory=dict)
     """Local model locations, as ``verl_ext.clinical.models.ModelPaths`` keys: ``rate_ner``, ``biolord``
     (rate); ``radgraph_cache``, ``radgraph_model_type`` (radgraph). Never hub ids."""
 
     analyzer_options: dict = field(default_factory=dict)
-    """Extra keyword arguments for the analyzer's constructor (e.g. ``ner_batch_size``)."""
+    """Extra keyword arguments for the analyzer: ``RateAnalyzer`` (e.g. ``ner_batch_size``), ``RadGraphAnnotator``,
+    or the ``LexiconAnalyzerConfig`` fields (e.g. ``model_dir``, ``lexicon_path``, ``cpu_threads``)."""
 
     device: str = "auto"
     """Device of the analyzer models in the agent-loop worker process: ``auto`` (cuda if visible), ``cpu``,
@@ -115,8 +118,10 @@ class EditRolloutConfig:
             raise ValueError(f"editgrpo.level={self.level!r}: expected one of {LEVELS}")
         if self.on_unchanged not in ("resample", "duplicate"):
             raise ValueError(f"editgrpo.on_unchanged={self.on_unchanged!r}: expected 'resample' or 'duplicate'")
-        if self.analyzer not in ANALYZERS:
-            raise ValueError(f"editgrpo.analyzer={self.analyzer!r}: expected one of {ANALYZERS}")
+        if self.analyzer not in ANALYZERS and ":" not in self.analyzer.replace("://", ""):
+            raise ValueError(
+                f"editgrpo.analyzer={self.analyzer!r}: expected one of {ANALYZERS} or '<module path>:<ClassName>'"
+            )
         if self.num_edits is not None and self.num_edits < 0:
             raise ValueError(f"editgrpo.num_edits={self.num_edits} must be >= 0")
         if self.matching is not None and self.matching not in ("embedding", "exact"):

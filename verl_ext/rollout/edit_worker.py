@@ -25,7 +25,10 @@ trainer reads them for metrics):
 
 * ``is_edited`` (bool), ``edit_ops`` (list of op kinds), ``edit_tokens_inserted`` / ``edit_tokens_kept`` (int),
   ``edit_source_session`` (int, -1 for sampled), ``edit_sentences`` (``[{"kind", "gen_index", "ref_index"}]``: the
-  sentences each op touched), ``edit_truncated`` (bool), ``edit_time_s`` (float, edited copies);
+  sentences each op touched), ``edit_kept_runs`` (``[[src_start, src_end, dst_start]]``: the source's sampled token
+  ids ``[src_start, src_end)`` sit unchanged at ``dst_start`` of the edited response), ``edit_truncated`` (bool,
+  always False: edits that would exceed ``rollout.response_length`` are dropped), ``edit_time_s`` (float, edited
+  copies: analysis + rules + splice time of the group);
 * ``edit_analysis``: the response's ``ReportAnalysis.to_dict()`` (sampled sources and edited copies; sentence level
   only) so the reward can reuse it. Dropped after scoring unless ``editgrpo.keep_analysis``.
 * ``edit_error`` (str) when the edit step failed for the group (the group is then filled like an unchanged edit and
@@ -272,6 +275,15 @@ class EditAgentLoopWorker(AgentLoopWorker):
                 end_token_id=self.end_of_turn_id,
                 max_length=self.rollout_config.response_length,
             )
+            if spliced.truncated:
+                # The edited report does not fit in rollout.response_length (typically the source itself ran to the
+                # limit): a cut-off edit is no report, so the slot is treated like an unchanged edit.
+                logger.debug(f"edit of session {src} exceeds response_length; dropped")
+                edited.append(None)
+                continue
+            if list(spliced.response_ids) == list(outputs[src].response_ids):
+                edited.append(None)  # the text changed but not the tokens (cannot happen with byte-level BPE)
+                continue
             analysis = None
             if cfg.level == "sentence" and spliced.exact:
                 analysis = _edited_analysis(result, gen_an[src], ref_an, spliced.text)
@@ -336,6 +348,7 @@ def _edit_fields(**values: Any) -> dict[str, Any]:
         "edit_tokens_kept": 0,
         "edit_source_session": -1,
         "edit_truncated": False,
+        "edit_kept_runs": [],
     }
     base.update(values)
     return base
@@ -366,6 +379,7 @@ def _edited_output(source: AgentLoopOutput, src: int, result, spliced, analysis,
             edit_tokens_kept=spliced.num_kept_tokens,
             edit_source_session=src,
             edit_truncated=spliced.truncated,
+            edit_kept_runs=[list(run) for run in spliced.kept],
             edit_time_s=float(elapsed),
         )
     )

@@ -23,7 +23,23 @@ from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HFGenerationServer", "launch_hf_servers", "make_llm_client"]
+__all__ = ["HFGenerationServer", "launch_hf_servers", "make_llm_client", "mm_token_type_ids"]
+
+
+def mm_token_type_ids(processor, input_ids):
+    """``(1, L)`` long tensor: 1 at image pad tokens, 2 at video pad tokens, else 0 (transformers-5 Qwen-VL input)."""
+    import torch
+
+    from verl.utils.tokenizer import get_processor_token_id
+
+    ids = torch.as_tensor(list(input_ids), dtype=torch.long)
+    out = torch.zeros_like(ids)
+    image, video = get_processor_token_id(processor, "image"), get_processor_token_id(processor, "video")
+    if image is not None:
+        out[ids == image] = 1
+    if video is not None:
+        out[ids == video] = 2
+    return out[None]
 
 
 class HFGenerationServer:
@@ -174,8 +190,12 @@ class HFGenerationServer:
         expected = mm["input_ids"][0].tolist()
         if expected != list(prompt_ids):
             logger.warning("HFGenerationServer: processor re-expansion differs from prompt_ids; using prompt_ids")
-        return {k: v for k, v in mm.items() if k in ("pixel_values", "image_grid_thw", "pixel_values_videos",
-                                                     "video_grid_thw", "second_per_grid_ts")}
+        out = {k: v for k, v in mm.items() if k in ("pixel_values", "image_grid_thw", "pixel_values_videos",
+                                                    "video_grid_thw", "second_per_grid_ts")}
+        # transformers 5 computes Qwen-VL mrope positions from mm_token_type_ids (1 image, 2 video); without it
+        # the prompt's visual tokens get text positions. Built from prompt_ids, as verl's _compute_position_ids.
+        out["mm_token_type_ids"] = mm_token_type_ids(self.processor, prompt_ids)
+        return out
 
     # ------------------------------------------------------------------------------------------------------------
     # weights (for loops that train the policy in another process)

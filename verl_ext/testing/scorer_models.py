@@ -98,6 +98,12 @@ def _size(full_size: bool) -> _Size:
     return _FULL if full_size else _TINY
 
 
+def _init_range(full_size: bool) -> float:
+    # With the usual 0.02, a tiny random encoder maps every input to almost the same [CLS] vector, so labels and
+    # similarities would not depend on the text; a wider init makes the fixtures input-sensitive.
+    return 0.02 if full_size else 0.3
+
+
 def _seed(seed: int) -> None:
     import torch
 
@@ -132,6 +138,7 @@ def _write_bert_dir(path: Path, full_size: bool, seed: int, with_weights: bool =
         intermediate_size=s.intermediate,
         max_position_embeddings=512,
         pad_token_id=0,
+        initializer_range=_init_range(full_size),
     )
     if with_weights:
         _seed(seed)
@@ -205,6 +212,7 @@ def build_biolord(path: str | os.PathLike, full_size: bool = False, seed: int = 
         intermediate_size=s.intermediate,
         max_position_embeddings=514,
         pad_token_id=1,
+        initializer_range=_init_range(full_size),
     )
     _seed(seed)
     MPNetModel(config).save_pretrained(path)
@@ -226,8 +234,7 @@ def build_chexbert(path: str | os.PathLike, full_size: bool = False, seed: int =
     for k, v in bert.state_dict().items():
         state[f"module.bert.{k}"] = v
     for i, head in enumerate(heads):
-        scale = 1.0 if full_size else 20.0  # tiny models: make the heads decisive so labels vary across texts
-        state[f"module.linear_heads.{i}.weight"] = head.weight.detach() * scale
+        state[f"module.linear_heads.{i}.weight"] = head.weight.detach()
         state[f"module.linear_heads.{i}.bias"] = head.bias.detach()
     torch.save({"model_state_dict": state}, path / "chexbert.pth")
     return path
@@ -316,14 +323,59 @@ def build_radgraph(
         del model_dict[name]
     vocab = Vocabulary.from_files(str(model_dir / "vocabulary"))
     model = dygie.DyGIE(vocab=vocab, embedder=embedder, **model_dict)
-    if not full_size:
-        # Push NER scores up so that a tiny random model tags some spans (the null label scores 0).
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.startswith("_ner.") and name.endswith("bias") and param.dim() == 1 and param.numel() == len(ner_labels):
-                    param.fill_(0.5)
     torch.save(model.state_dict(), model_dir / "weights.th")
+    if not full_size:
+        _calibrate_tiny_radgraph(cache_dir, model_type)
     return cache_dir
+
+
+_CALIBRATION_REPORTS = (
+    "Heart size is normal. No pleural effusion or pneumothorax.",
+    "Mild cardiomegaly. Bibasilar atelectasis.",
+    "The heart is enlarged. Small left pleural effusion.",
+    "Lungs are clear. No focal consolidation.",
+)
+
+
+def _calibrate_tiny_radgraph(cache_dir: Path, model_type: str) -> None:
+    """A tiny random DyGIE scores every span almost alike (all spans tagged, or none). Rescale its NER and relation
+    output layers so that their logits vary across spans with about a third above the null label's 0; the model
+    then tags some spans and relates some pairs, input-dependently. Weights are re-saved in place."""
+    import contextlib
+    import io
+
+    import torch
+
+    from verl_ext.clinical import compat
+
+    compat.install()
+    with compat.quiet_imports():
+        from radgraph import RadGraph
+    with contextlib.redirect_stdout(io.StringIO()):
+        rg = RadGraph(model_type=model_type, model_cache_dir=str(cache_dir), cuda=-1)
+    model = rg.model
+    ner_ns, rel_ns = f"{model_type}__ner_labels", f"{model_type}__relation_labels"
+    layers = {
+        "ner": model._ner._ner_scorers[ner_ns][1]._module,
+        "relation": model._relation._relation_scorers[rel_ns],
+    }
+    seen: dict[str, list] = {"ner": [], "relation": []}
+    hooks = [
+        layer.register_forward_hook(lambda _m, _i, out, key=key: seen[key].append(out.detach().reshape(-1, out.shape[-1])))
+        for key, layer in layers.items()
+    ]
+    with torch.no_grad():
+        rg(list(_CALIBRATION_REPORTS))
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for key, layer in layers.items():
+            logits = torch.cat(seen[key])
+            mean, std = logits.mean(0), logits.std(0).clamp_min(1e-6)
+            scale = 2.0 / std  # logits ~ N(-1.5, 2): roughly a fifth above 0 per label
+            layer.weight.mul_(scale[:, None])
+            layer.bias.copy_((layer.bias - mean) * scale - 1.5)
+    torch.save(model.state_dict(), cache_dir / model_type / "weights.th")
 
 
 @dataclass(frozen=True)
@@ -385,3 +437,20 @@ def install_hf_cache_entry(hf_home: str | os.PathLike, repo_id: str, src_dir: st
     (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs" / "main").write_text(sha)
     return snap
+
+
+_SHARED: dict[tuple, ScorerModelPaths] = {}
+
+
+def shared_models(full_size: bool = False, radgraph_model_type: str = "radgraph") -> ScorerModelPaths:
+    """``build_all`` once per process, under ``$VERL_EXT_SCORER_FIXTURES`` (reused across runs when set) or a fresh
+    temporary directory. Test suites call this from a session fixture."""
+    import tempfile
+
+    key = (full_size, radgraph_model_type)
+    if key not in _SHARED:
+        root = os.environ.get("VERL_EXT_SCORER_FIXTURES")
+        base = Path(root) if root else Path(tempfile.mkdtemp(prefix="verl_ext_scorer_models_"))
+        name = f"{'full' if full_size else 'tiny'}-{radgraph_model_type}"
+        _SHARED[key] = build_all(base / name, full_size=full_size, radgraph_model_type=radgraph_model_type)
+    return _SHARED[key]

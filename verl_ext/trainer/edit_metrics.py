@@ -9,8 +9,8 @@ takes one record per trajectory and returns, with W&B-friendly sections:
     ``edited_share`` (trajectories), ``groups_edited_share`` (prompts with at least one edited copy),
     ``num_edited``, ``ops/<kind>`` (count of fired rules per kind; every known kind is always present),
     ``ops_per_edit/mean``, ``tokens_inserted/{mean,max,sum}`` (over edited trajectories),
-    ``time_s/{mean,max}`` (over trajectories that report an edit time), ``reward_gap/mean``
-    (edited mean reward - sampled mean reward).
+    ``time_s/{mean,max}`` (edit-step time per group: analysis + rules + splice), ``reward_gap/mean``
+    (edited mean reward - sampled mean reward), ``error_groups`` (groups whose edit step failed).
 ``sampled/*`` and ``edited/*``
     ``count``, ``reward/mean`` (the scalar reward), ``<component>/mean`` for every numeric entry of
     ``reward_extra_info`` (radgraph_f1, chexbert_micro_f1_14, ratescore, invalid ...), ``advantage/mean``,
@@ -19,8 +19,10 @@ takes one record per trajectory and returns, with W&B-friendly sections:
     each reward component over all trajectories (useful for the GRPO baselines too).
 
 A trajectory record is a mapping with ``uid`` (group id), ``reward`` (float, the sequence reward) and the rollout's
-per-trajectory ``extra_fields``: ``is_edited`` (bool), ``edit_ops`` (list of op kinds), ``edit_tokens_inserted``
-(int), ``edit_time_s`` (float) and ``reward_extra_info`` (dict). Missing edit fields mean "sampled, not edited".
+per-trajectory ``extra_fields`` (verl_ext/rollout/edit_worker.py): ``is_edited`` (bool), ``edit_ops`` (list of op
+kinds), ``edit_tokens_inserted`` (int), ``edit_time_s`` (float, the group's edit time, on its edited copies),
+``edit_error`` (str, when the group's edit step failed) and ``reward_extra_info`` (dict). Missing edit fields mean
+"sampled, not edited".
 """
 from __future__ import annotations
 
@@ -133,8 +135,14 @@ def compute_edit_metrics(
         if "sampled/reward/mean" in metrics and "edited/reward/mean" in metrics:
             metrics["edit/reward_gap/mean"] = metrics["edited/reward/mean"] - metrics["sampled/reward/mean"]
 
-    times = [t for t in (_as_number(rec.get("edit_time_s")) for rec in records) if t is not None]
-    if times:
-        metrics["edit/time_s/mean"] = _mean(times)
-        metrics["edit/time_s/max"] = max(times)
+    # The rollout stores its group's edit time (analysis + rules + splice) on each edited copy: one value per group.
+    group_time: dict = {}
+    for rec in records:
+        t = _as_number(rec.get("edit_time_s"))
+        if t is not None:
+            group_time[rec.get("uid")] = max(t, group_time.get(rec.get("uid"), 0.0))
+    if group_time:
+        metrics["edit/time_s/mean"] = _mean(list(group_time.values()))
+        metrics["edit/time_s/max"] = max(group_time.values())
+    metrics["edit/error_groups"] = float(len({rec.get("uid") for rec in records if rec.get("edit_error")}))
     return metrics

@@ -1,0 +1,173 @@
+"""Every recipe's --dry-run: the command it builds, and that command checked by verl_ext.config.dry_run.
+
+To stay fast, each recipe runs in bash with VERL_EXT_PRINT_CMD=1 (prints its dry-run command) and all commands are
+checked by one `python -m verl_ext.config.dry_run --batch` process (verl and its registries imported once). One
+recipe also runs its dry run end to end, exactly as a user would.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = sorted(p for p in (REPO / "recipes").glob("*.sh") if p.name != "common.sh")
+DATASETS = {"mimic": (6, 4, "mimic_cxr"), "rexgradient": (6, 4, "rexgradient"), "iu_xray": (2, 2, "iu_xray"),
+            "padchest_gr": (2, 2, "padchest_gr")}
+VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
+
+
+def _split(recipe: Path) -> tuple[str, str]:
+    stem = recipe.stem
+    for variant in sorted(VARIANTS, key=len, reverse=True):
+        if stem.endswith("_" + variant):
+            return stem[: -len(variant) - 1], variant
+    raise AssertionError(f"recipe name {recipe.name} is not <dataset>_<variant>.sh")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    from verl_ext.testing.tiny_qwen import build_tiny_qwen25_vl
+
+    model = build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny_qwen"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VERL_USE_EXTERNAL", "VERL_EXT_"))}
+    env.update(MODEL_PATH=str(model), DATA_DIR=str(tmp_path_factory.mktemp("data")), PYTHON=sys.executable,
+               CKPT_DIR=str(tmp_path_factory.mktemp("ckpt")), MODELS_DIR=str(tmp_path_factory.mktemp("models")))
+    for key in ("RATE_NER_PATH", "BIOLORD_PATH", "CHEXBERT_CHECKPOINT", "CHEXBERT_BERT_PATH", "RADGRAPH_CACHE"):
+        env.pop(key, None)
+    env.pop("N_GPUS", None)
+    env.pop("NNODES", None)
+    return env
+
+
+def _command(recipe: Path, env: dict, *args: str) -> list[str]:
+    out = subprocess.run(["bash", str(recipe), "--dry-run", *args], env={**env, "VERL_EXT_PRINT_CMD": "1"},
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    return out.stdout.decode().split("\0")[:-1]
+
+
+def test_every_dataset_has_every_variant():
+    names = {p.stem for p in RECIPES}
+    assert names == {f"{d}_{v}" for d in DATASETS for v in VARIANTS}
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_builds_its_dry_run_command(recipe, env):
+    dataset, variant = _split(recipe)
+    limit_images, n_gpus, data_name = DATASETS[dataset]
+    cmd = _command(recipe, env, "trainer.logger=[console]")
+    assert cmd[:3] == [sys.executable, "-m", "verl_ext.config.dry_run"]
+    assert cmd[-1] == "trainer.logger=[console]"  # caller overrides come last, so they win
+    assert f"trainer.n_gpus_per_node={n_gpus}" in cmd
+    assert f"data.train_files={env['DATA_DIR']}/{data_name}/train.parquet" in cmd
+    if variant == "sft":
+        assert "--config-name=editgrpo_sft" in cmd and f"model.path={env['MODEL_PATH']}" in cmd
+        return
+    assert "--config-name=editgrpo_trainer" in cmd and f"actor_rollout_ref.model.path={env['MODEL_PATH']}" in cmd
+    assert f"actor_rollout_ref.rollout.limit_images={limit_images}" in cmd
+    assert f"trainer.experiment_name={dataset}_{variant}" in cmd
+    assert "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=verl_ext.register" in cmd
+    edits = variant.startswith("editgrpo")
+    manager = "verl_ext.rollout.EditAgentLoopManagerTQ" if edits else "null"
+    assert f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}" in cmd
+    estimator = "grpo" if variant in ("grpo", "editgrpo_norm") else "dr_grpo"
+    assert f"algorithm.adv_estimator={estimator}" in cmd
+    if edits:
+        assert f"editgrpo.level={'paragraph' if variant == 'editgrpo_para' else 'sentence'}" in cmd
+    assert ("editgrpo.scheme=paper" if edits else "editgrpo.scheme=none") in cmd
+    models = env["MODELS_DIR"]
+    assert f"editgrpo.models.rate_ner={models}/RaTE-NER-Deberta" in cmd
+    assert f"reward.reward_kwargs.models.chexbert_checkpoint={models}/chexbert.pth" in cmd
+
+
+def test_multi_node_and_environment(env):
+    cmd = _command(REPO / "recipes" / "mimic_editgrpo.sh", {**env, "NNODES": "2", "N_GPUS": "8",
+                                                            "WANDB_MODE": "offline", "WANDB_PROJECT": "p",
+                                                            "EXPERIMENT_NAME": "e"})
+    assert "trainer.nnodes=2" in cmd and "trainer.n_gpus_per_node=8" in cmd
+    assert "+ray_kwargs.ray_init.address=auto" in cmd
+    assert "+ray_kwargs.ray_init.runtime_env.env_vars.WANDB_MODE=offline" in cmd
+    assert "trainer.project_name=p" in cmd and "trainer.experiment_name=e" in cmd
+    assert f"trainer.default_local_dir={env['CKPT_DIR']}/p/e" in cmd
+
+
+# Deliberately broken commands: each must fail with a message naming the problem.
+BROKEN = {
+    "unknown estimator": (["algorithm.adv_estimator=nope"], "unknown advantage estimator 'nope'"),
+    "bad tau": (["editgrpo.tau=3.0"], "tau=3.0"),
+    "bad scheme": (["editgrpo.scheme=bogus"], "editgrpo.scheme='bogus'"),
+    "edits without manager": (["actor_rollout_ref.rollout.agent.agent_loop_manager_class=null"],
+                              "nothing would be edited"),
+    "log probs with edits": (["actor_rollout_ref.rollout.calculate_log_probs=true"], "calculate_log_probs"),
+    "model not set": (["reward.reward_kwargs.models.chexbert_bert=null"], "reward.reward_kwargs.models.chexbert_bert"),
+    "missing model": (["actor_rollout_ref.model.path=???"], "actor_rollout_ref.model.path"),
+    "bad manager": (["actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.nowhere.Manager"],
+                    "verl_ext.nowhere"),
+    "bad ditpo": (["ditpo.weighting=chexbert"], "ditpo.weighting"),
+}
+
+
+@pytest.fixture(scope="module")
+def batch_reports(env, tmp_path_factory) -> dict:
+    lines, names = [], []
+    for recipe in RECIPES:
+        lines.append(_command(recipe, env)[3:])
+        names.append(recipe.stem)
+    base = _command(REPO / "recipes" / "mimic_editgrpo.sh", env)[3:]
+    for name, (overrides, _) in BROKEN.items():
+        lines.append(base + overrides)
+        names.append(name)
+    batch = tmp_path_factory.mktemp("batch") / "commands.jsonl"
+    batch.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    run_env = {**env, "VERL_USE_EXTERNAL_MODULES": "verl_ext.register"}
+    out = subprocess.run([sys.executable, "-m", "verl_ext.config.dry_run", "--batch", str(batch), "--json"],
+                         env=run_env, capture_output=True, text=True, timeout=900)
+    reports = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == len(names), out.stderr[-4000:]
+    return dict(zip(names, reports))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_recipe_dry_run_passes(recipe, batch_reports):
+    report = batch_reports[recipe.stem]
+    assert report["ok"], "\n".join(report["errors"])
+    assert report["kind"] == ("sft" if recipe.stem.endswith("_sft") else "rl")
+    # the data files and scorer models of the tests do not exist: warnings, not errors
+    assert any(w.startswith("data.train_files") for w in report["warnings"])
+    if not recipe.stem.endswith("_sft"):
+        assert any(w.startswith("reward.reward_kwargs.models") for w in report["warnings"])
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_broken_configs_are_reported(name, batch_reports):
+    report = batch_reports[name]
+    expected = BROKEN[name][1]
+    assert not report["ok"]
+    assert any(expected in error for error in report["errors"]), report["errors"]
+
+
+def test_resolved_settings_of_the_main_recipe(batch_reports):
+    s = batch_reports["mimic_editgrpo"]["settings"]
+    assert s["actor_rollout_ref.rollout.n"] == 10 and s["data.train_batch_size"] == 32
+    assert s["actor_rollout_ref.actor.optim.lr"] == 1e-6 and s["actor_rollout_ref.actor.optim.weight_decay"] == 0.01
+    assert s["actor_rollout_ref.rollout.temperature"] == 1.0 and s["editgrpo"]["tau"] == 0.6
+    assert s["algorithm.adv_estimator"] == "dr_grpo" and s["reward.reward_manager.name"] == "radiology"
+    assert s["actor_rollout_ref.actor.loss_agg_mode"] == "seq-mean-token-sum-norm"
+    assert s["actor_rollout_ref.actor.loss_scale_factor"] == 4096
+    assert s["actor_rollout_ref.rollout.calculate_log_probs"] is False
+    assert s["trainer.v1.trainer_mode"] == "editgrpo" and s["trainer.total_training_steps"] == 1000
+    assert s["actor_rollout_ref.model.enable_gradient_checkpointing"] is True
+    sft = batch_reports["mimic_sft"]["settings"]
+    assert "hf_model" in sft["checkpoint.save_contents"] and sft["trainer.save_freq"] == "after_each_epoch"
+
+
+def test_end_to_end_dry_run_of_main_recipe(env):
+    """`bash recipes/mimic_editgrpo.sh --dry-run` as a user runs it (its own python process)."""
+    out = subprocess.run(["bash", str(REPO / "recipes" / "mimic_editgrpo.sh"), "--dry-run"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert "== verl_ext dry run: editgrpo_trainer (rl)" in out.stdout, out.stderr[-3000:]
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert "== OK" in out.stdout
