@@ -89,7 +89,8 @@ def main() -> None:
         print(f"\n{'workers':>7} {'studies':>8} {'samples':>8} {'wall s':>8} {'studies/s':>10} {'CPU s':>8} "
               f"{'main MiB':>9} {'worker MiB':>10} {'parquet MiB':>11}")
         for r in results:
-            print(f"{r['workers']:>7} {r['studies']:>8} {r['samples']:>8} {r['wall_s']:>8.1f} {r['studies_per_s']:>10.1f}"
+            print(f"{r['workers']:>7} {r['studies']:>8} {r['samples']:>8} {r['wall_s']:>8.1f}"
+                  f" {r['studies_per_s']:>10.1f}"
                   f" {r['cpu_s']:>8.1f} {r['peak_rss_main_mib']:>9.0f} {r['peak_rss_worker_mib']:>10.0f}"
                   f" {r['parquet_mib']:>11.1f}")
         if len(results) > 1:

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from verl.trainer.ppo import core_algos
 
 import verl_ext.algorithms.advantages  # noqa: F401  (registers when core_algos is imported)
-from verl.trainer.ppo import core_algos
 
 
 def _batch(seed: int = 0, groups=(("a", 4), ("b", 5), ("c", 1), ("d", 10)), width: int = 7):

@@ -33,8 +33,8 @@ def test_accounting_every_study(mimic_layout, mimic_out):
 def test_drop_reasons(mimic_layout, mimic_out):
     _, stats = mimic_out
     train = stats["splits"]["train"]["dropped"]
-    # impression-only, FINDINGS AND IMPRESSION (-> impression), no header layout, empty FINDINGS
-    assert train["no_findings"] == 4
+    # impression-only (x2), FINDINGS AND IMPRESSION (-> impression), no header layout, empty FINDINGS
+    assert train["no_findings"] == 5
     assert train["report_unreadable"] == 1 and train["report_missing"] == 1
     assert train["no_readable_image"] == 1 and train["no_usable_view"] == 1
     assert train["no_image_metadata"] == 2  # a study only in the split file + the orphan split row's study
@@ -99,6 +99,18 @@ def test_chronological_priors(mimic_layout, mimic_out):
     assert rows[_case(mimic_layout, "cross_split")]["extra_info"]["split"] == "test"
     assert rows[_case(mimic_layout, "test_patient")]["extra_info"]["has_prior"] is True
     assert rows[_case(mimic_layout, "validate_patient")]["extra_info"]["split"] == "val"
+
+
+def test_prior_eligibility(mimic_layout, mimic_out, tmp_path, pixel_args):
+    rows = _all_rows(mimic_out[0])
+    first, middle, last = (_case(mimic_layout, c) for c in ("prior_chain_first", "prior_chain_no_findings",
+                                                            "prior_chain"))
+    assert middle not in rows
+    assert rows[last]["extra_info"]["prior_study_id"] == middle  # default: any earlier study is a prior
+    main("mimic_cxr", ["--mimic-cxr-jpg", str(mimic_layout.paths["jpg_root"]), "--reports",
+                       str(mimic_layout.paths["reports"]), "--out", str(tmp_path), "--no-progress",
+                       "--prior-requires-findings", *pixel_args])
+    assert _all_rows(tmp_path)[last]["extra_info"]["prior_study_id"] == first
 
 
 def test_views(mimic_layout, mimic_out):

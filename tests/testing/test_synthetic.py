@@ -89,7 +89,7 @@ def test_mimic_layout(tmp_path):
 
 
 def test_other_layouts(tmp_path):
-    rex = synthetic.write_rexgradient(tmp_path / "rex", generate_patients(3, seed=1))
+    synthetic.write_rexgradient(tmp_path / "rex", generate_patients(3, seed=1))
     recs = json.loads((tmp_path / "rex/metadata/train_metadata_view_position.json").read_text())
     key, rec = next(iter(recs.items()))
     assert re.fullmatch(r"pGRDN\w+_aGRDN\w+_s1\.2\.826\.[\d.]+", key)
@@ -97,7 +97,7 @@ def test_other_layouts(tmp_path):
     assert (tmp_path / "rex/metadata" / rec["ImagePath"][0]).resolve().is_file()
     assert pd.read_csv(tmp_path / "rex/metadata/test_metadata.csv").columns[0] == "id"
 
-    iu = synthetic.write_iu_xray(tmp_path / "iu", openi=True)
+    synthetic.write_iu_xray(tmp_path / "iu", openi=True)
     ann = json.loads((tmp_path / "iu/annotation.json").read_text())
     assert set(ann) == {"train", "val", "test"}
     item = ann["train"][0]
@@ -107,7 +107,7 @@ def test_other_layouts(tmp_path):
     assert list(proj.columns) == ["uid", "filename", "projection"] and proj["filename"].str.endswith(".dcm.png").all()
     assert list((tmp_path / "iu/ecgen-radiology").glob("*.xml"))
 
-    pc = synthetic.write_padchest_gr(tmp_path / "pc")
+    synthetic.write_padchest_gr(tmp_path / "pc")
     records = json.loads((tmp_path / "pc/grounded_reports_20240819.json").read_text())
     assert {"StudyID", "ImageID", "PreviousStudyID", "PreviousImageID", "findings"} <= set(records[0])
     assert {"sentence_en", "sentence_es", "abnormal", "boxes"} <= set(records[0]["findings"][0])

@@ -117,3 +117,19 @@ def test_deterministic(tmp_path):
     b = load_file(build_tiny_qwen25_vl(tmp_path / "b", seed=3) / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a" / "tokenizer.json").read_text() == (tmp_path / "b" / "tokenizer.json").read_text()
+
+
+def test_eos_probability_makes_responses_end(tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    path = build_tiny_qwen25_vl(tmp_path / "eos", eos_probability=0.15)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForImageTextToText.from_pretrained(str(path)).eval()
+    ids = tokenizer("<|im_start|>user\nFindings?<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt")
+    torch.manual_seed(0)
+    out = model.generate(**ids, max_new_tokens=60, do_sample=True, num_return_sequences=16,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    ended = sum(int((row[ids["input_ids"].shape[1]:] == tokenizer.eos_token_id).any()) for row in out)
+    assert ended >= 12
+    with pytest.raises(ValueError, match="eos_probability"):
+        build_tiny_qwen25_vl(tmp_path / "bad", eos_probability=1.5)

@@ -71,6 +71,13 @@ _SFT_SETTINGS = (
 )
 
 
+# Values our configs leave null (the recipes set them) and verl cannot run without.
+_REQUIRED = {
+    "rl": ("data.train_files", "data.val_files", "actor_rollout_ref.model.path"),
+    "sft": ("data.train_files", "model.path"),
+}
+
+
 @dataclass
 class Report:
     """Outcome of one dry run: ``checks`` holds (status, name, detail) with status ok | warn | FAIL."""
@@ -79,7 +86,7 @@ class Report:
     kind: str = "?"
     checks: list[tuple[str, str, str]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
-    config_yaml: str = ""
+    config: Any = None  # the composed DictConfig (for --print-config)
 
     def ok(self, name: str, detail: str = "") -> None:
         self.checks.append(("ok", name, detail))
@@ -190,7 +197,7 @@ def _missing_keys(cfg) -> list[str]:
 
     def walk(node, prefix: str) -> None:
         if isinstance(node, DictConfig):
-            for key in node.keys():
+            for key in node:
                 path = f"{prefix}.{key}" if prefix else str(key)
                 if OmegaConf.is_missing(node, key):
                     out.append(path)
@@ -258,27 +265,22 @@ def _settings(cfg, keys) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def _check_rl(report: Report, cfg, strict: bool) -> None:
+def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
+    """`cfg`: the composed config; `resolved`: a private, fully resolved copy that checks may modify."""
     from omegaconf import OmegaConf, open_dict
-
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-    def need_critic():
-        from verl.trainer.ppo.utils import need_critic as fn
-
-        return fn(cfg)
-
-    from verl.trainer.ppo.utils import need_reference_policy
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
 
     use_ref = need_reference_policy(cfg)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        use_critic = need_critic()
+        warnings.simplefilter("ignore")  # "Disabled critic as algorithm.adv_estimator != gae"
+        use_critic = need_critic(cfg)
 
     def validate():
         from verl.utils.device import auto_set_device
 
-        work = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        work = OmegaConf.create(resolved)
         with open_dict(work):
             auto_set_device(work)
         validate_config(config=work, use_reference_policy=use_ref, use_critic=use_critic)
@@ -291,10 +293,9 @@ def _check_rl(report: Report, cfg, strict: bool) -> None:
     if use_ref:
         def ref_config():
             # engine_workers.ActorRolloutRefWorker renames the log_prob_* keys to the actor's before converting.
-            work = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
-            ref = work.actor_rollout_ref.ref
+            ref = OmegaConf.create(resolved.actor_rollout_ref.ref)
             with open_dict(ref):
-                ref.ppo_mini_batch_size = work.actor_rollout_ref.actor.ppo_mini_batch_size
+                ref.ppo_mini_batch_size = resolved.actor_rollout_ref.actor.ppo_mini_batch_size
                 ref.ppo_micro_batch_size = ref.pop("log_prob_micro_batch_size", None)
                 ref.ppo_micro_batch_size_per_gpu = ref.pop("log_prob_micro_batch_size_per_gpu", None)
                 ref.use_dynamic_bsz = ref.pop("log_prob_use_dynamic_bsz", False)
@@ -587,16 +588,19 @@ def dry_run(
     if report.kind == "rl":  # the SFT trainer uses none of the plugins
         _import_plugins(report, external_modules)
     missing = [key for key in _missing_keys(cfg) if not key.startswith(_inactive_sections(cfg))]
+    missing += [key for key in _REQUIRED.get(report.kind, ()) if _select(cfg, key) in (None, "", [])]
     if missing:
-        report.fail("mandatory values (???)", "set " + ", ".join(missing))
-    _check(report, "interpolations resolve", lambda: OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
-    report.config_yaml = OmegaConf.to_yaml(cfg)
+        report.fail("required values", "set " + ", ".join(missing) + " (recipes: MODEL_PATH, DATA_DIR or TRAIN_FILES "
+                    "/ VAL_FILES)")
+    resolved = _check(report, "interpolations resolve",
+                      lambda: OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
+    report.config = cfg
 
-    if missing:
+    if missing or resolved is None:
         report.settings = _settings(cfg, _RL_SETTINGS if report.kind == "rl" else _SFT_SETTINGS)
         return report
     if report.kind == "rl":
-        _check_rl(report, cfg, strict)
+        _check_rl(report, cfg, resolved, strict)
         report.settings = _settings(cfg, _RL_SETTINGS)
     elif report.kind == "sft":
         _check_sft(report, cfg, strict)
@@ -632,8 +636,10 @@ def _print(report: Report, args: argparse.Namespace) -> None:
         print(json.dumps(report.as_dict(), default=str), flush=True)
         return
     print(report.render(), flush=True)
-    if args.print_config and report.config_yaml:
-        print("-- full config\n" + report.config_yaml, flush=True)
+    if args.print_config and report.config is not None:
+        from omegaconf import OmegaConf
+
+        print("-- full config\n" + OmegaConf.to_yaml(report.config), flush=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

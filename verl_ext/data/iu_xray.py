@@ -142,7 +142,8 @@ def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.
             text = {"findings": clean(item.get("report")), "impression": "", "technique": "",
                     "indication": ctx.get("indication", ""), "comparison": ctx.get("comparison", "")}
             jobs.append(StudyJob(split=split, source_split=official, index=start + i, study_id=sid,
-                                 patient_id=f"CXR{num}" if num else sid, candidates=cands, text=text, notes=dict(notes)))
+                                 patient_id=f"CXR{num}" if num else sid, candidates=cands, text=text,
+                                 notes=dict(notes)))
         return jobs
 
     info = {"annotation": str(ann_path), "kaggle_reports": bool(reports), "kaggle_projections": bool(projections),

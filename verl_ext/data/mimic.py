@@ -122,8 +122,9 @@ def plan_mimic(jpg_root: str | os.PathLike, reports: str | os.PathLike, cfg: Pre
 
     grouped = meta.dropna(subset=["raw_split"]).groupby("study_id")["raw_split"]
     n_values, first_value = grouped.nunique(), grouped.first()
+    n_values = n_values.loc[first_value.index]
     study_split: dict[str, str] = {sid: (v if n == 1 else "<inconsistent>")
-                                   for sid, n, v in zip(first_value.index, n_values.loc[first_value.index], first_value)}
+                                   for sid, n, v in zip(first_value.index, n_values, first_value)}
 
     def out_split_of(raw: str | None) -> str:
         if raw is None or raw == "<inconsistent>":

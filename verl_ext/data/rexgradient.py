@@ -14,7 +14,7 @@ Inputs under ``--root``:
 Rules: no prior linking (EditGRPO curates multi-view inputs only); a study with more than ``max_study_images``
 images (default 6, counted before any view filter, as the paper's "cases containing more than six images were
 excluded") is dropped; with ``views=frontal_lateral`` only PA/AP/LATERAL/LL images go into the prompt, with
-``views=all`` every image does (which is what the paper's 1.69 images per sample suggests, datasets.md §1.3).
+``views=all`` every image does (which is what the paper's 1.69 images per sample suggests).
 Context lines: INDICATION and COMPARISON (there is no TECHNIQUE section).
 """
 from __future__ import annotations

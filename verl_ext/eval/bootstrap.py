@@ -3,7 +3,9 @@
 A resample draws n studies with replacement; it is represented by a count vector w (how often each study was
 drawn), so every corpus metric of the resample is a weighted statistic of per-study quantities:
 
-* mean metrics (RadGraph F1, RaTEScore, GREEN): ``w @ v / n``;
+* mean metrics (RadGraph F1, RaTEScore, GREEN): ``w @ v / n``, over the studies that have a value (NaN = not
+  scored, e.g. a reference without RaTE entities or an unparseable GREEN completion — the convention of
+  ``verl_ext.metrics.aggregate.table_from_per_sample``);
 * CheXbert F1s: per-class ``TP = w @ tp``, ``FP = w @ fp``, ``FN = w @ fn`` from the per-study 0/1 hit matrices,
   then micro F1 ``2ΣTP / (2ΣTP + ΣFP + ΣFN)`` and macro F1 (mean of per-class F1, 0 for 0/0 — the conventions of
   ``verl_ext.metrics.chexbert``) over the 14 conditions or the 5-class subset. Corpus CheXbert F1s are *not* means of
@@ -53,7 +55,8 @@ class StudyScores:
     ids: np.ndarray
     """(n,) study ids (str), unique."""
     values: dict[str, np.ndarray] = field(default_factory=dict)
-    """metric name -> (n,) float per-study scores whose corpus value is their mean (RadGraph F1, RaTEScore, ...)."""
+    """metric name -> (n,) float per-study scores whose corpus value is their mean (RadGraph F1, RaTEScore, ...);
+    NaN (or None) = the study was not scored by that metric and is left out of its mean."""
     hyp_labels: np.ndarray | None = None
     """(n, 14) binary CheXbert labels of the generated reports (conditions in ``CONDITIONS`` order)."""
     ref_labels: np.ndarray | None = None
@@ -65,12 +68,13 @@ class StudyScores:
         if len(set(self.ids.tolist())) != n:
             raise ValueError("study ids repeat; each study must appear once per run and dataset")
         for name, v in list(self.values.items()):
-            arr = np.asarray(v, dtype=np.float64)
+            arr = np.array([np.nan if x is None else x for x in v], dtype=np.float64)
             if arr.shape != (n,):
                 raise ValueError(f"metric {name!r}: expected {n} values, got shape {arr.shape}")
-            if not np.isfinite(arr).all():
-                raise ValueError(f"metric {name!r}: {int((~np.isfinite(arr)).sum())} values are NaN/inf; score "
-                                 f"every study or drop the metric")
+            if np.isinf(arr).any():
+                raise ValueError(f"metric {name!r}: {int(np.isinf(arr).sum())} values are infinite")
+            if n and np.isnan(arr).all():
+                raise ValueError(f"metric {name!r}: no study has a value; drop the metric")
             self.values[name] = arr
         if (self.hyp_labels is None) != (self.ref_labels is None):
             raise ValueError("give both hyp_labels and ref_labels, or neither")
@@ -128,6 +132,8 @@ def corpus_metrics(scores: StudyScores, weights: np.ndarray | None = None) -> di
         raise ValueError(f"weights must be (B, {n}), got {w.shape}")
     total = w.sum(axis=1)
     out: dict[str, np.ndarray] = {}
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and non-negative")
     if scores.hyp_labels is not None:
         h, r = scores.hyp_labels, scores.ref_labels
         tp = w @ ((h == 1) & (r == 1)).astype(np.float64)  # (B, 14)
@@ -138,7 +144,12 @@ def corpus_metrics(scores: StudyScores, weights: np.ndarray | None = None) -> di
             out[f"chexbert_micro_f1_{suffix}"] = _f1(t.sum(axis=1), p.sum(axis=1), f.sum(axis=1))
             out[f"chexbert_macro_f1_{suffix}"] = _f1(t, p, f).mean(axis=1)
     for name, v in scores.values.items():
-        out[name] = (w @ v) / total
+        scored = ~np.isnan(v)
+        if scored.all():
+            out[name] = (w @ v) / total
+        else:  # mean over the studies with a value, in each resample (NaN if a resample drew none of them)
+            den = w @ scored.astype(np.float64)
+            out[name] = np.divide(w @ np.where(scored, v, 0.0), den, out=np.full(len(w), np.nan), where=den > 0)
     paper = [out[m] for m in PAPER_METRICS if m in out]
     if paper:
         out[AVG] = np.mean(paper, axis=0)
@@ -168,6 +179,7 @@ class Estimate:
     high: float
     se: float
     n: int
+    """Studies that entered the metric (those with a value, for mean metrics)."""
 
 
 @dataclass(frozen=True)
@@ -182,8 +194,16 @@ class Difference:
 
 
 def _interval(samples: np.ndarray, alpha: float) -> tuple[float, float]:
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return float("nan"), float("nan")
     lo, hi = np.percentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     return float(lo), float(hi)
+
+
+def _n_used(scores: StudyScores, metric: str) -> int:
+    v = scores.values.get(metric)
+    return len(scores) if v is None else int((~np.isnan(v)).sum())
 
 
 def bootstrap(scores: StudyScores, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, Estimate]:
@@ -197,8 +217,9 @@ def bootstrap(scores: StudyScores, n_boot: int = 1000, seed: int = 0, alpha: flo
     for m, parts in draws.items():
         samples = np.concatenate(parts)
         lo, hi = _interval(samples, alpha)
-        result[m] = Estimate(float(point[m][0]), lo, hi, float(samples.std(ddof=1)) if n_boot > 1 else 0.0,
-                             len(scores))
+        finite = samples[~np.isnan(samples)]
+        se = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+        result[m] = Estimate(float(point[m][0]), lo, hi, se, _n_used(scores, m))
     return result
 
 
@@ -223,6 +244,7 @@ def paired_bootstrap(run: StudyScores, baseline: StudyScores, n_boot: int = 1000
     for m in metrics:
         samples = np.concatenate(deltas[m])
         lo, hi = _interval(samples, alpha)
-        p = min(1.0, 2 * min(float((samples <= 0).mean()), float((samples >= 0).mean())))
+        samples = samples[~np.isnan(samples)]
+        p = min(1.0, 2 * min(float((samples <= 0).mean()), float((samples >= 0).mean()))) if samples.size else 1.0
         result[m] = Difference(float(pa[m][0] - pb[m][0]), lo, hi, p, len(common))
     return result

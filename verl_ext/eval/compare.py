@@ -1,17 +1,21 @@
 """Evaluation tables: several runs side by side per test set, with bootstrap CIs and paired differences.
 
-    python -m verl_ext.eval.compare --run SFT=scores/sft --run "Dr. GRPO=scores/drgrpo" \\
-        --run EditGRPO=scores/editgrpo --baseline SFT --in-domain mimic_cxr --out tables/
+    python -m verl_ext.eval.compare --out tables/ --baseline SFT --in-domain mimic_cxr \\
+        --run SFT@mimic_cxr=scores/sft/mimic --run SFT@iu_xray=scores/sft/iu \\
+        --run EditGRPO@mimic_cxr=scores/edit/mimic --run EditGRPO@iu_xray=scores/edit/iu ...
 
-Input (one or more per run; a run's files are concatenated): per-study score files — JSON lines, JSON, CSV or
-parquet — or a directory holding one (``per_sample.*``). Each row is one study of one test set:
+Input (one or more per run; a run's files are concatenated): the ``per_sample.jsonl`` / ``per_sample.csv`` that
+``python -m verl_ext.metrics`` writes, or any JSON-lines / JSON / CSV / parquet file with the same fields, or a
+directory holding one. Each row is one study of one test set:
 
-* ``id`` (the study id of the generation rows) and ``data_source`` (the test set; rows without it go to
-  ``--dataset``);
-* per-study scores whose corpus value is their mean: ``radgraph_f1``, ``ratescore``, ``green`` (aliases below);
-* the 14 binary CheXbert labels of the generated and of the reference report (``chexbert_hyp`` / ``chexbert_ref``,
-  lists in ``verl_ext.metrics.chexbert.CONDITIONS`` order). Corpus CheXbert F1s are recomputed from these — they are
-  not means of per-study scores.
+* ``id`` (the study id of the generation rows); the test set is the row's ``data_source`` if it has one, else the
+  ``@TEST_SET`` of its ``--run``, else ``--dataset``;
+* per-study scores whose corpus value is their mean over the studies that have one (null = not scored):
+  ``radgraph_f1``, ``ratescore``, ``green`` (aliases in ``METRIC_ALIASES``);
+* the 14 binary CheXbert labels of the generated and of the reference report (``chexbert_generated`` /
+  ``chexbert_reference``: lists, JSON lists or 0/1 strings, in ``verl_ext.metrics.chexbert.CONDITIONS`` order).
+  Corpus CheXbert F1s are recomputed from these — they are not means of per-study scores (a per-study
+  ``chexbert_micro_f1_14`` column is ignored).
 
 Output in `--out`: ``tables.md`` (per test set, in-domain first: each metric with its 95% CI; differences to the
 baseline with paired-bootstrap CIs and p-values; and an "Avg." table across test sets in the style of the paper's
@@ -54,9 +58,9 @@ METRIC_ALIASES: dict[str, tuple[str, ...]] = {
     "green": ("green", "green_score"),
 }
 LABEL_PAIRS: tuple[tuple[str, str], ...] = (
+    ("chexbert_generated", "chexbert_reference"),  # verl_ext.metrics per_sample.jsonl / .csv
     ("chexbert_hyp", "chexbert_ref"),
     ("chexbert_labels_hyp", "chexbert_labels_ref"),
-    ("chexbert_generated", "chexbert_reference"),
     ("hyp_labels", "ref_labels"),
 )
 PER_SAMPLE_NAMES = ("per_sample.jsonl", "per_sample.parquet", "per_sample.csv", "per_sample.json")
@@ -109,11 +113,20 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def _labels(value, where: str) -> list[int]:
+    """A label vector: a list, a JSON list, or a 0/1 string such as ``"01000000000001"`` (per_sample.csv)."""
     if isinstance(value, str):
-        value = json.loads(value)
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else list(text) if set(text) <= {"0", "1"} else None
     if value is None:
-        raise CompareError(f"{where}: missing CheXbert labels")
+        raise CompareError(f"{where}: missing or unreadable CheXbert labels")
     return [int(x) for x in value]
+
+
+def _number(value) -> float:
+    """A metric value; None / "" / null = not scored (NaN)."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "null", "None", "nan")):
+        return float("nan")
+    return float(value)
 
 
 def _first_key(row: dict, names: tuple[str, ...]) -> str | None:
@@ -131,7 +144,8 @@ def rows_to_scores(rows: list[dict], source: str, default_dataset: str) -> dict[
     ds_col = _first_key(first, DATASET_COLUMNS)
     metric_cols = {}
     for metric, aliases in METRIC_ALIASES.items():
-        col = _first_key(first, aliases)
+        # The first alias some row has (a metric may be null in the first row, e.g. an unscorable RaTE reference).
+        col = next((a for a in aliases if any(r.get(a) not in (None, "") for r in rows)), None)
         if col is not None:
             metric_cols[metric] = col
     label_cols = next(((h, r) for h, r in LABEL_PAIRS if h in first and r in first), None)
@@ -145,9 +159,12 @@ def rows_to_scores(rows: list[dict], source: str, default_dataset: str) -> dict[
     for dataset, group in grouped.items():
         where = f"{source} [{dataset}]"
         try:
-            values = {m: np.array([float(r[c]) for r in group]) for m, c in metric_cols.items()}
-        except (KeyError, TypeError, ValueError) as err:
-            raise CompareError(f"{where}: a metric value is missing or not a number ({err})") from None
+            values = {m: np.array([_number(r.get(c)) for r in group]) for m, c in metric_cols.items()}
+        except (TypeError, ValueError) as err:
+            raise CompareError(f"{where}: a metric value is not a number ({err})") from None
+        for m in [m for m, v in values.items() if np.isnan(v).all()]:
+            logger.warning("%s: no study has a %s value; the metric is left out", where, m)
+            del values[m]
         hyp = ref = None
         if label_cols is not None:
             hyp = np.array([_labels(r.get(label_cols[0]), where) for r in group])
@@ -177,12 +194,17 @@ def _concat(parts: list[StudyScores], where: str) -> StudyScores:
         raise CompareError(f"{where}: {err}") from None
 
 
-def load_run(name: str, paths: list[str | Path], default_dataset: str = "test") -> dict[str, StudyScores]:
-    """All score files of one run -> {test set: StudyScores}."""
+def load_run(name: str, paths: list, default_dataset: str = "test") -> dict[str, StudyScores]:
+    """All score files of one run -> {test set: StudyScores}.
+
+    A path may be given as ``(test_set, path)``: its rows without ``data_source`` belong to that test set (the
+    metrics CLI writes no data_source, so one scores directory per test set is named this way).
+    """
     parts: dict[str, list[StudyScores]] = defaultdict(list)
-    for path in paths:
+    for entry in paths:
+        dataset_name, path = entry if isinstance(entry, tuple) else (default_dataset, entry)
         file = _find_score_file(Path(path).expanduser())
-        for dataset, scores in rows_to_scores(read_rows(file), str(file), default_dataset).items():
+        for dataset, scores in rows_to_scores(read_rows(file), str(file), dataset_name).items():
             parts[dataset].append(scores)
     return {ds: _concat(p, f"run {name!r} [{ds}]") for ds, p in parts.items()}
 
@@ -310,8 +332,14 @@ def markdown(report: Report) -> str:
     for res in report.datasets:
         title = res.dataset + (f" ({res.domain})" if res.domain else "")
         lines += [f"## {title}", "", f"{res.n_studies} studies."]
+        partial = [m for m in res.metrics if m != AVG and not m.startswith("chexbert_")
+                   and any(res.estimates[r][m].n < res.n_studies for r in res.runs)]
+        if partial:
+            counts = "; ".join(f"{_name(m)}: " + ", ".join(f"{r} {res.estimates[r][m].n}" for r in res.runs)
+                               for m in partial)
+            lines.append(f"Means are over the studies a metric could score ({counts} of {res.n_studies}).")
         if res.dropped:
-            lines.append(f"Restricted to studies every run has; dropped: "
+            lines.append("Restricted to studies every run has; dropped: "
                          + ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) + ".")
         lines.append("")
         header = ["Run"] + [_name(m) for m in res.metrics]
@@ -429,26 +457,30 @@ def write_report(report: Report, out: str | Path) -> dict[str, Path]:
 # ---------------------------------------------------------------------------------------------------------- CLI
 
 
-def _parse_runs(specs: list[str]) -> dict[str, list[str]]:
-    runs: dict[str, list[str]] = {}
+def _parse_runs(specs: list[str], default_dataset: str) -> dict[str, list[tuple[str, str]]]:
+    """``NAME=PATH`` or ``NAME@TEST_SET=PATH`` -> {name: [(test set for rows without data_source, path)]}."""
+    runs: dict[str, list[tuple[str, str]]] = {}
     for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            raise CompareError(f"--run {spec!r}: expected NAME=PATH")
-        runs.setdefault(name.strip(), []).append(path.strip())
+        label, sep, path = spec.partition("=")
+        name, at, dataset = label.partition("@")
+        if not sep or not name.strip() or not path.strip() or (at and not dataset.strip()):
+            raise CompareError(f"--run {spec!r}: expected NAME=PATH or NAME@TEST_SET=PATH")
+        runs.setdefault(name.strip(), []).append((dataset.strip() or default_dataset, path.strip()))
     return runs
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verl_ext.eval.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH",
-                        help="a run's per-study score file or directory (repeat; the same NAME concatenates)")
+    parser.add_argument("--run", action="append", required=True, metavar="NAME[@TEST_SET]=PATH",
+                        help="a run's per-study score file or directory (repeat; the same NAME concatenates); "
+                             "@TEST_SET names the test set of rows without data_source")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--baseline", default=None, help="run the others are compared with (default: the first)")
     parser.add_argument("--in-domain", action="append", default=[], metavar="DATA_SOURCE",
                         help="test sets from the training distribution (repeat); the others are out-of-domain")
-    parser.add_argument("--dataset", default="test", help="test-set name for rows without data_source")
+    parser.add_argument("--dataset", default="test",
+                        help="test-set name for rows without data_source and without @TEST_SET")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - CI level")
@@ -457,8 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        specs = _parse_runs(args.run)
-        runs = {name: load_run(name, paths, args.dataset) for name, paths in specs.items()}
+        specs = _parse_runs(args.run, args.dataset)
+        runs = {name: load_run(name, paths) for name, paths in specs.items()}
         report = compare(runs, baseline=args.baseline, in_domain=args.in_domain, n_boot=args.n_boot,
                          seed=args.seed, alpha=args.alpha, common_ids=not args.all_ids)
     except CompareError as err:

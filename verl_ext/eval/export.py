@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 TRACKER_FILE = "latest_checkpointed_iteration.txt"
 FSDP_CONFIG = "fsdp_config.json"
 HF_SUBDIR = "huggingface"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 # File families an HF model directory needs besides config + weights. A family counts as present when any of its
 # "marker" files is there; when it is missing, all of its files that exist in --base-model are copied.

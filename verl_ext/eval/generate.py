@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -490,17 +490,17 @@ def _check_meta(meta_path: Path, settings: dict, allow_change: bool) -> None:
                          f"Use a new --out, or pass --allow-settings-change")
 
 
-def iter_pending(dataset, done: set[str]) -> Iterator[tuple[int, dict]]:
-    """(ordinal, RLHFDataset item) for rows whose id is not in `done`; raises on duplicate ids."""
+def dataset_ids(dataset) -> list[str]:
+    """Row ids of an RLHFDataset, read from its ``extra_info`` column (no image decoding); raises on duplicates."""
+    frame = dataset.dataframe
+    extras = frame["extra_info"] if "extra_info" in frame.column_names else [None] * len(frame)
+    ids = [row_id({"extra_info": extra}, ordinal) for ordinal, extra in enumerate(extras)]
     seen: set[str] = set()
-    for ordinal in range(len(dataset)):
-        item = dataset[ordinal]
-        rid = row_id(item, ordinal)
+    for ordinal, rid in enumerate(ids):
         if rid in seen:
             raise ValueError(f"row {ordinal}: id {rid!r} repeats; ids (extra_info.study_id) must be unique")
         seen.add(rid)
-        if rid not in done:
-            yield ordinal, item
+    return ids
 
 
 def run(cfg: GenerateConfig) -> dict:
@@ -520,14 +520,17 @@ def run(cfg: GenerateConfig) -> dict:
                             mm_processor_kwargs=cfg.mm_processor_kwargs, min_pixels=cfg.min_pixels,
                             max_pixels=cfg.max_pixels)
     dataset = prompts.open(files)
-    total = len(dataset)
-    todo = total - len(done)
-    if cfg.limit is not None:
-        todo = min(todo, cfg.limit)
+    ids = dataset_ids(dataset)
+    total = len(ids)
+    not_done = [ordinal for ordinal, rid in enumerate(ids) if rid not in done]
+    pending = not_done if cfg.limit is None else not_done[: max(0, cfg.limit)]
+    strangers = len(done - set(ids))
+    if strangers:
+        logger.warning("%s holds %d ids that are not in the data", out, strangers)
     backend = pick_backend(cfg.backend)
     started = time.time()
-    counts = {"rows": total, "already_done": len(done), "generated": 0, "truncated": 0}
-    if todo > 0:
+    counts = {"rows": total, "already_done": total - len(not_done), "generated": 0, "truncated": 0}
+    if pending:
         if backend == "vllm":
             limit_images = cfg.limit_images or max_images_per_row(files, cfg.image_key)
             generator = VLLMGenerator(cfg, prompts, limit_images)
@@ -538,17 +541,10 @@ def run(cfg: GenerateConfig) -> dict:
             step = cfg.batch_size
         meta = {"settings": settings, "backend": generator.name, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-        pending = iter_pending(dataset, done)
-        with out.open("a", encoding="utf-8") as fh, tqdm(total=todo, desc=f"generate[{generator.name}]",
+        with out.open("a", encoding="utf-8") as fh, tqdm(total=len(pending), desc=f"generate[{generator.name}]",
                                                           unit="report") as bar:
-            while counts["generated"] < todo:
-                batch: list[PreparedPrompt] = []
-                for ordinal, item in pending:
-                    batch.append(prompts.prepare(item, ordinal))
-                    if len(batch) >= min(step, todo - counts["generated"]):
-                        break
-                if not batch:
-                    break
+            for start in range(0, len(pending), step):
+                batch = [prompts.prepare(dataset[i], i) for i in pending[start:start + step]]
                 for prompt, gen in zip(batch, generator.generate(batch)):
                     record = {"id": prompt.id, "data_source": prompt.data_source, "generated": gen.text,
                               "reference": prompt.reference, "finish_reason": gen.finish_reason,

@@ -539,7 +539,8 @@ def mimic_edge_patients(seed: int = 0) -> tuple[list[SyntheticPatient], dict[str
     ``missing_image`` (PA file absent, LATERAL present), ``all_images_missing``, ``corrupt_image``,
     ``report_not_utf8``, ``report_no_headers``, ``report_missing``, ``history_instead_of_indication``,
     ``split_only`` (study only in the split file), ``no_split_row`` (no split row for any image),
-    ``partial_split_rows`` (one image lacks its split row), ``validate_patient``.
+    ``partial_split_rows`` (one image lacks its split row), ``validate_patient``, ``empty_findings``, and
+    ``prior_chain_first`` / ``prior_chain_no_findings`` / ``prior_chain`` (the middle study has no FINDINGS).
     """
     rng = random.Random(_seed(seed, "mimic-edge"))
     used: set[str] = set()
@@ -617,6 +618,9 @@ def mimic_edge_patients(seed: int = 0) -> tuple[list[SyntheticPatient], dict[str
     patient("19000026", [dict(date=21800105, split="validate"), dict(date=21800107, split="validate")],
             ["", "validate_patient"])
     patient("19000027", [dict(date=21800105, study={"report_style": "empty_findings"})], ["empty_findings"])
+    # a prior without FINDINGS between two studies with FINDINGS
+    patient("19000028", [dict(date=21800105), dict(date=21800205, study={"report_style": "impression_only"}),
+                         dict(date=21800305)], ["prior_chain_first", "prior_chain_no_findings", "prior_chain"])
     return patients, cases
 
 

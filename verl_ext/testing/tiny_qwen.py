@@ -22,7 +22,9 @@ The output is deterministic for a given ``seed``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Optional
 
 __all__ = [
     "QWEN_CHAT_TEMPLATE",
@@ -232,6 +234,7 @@ def build_tiny_qwen25_vl(
     min_pixels: int = 56 * 56,
     max_pixels: int = 112 * 112,
     vocab_size: int = 1200,
+    eos_probability: Optional[float] = None,
 ) -> Path:
     """Write a tiny random Qwen2.5-VL (model, tokenizer, processor, chat template, generation config) to `out_dir`.
 
@@ -241,6 +244,10 @@ def build_tiny_qwen25_vl(
         min_pixels / max_pixels: the image processor's pixel budget. The defaults give 4..16 merged visual tokens
             per image, which keeps CPU forwards fast.
         vocab_size: target size of the learned byte-level BPE vocabulary (before the 22 special tokens).
+        eos_probability: if set, make the random policy emit ``<|im_end|>`` with roughly this probability at each
+            step, so sampled responses end (a uniform random model over ~1200 tokens almost never stops, and every
+            response would run into the length limit). Done by giving every token embedding a constant first
+            coordinate and the ``<|im_end|>`` row of ``lm_head`` a matching weight; everything else stays random.
 
     Returns:
         The directory, ready for `from_pretrained`.
@@ -270,6 +277,8 @@ def build_tiny_qwen25_vl(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
+    if eos_probability is not None:
+        _bias_towards_eos(model, tokenizer.convert_tokens_to_ids("<|im_end|>"), float(eos_probability))
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
@@ -281,3 +290,20 @@ def build_tiny_qwen25_vl(
     )
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def _bias_towards_eos(model, eos_id: int, probability: float) -> None:
+    """Per-step P(eos) ~= `probability` for a freshly initialised model (see `build_tiny_qwen25_vl`)."""
+    import torch
+
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"eos_probability={probability} must be in (0, 1)")
+    embed = model.model.language_model.embed_tokens.weight
+    hidden = embed.shape[1]
+    std = float(model.config.text_config.initializer_range)
+    vocab = model.lm_head.weight.shape[0]
+    with torch.no_grad():
+        embed[:, 0] = 1.0  # dominates the (tiny) random residual stream, so the final RMSNorm output's coordinate 0
+        normed0 = 1.0 / math.sqrt((1.0 + (hidden - 1) * std**2) / hidden)  # ~ sqrt(hidden) after RMSNorm
+        logit = math.log(probability / (1.0 - probability) * (vocab - 1))
+        model.lm_head.weight[eos_id, 0] = logit / normed0

@@ -1,0 +1,93 @@
+"""python -m verl_ext.metrics end to end on the tiny fixtures; the per-sample file reproduces the table."""
+import csv
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from verl_ext.metrics.aggregate import TABLE_COLUMNS, table_from_per_sample
+from verl_ext.metrics.evaluate import EvalConfig, build_parser, evaluate, main, read_rows
+
+ROWS = [
+    {"id": "a", "generated": "The heart is enlarged. Small left pleural effusion.", "reference": "Heart size is normal. No pleural effusion."},
+    {"id": "b", "generated": "", "reference": "Mild cardiomegaly. Bibasilar atelectasis."},
+    {"id": "c", "generated": "Lungs are clear.", "reference": "Lungs are clear."},
+    {"id": "d", "generated": "ok", "reference": "No acute cardiopulmonary process."},
+]
+
+
+def model_args(p):
+    return ["--rate-ner", str(p.rate_ner), "--biolord", str(p.biolord), "--chexbert-checkpoint", str(p.chexbert_checkpoint),
+            "--chexbert-bert", str(p.chexbert_bert), "--radgraph-cache", str(p.radgraph_cache),
+            "--radgraph-model-type", p.radgraph_model_type, "--device", "cpu"]
+
+
+def test_help_lists_model_options():
+    text = build_parser().format_help()
+    for opt in ("--input", "--out", "--rate-ner", "--biolord", "--chexbert-checkpoint", "--radgraph-cache", "--green-model", "--skip"):
+        assert opt in text
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_cli_writes_table_and_per_sample(tmp_path, scorer_paths, fmt, capsys):
+    src = tmp_path / f"rows.{fmt}"
+    if fmt == "jsonl":
+        src.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    elif fmt == "csv":
+        pd.DataFrame(ROWS).to_csv(src, index=False)
+    else:
+        pd.DataFrame(ROWS).to_parquet(src)
+    out = tmp_path / "out"
+    assert main(["--input", str(src), "--out", str(out), *model_args(scorer_paths)]) == 0
+    printed = capsys.readouterr().out
+    assert "Micro-F1-14" in printed and "RadGraph F1" in printed and "GREEN skipped" in printed
+    table = json.loads((out / "table.json").read_text())
+    per = [json.loads(line) for line in (out / "per_sample.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in per] == ["a", "b", "c", "d"]
+    assert per[1]["radgraph_f1"] == 0.0 and per[1]["ratescore"] == 0.0 and per[1]["ratescore_status"] == "empty_generated"
+    assert per[3]["ratescore_status"] == "generated_without_entities" and per[3]["ratescore"] == 0.0
+    assert per[2]["chexbert_micro_f1_14"] in (0.0, 1.0) and per[2]["radgraph_f1"] in (0.0, 1.0)
+    assert all(len(r["chexbert_generated"]) == 14 and r["green_status"] == "skipped" for r in per)
+    again = table_from_per_sample(per)
+    for c in TABLE_COLUMNS + ("avg",):
+        assert again[c] == table[c]
+    assert table["green"] is None and "green" not in table["avg_columns"] and table["n"] == 4
+    with open(out / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[0]["chexbert_micro_f1_14"]) == pytest.approx(table["chexbert_micro_f1_14"])
+    with open(out / "per_sample.csv") as f:
+        assert len(next(csv.DictReader(f))["chexbert_generated"]) == 14
+
+
+def test_api_with_canned_green_and_skips(scorer_paths):
+    from verl_ext.clinical.green import GreenScorer
+
+    canned = "[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. X\n\n[Matched Findings]:\n1. Y\n"
+    green = GreenScorer(generate_fn=lambda prompts: [canned] * (len(prompts) - 1) + ["unparseable"])
+    rows = read_rows_from(ROWS)
+    res = evaluate(rows, EvalConfig(models=scorer_paths.as_dict(), device="cpu", skip=("radgraph",)), green_scorer=green)
+    assert [r["green"] for r in res.per_sample] == [0.5, 0.5, 0.5, None]
+    assert res.table["green"] == pytest.approx(0.5) and res.table["radgraph_f1"] is None
+    assert any("could not be parsed" in n for n in res.notes)
+    assert "radgraph_f1" not in res.per_sample[0]
+    with pytest.raises(ValueError, match="empty reference"):
+        evaluate([{"id": "x", "generated": "a", "reference": " "}], EvalConfig(models=scorer_paths.as_dict(), device="cpu"))
+
+
+def read_rows_from(rows):
+    return [dict(r) for r in rows]
+
+
+def test_read_rows_columns(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text(json.dumps({"uid": 7, "pred": "a", "gt": "b"}) + "\n")
+    assert read_rows(str(p), "uid", "pred", "gt") == [{"id": "7", "generated": "a", "reference": "b"}]
+    with pytest.raises(ValueError, match="--generated-col"):
+        read_rows(str(p))
+
+
+def test_module_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "verl_ext.metrics", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--green-model" in out.stdout

@@ -1,0 +1,62 @@
+"""service="auto" inside Ray: reward-loop workers share one scorer actor per node; scores equal the local ones.
+
+The Ray test starts a local cluster with two reward-loop worker actors and the scorer actor (each imports verl and
+torch): about 2 minutes on 2 busy cores, so it runs only with VERL_EXT_RAY_TESTS=1. The in-process test below
+covers the actor body on every run.
+"""
+import asyncio
+import os
+
+import pytest
+
+
+def test_scorer_actor_body_in_process(scorer_paths, fresh_services):
+    from verl_ext.reward.config import RadiologyRewardConfig
+    from verl_ext.reward.scoring import RewardScorer, ScoreRequest
+    from verl_ext.reward.service import ScorerActor, get_service
+
+    cfg = RadiologyRewardConfig.from_any({"models": scorer_paths.as_dict(), "device": "cpu"})
+    actor = ScorerActor(cfg.to_dict())  # what ray.remote(ScorerActor) runs, from the dict it is sent
+    reqs = [ScoreRequest("mild cardiomegaly.", "mild cardiomegaly. bibasilar atelectasis."), ScoreRequest("", "lungs are clear.")]
+
+    async def main():
+        return await asyncio.gather(*[actor.score(r) for r in reqs]), await actor.stats()
+
+    outs, stats = asyncio.new_event_loop().run_until_complete(main())
+    assert stats["batch_sizes"] == [2]
+    assert outs == RewardScorer(cfg).score_batch(reqs)
+    assert type(get_service(RadiologyRewardConfig.from_any(cfg.to_dict(), {"service": "auto"}))).__name__ == "LocalScoringService"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("VERL_EXT_RAY_TESTS") != "1", reason="starts a Ray cluster (~2 min); set VERL_EXT_RAY_TESTS=1")
+def test_reward_workers_share_the_node_scorer_actor(make_config, make_item, tokenizer, scorer_paths, fresh_services):
+    import ray
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    from verl_ext.reward.config import RadiologyRewardConfig
+    from verl_ext.reward.scoring import RewardScorer, ScoreRequest
+    from verl_ext.reward.service import ACTOR_NAME_PREFIX
+
+    pairs = [
+        ("the heart is enlarged. small left pleural effusion.", "heart size is normal. no pleural effusion."),
+        ("mild cardiomegaly.", "mild cardiomegaly. bibasilar atelectasis."),
+        ("", "lungs are clear."),
+        ("lungs are clear.", "lungs are clear."),
+    ]
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="verl_ext_test")
+    try:
+        config = make_config(service="auto")
+        Worker = ray.remote(RewardLoopWorker)
+        workers = [Worker.options(num_cpus=0.5).remote(config) for _ in range(2)]
+        refs = [workers[i % 2].compute_score.remote(make_item(r, ref)) for i, (r, ref) in enumerate(pairs)]
+        outs = ray.get(refs, timeout=600)
+        actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_NAME_PREFIX)]
+        assert len(actors) == 1  # one scorer per node, shared by both reward workers
+    finally:
+        ray.shutdown()
+    cfg = RadiologyRewardConfig.from_any({"models": scorer_paths.as_dict(), "device": "cpu"})
+    local = RewardScorer(cfg).score_batch(
+        [ScoreRequest(tokenizer.decode(tokenizer(r, add_special_tokens=False)["input_ids"]), ref) for r, ref in pairs]
+    )
+    assert [o["reward_score"] for o in outs] == pytest.approx([o["reward_score"] for o in local], abs=1e-6)
