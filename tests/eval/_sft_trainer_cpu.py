@@ -26,7 +26,6 @@ import types
 
 import torch
 import torch.distributed as dist
-
 from verl.plugin.platform import platform_manager
 from verl.plugin.platform.platform_base import PlatformBase
 

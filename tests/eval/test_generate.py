@@ -91,8 +91,8 @@ def _rows(path):
 
 def test_generation_is_resumable(tiny_model, test_parquet, tmp_path, references):
     out = tmp_path / "rows.jsonl"
-    base = dict(model=str(tiny_model), data=[str(test_parquet)], out=str(out), backend="hf", max_new_tokens=6,
-                batch_size=2)
+    base = {"model": str(tiny_model), "data": [str(test_parquet)], "out": str(out), "backend": "hf",
+            "max_new_tokens": 6, "batch_size": 2}
     first = run(GenerateConfig(**base, limit=2))
     assert first["generated"] == 2 and first["remaining"] == 3 and first["backend"] == "hf"
     # An interrupted write leaves a torn line: it is dropped and that row is generated again.

@@ -133,6 +133,7 @@ def batch_reports(env, tmp_path_factory) -> dict:
     return dict(zip(names, reports))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_dry_run_passes(recipe, batch_reports):
     report = batch_reports[recipe.stem]
@@ -144,6 +145,7 @@ def test_recipe_dry_run_passes(recipe, batch_reports):
         assert any(w.startswith("reward.reward_kwargs.models") for w in report["warnings"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_broken_configs_are_reported(name, batch_reports):
     report = batch_reports[name]
@@ -152,6 +154,7 @@ def test_broken_configs_are_reported(name, batch_reports):
         assert any(expected in error for error in report["errors"]), (expected, report["errors"])
 
 
+@pytest.mark.slow
 def test_resolved_settings_of_the_main_recipe(batch_reports):
     s = batch_reports["mimic_editgrpo"]["settings"]
     assert s["actor_rollout_ref.rollout.n"] == 10 and s["data.train_batch_size"] == 32
@@ -167,6 +170,7 @@ def test_resolved_settings_of_the_main_recipe(batch_reports):
     assert "hf_model" in sft["checkpoint.save_contents"] and sft["trainer.save_freq"] == "after_each_epoch"
 
 
+@pytest.mark.slow
 def test_end_to_end_dry_run_of_main_recipe(env):
     """`bash recipes/mimic_editgrpo.sh --dry-run` as a user runs it (its own python process)."""
     out = subprocess.run(["bash", str(REPO / "recipes" / "mimic_editgrpo.sh"), "--dry-run"], env=env,

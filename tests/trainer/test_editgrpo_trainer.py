@@ -46,6 +46,7 @@ print(json.dumps({
 
 @pytest.fixture(scope="module")
 def probe() -> dict:
+    """One fresh interpreter (about 40 s on 2 cores): import-light registration, then a trainer built on CPU."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERL_USE_EXTERNAL")}
     env["VERL_USE_EXTERNAL_PLUGINS"] = "none"  # this module alone, whatever else the plugin list holds
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=600)
@@ -53,15 +54,18 @@ def probe() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_plugin_import_does_not_import_verl_registries(probe):
     assert probe["light"] == {"verl.trainer.ppo.core_algos": False, "verl.trainer.ppo.v1": False}
 
 
+@pytest.mark.slow
 def test_registered_when_v1_is_imported(probe):
     assert probe["module"] == "verl_ext.trainer.editgrpo_trainer" and probe["name"] == "EditGRPOTrainer"
     assert probe["is_sync_subclass"] and probe["same_as_attr"]
 
 
+@pytest.mark.slow
 def test_behaves_as_verl_sync_mode(probe):
     assert probe["mode"] == "sync" and probe["buffer"] == "ReplayBuffer" and probe["buffer_mode"] == "sync"
     assert probe["parameter_sync_step"] == 1

@@ -8,8 +8,8 @@ it names, print the resolved settings and exit.
 RL configs (``ppo_trainer``-based) go through what ``verl.trainer.main_ppo`` and the V1 trainer would do before any
 GPU work:
 
-* Hydra composition of ``--config-path``/``--config-name`` + overrides (``verl_ext/config`` by default), mandatory
-  ``???`` values, interpolation;
+* Hydra composition of ``--config-path``/``--config-name`` + overrides (``verl_ext/config`` by default), required
+  values (``???`` or left null: data files, model path), interpolation;
 * ``verl.utils.config.validate_config`` (as ``main_ppo.main`` calls it), which converts and validates the actor;
 * the conversions to verl's config dataclasses that the workers perform: rollout (``RolloutConfig``, agent loop
   included), reference policy, algorithm (``AlgoConfig``), critic when used, checkpoint engine, and the model
@@ -20,8 +20,11 @@ GPU work:
   list, each imported on its own so a missing piece is named), the advantage estimator and policy loss in
   ``core_algos``, the V1 trainer mode, the agent-loop manager class, the reward manager (resolved with verl's own
   ``resolve_reward_manager_cls``), custom reward function, dataset class, sampler, checkpoint callback;
-* ``ditpo`` and ``editgrpo`` blocks; data, model and analyzer paths (missing paths are warnings, errors with
-  ``--strict``).
+* the ``editgrpo`` key parsed as the agent-loop workers parse it (``EditRolloutConfig``, ``validate_edit_setup``,
+  the rules' ``EditConfig``), ``reward.reward_kwargs`` as the reward manager parses it (``RadiologyRewardConfig``),
+  the local models each needs (unset: error), the ``ditpo`` key;
+* data, model and scorer paths: missing on this machine is a warning (an error with ``--strict``), since the dry run
+  usually runs where the data is not.
 
 SFT configs (``sft_trainer_engine``-based) get the conversions ``verl.trainer.sft_trainer.SFTTrainer._build_config``
 performs (model, engine, optim, checkpoint, profiler) and the data checks.

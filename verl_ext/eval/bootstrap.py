@@ -19,8 +19,8 @@ distribution of the difference (run − baseline) with the between-study correla
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -99,7 +99,7 @@ class StudyScores:
         names += sorted(m for m in self.values if m not in MEAN_METRICS)
         return names + ([AVG] if any(m in PAPER_METRICS for m in names) else [])
 
-    def subset(self, ids: Sequence[str]) -> "StudyScores":
+    def subset(self, ids: Sequence[str]) -> StudyScores:
         """The rows of `ids`, in that order (every id must be present)."""
         pos = {sid: i for i, sid in enumerate(self.ids.tolist())}
         missing = [sid for sid in ids if sid not in pos]

@@ -319,14 +319,14 @@ def _diff_cell(d: Difference, alpha: float, n_boot: int) -> str:
 
 
 def markdown(report: Report) -> str:
-    level = int(round(100 * (1 - report.alpha)))
+    level = round(100 * (1 - report.alpha))
     lines = [
         "# Evaluation",
         "",
-        f"Corpus metrics with {level}% percentile bootstrap CIs ({report.n_boot} resamples of studies, seed "
+        (f"Corpus metrics with {level}% percentile bootstrap CIs ({report.n_boot} resamples of studies, seed "
         f"{report.seed}); CheXbert F1s are recomputed from label vectors in every resample. Differences are "
         f"run − {report.baseline} on the same studies (paired bootstrap); `*` marks p < {report.alpha:g}. "
-        f"Avg. is the mean of the metric columns shown (the paper's Avg. uses all seven).",
+        f"Avg. is the mean of the metric columns shown (the paper's Avg. uses all seven)."),
         "",
     ]
     for res in report.datasets:
@@ -434,7 +434,7 @@ def plot(report: Report, path: Path) -> None:
         ax.set_title(title, fontsize=11, loc="left")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    level = int(round(100 * (1 - report.alpha)))
+    level = round(100 * (1 - report.alpha))
     fig.suptitle(f"Corpus metrics with {level}% bootstrap CIs ({report.n_boot} study resamples)", fontsize=12)
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=colors[i % len(colors)], edgecolor="black", linewidth=0.4)
                for i in range(len(report.runs))]

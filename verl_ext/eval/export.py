@@ -167,15 +167,18 @@ def _fill_from_base(source_hf: Path, out: Path, base: Path | None) -> dict[str, 
     """Copy file families the checkpoint lacks from the base model; returns {family: where it came from}."""
     origin = {}
     have = _present_families(source_hf)
-    for family in FAMILIES:
+    for family, names in FAMILIES.items():
         if family in have:
             origin[family] = "checkpoint"
             continue
         base_has = base is not None and family in _present_families(base)
         if not base_has:
-            origin[family] = "missing"
+            # verl's merger always writes a generation_config.json, derived from the model config when the
+            # checkpoint has none (it then lacks e.g. Qwen's second EOS id).
+            derived = family == "generation_config" and (out / "generation_config.json").is_file()
+            origin[family] = "derived-from-config" if derived else "missing"
             continue
-        for name in FAMILIES[family]:
+        for name in names:
             if (base / name).is_file():
                 shutil.copy2(base / name, out / name)
         origin[family] = "base-model"
@@ -206,7 +209,8 @@ def check_export(out: Path, trust_remote_code: bool = False) -> dict:
         facts["processor"] = type(processor).__name__
         facts["has_chat_template"] = facts["has_chat_template"] or bool(getattr(processor, "chat_template", None))
     if not facts["has_chat_template"]:
-        raise ExportError(f"{out} has no chat template; pass --base-model to copy it")
+        raise ExportError(f"{out} has no chat template; rerun with --base-model (the model training started from) "
+                          f"and --overwrite")
     if (out / "generation_config.json").is_file():
         gen = GenerationConfig.from_pretrained(out)
         facts["generation_eos_token_id"] = gen.eos_token_id
@@ -241,9 +245,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, base_model: st
     else:
         _copy_hf_dir(resolved.hf_dir, out)
     origin = _fill_from_base(resolved.hf_dir, out, base)
-    missing = [family for family, where in origin.items() if where == "missing"]
+    missing = [family for family, where in origin.items() if where in ("missing", "derived-from-config")]
     if missing:
-        logger.warning("the exported model lacks %s and no --base-model supplied them", ", ".join(missing))
+        logger.warning("the checkpoint lacks %s and no --base-model supplied them", ", ".join(missing))
     facts = check_export(out, trust_remote_code=trust_remote_code)
 
     from importlib.metadata import version

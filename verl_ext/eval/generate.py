@@ -336,13 +336,13 @@ class HFGenerator:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         greedy = self.cfg.temperature <= 0
-        kwargs = dict(
-            max_new_tokens=self.cfg.max_new_tokens,
-            do_sample=not greedy,
-            repetition_penalty=self.cfg.repetition_penalty,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.pad_id,
-        )
+        kwargs = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "do_sample": not greedy,
+            "repetition_penalty": self.cfg.repetition_penalty,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": self.pad_id,
+        }
         if greedy:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         else:
@@ -373,16 +373,16 @@ class VLLMGenerator:
         from vllm import LLM, SamplingParams
 
         self.prompts = prompts
-        engine_kwargs = dict(
-            model=cfg.model,
-            tokenizer=cfg.model,
-            dtype="auto" if cfg.dtype == "auto" else cfg.dtype,
-            tensor_parallel_size=cfg.tensor_parallel_size,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_model_len=cfg.max_model_len,
-            seed=cfg.seed,
-            trust_remote_code=False,
-        )
+        engine_kwargs = {
+            "model": cfg.model,
+            "tokenizer": cfg.model,
+            "dtype": "auto" if cfg.dtype == "auto" else cfg.dtype,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "gpu_memory_utilization": cfg.gpu_memory_utilization,
+            "max_model_len": cfg.max_model_len,
+            "seed": cfg.seed,
+            "trust_remote_code": False,
+        }
         if limit_images > 0:
             engine_kwargs["limit_mm_per_prompt"] = {"image": limit_images}
         if cfg.mm_processor_kwargs:

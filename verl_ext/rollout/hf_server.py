@@ -10,20 +10,37 @@ implements exactly that method (the signature of verl's vLLM server, ``vllm_asyn
     servers = launch_hf_servers(model_path, config.actor_rollout_ref.rollout)   # {address: Ray actor handle}
     llm_client = make_llm_client(config, servers)                                 # verl's own LLMServerClient
 
-The server is a plain class wrapped with ``ray.remote`` at use (a synchronous actor: one request at a time).
-Token-in/token-out like vLLM: ``prompt_ids`` already contain the expanded ``<|image_pad|>`` runs, and the pixel
-values are recomputed from ``image_data`` with the model's processor. Responses include the end-of-turn token when
-generation stopped on it (as vLLM returns it). Sampling follows ``sampling_params`` (temperature 0 -> greedy,
-``top_k=-1`` -> disabled); ``logprobs=True`` returns log-softmax(logits / T) of the sampled tokens.
+Behaviour, as close to vLLM's as a test server needs:
+
+* token-in/token-out: ``prompt_ids`` already contain the expanded ``<|image_pad|>`` runs; pixel values are
+  recomputed from ``image_data`` with the model's processor, and the Qwen-VL ``mm_token_type_ids`` from the ids;
+* continuous-ish batching: concurrent requests with the same sampling parameters that arrive within
+  ``batch_wait_ms`` run as one left-padded ``generate`` call (the model runs on one worker thread);
+* the response includes the end-of-turn token when generation stopped on it, as vLLM returns it;
+* sampling follows ``sampling_params`` (temperature 0 -> greedy, ``top_k=-1`` -> off); ``logprobs=True`` returns
+  log-softmax(logits / T) of the sampled tokens, which equals the training forward's log-probs
+  (``tests/rollout/test_hf_server.py``);
+* ``suppress_token_ids`` (default: the vision placeholder tokens and the padded, token-less rows of the embedding
+  matrix) are never sampled: a tiny random policy would otherwise emit ``<|image_pad|>`` in a response, which no
+  trained model does and which breaks verl's mrope position computation for that trajectory.
+
+The server is a plain class wrapped with ``ray.remote`` at use (``launch_hf_servers``); ``generate_sync`` runs one
+request in-process for tests.
 """
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+from dataclasses import dataclass
 from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["HFGenerationServer", "launch_hf_servers", "make_llm_client", "mm_token_type_ids"]
+
+_VISION_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+_PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 
 
 def mm_token_type_ids(processor, input_ids):
@@ -42,6 +59,21 @@ def mm_token_type_ids(processor, input_ids):
     return out[None]
 
 
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    vision: dict
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    repetition_penalty: float
+    logprobs: bool
+
+    def group_key(self) -> tuple:
+        return (self.max_tokens, self.temperature, self.top_p, self.top_k, self.repetition_penalty, self.logprobs)
+
+
 class HFGenerationServer:
     """Token-in/token-out generation with a Hugging Face model (see the module docstring)."""
 
@@ -54,6 +86,9 @@ class HFGenerationServer:
         seed: int = 0,
         num_threads: Optional[int] = None,
         dtype: str = "float32",
+        max_batch_size: int = 32,
+        batch_wait_ms: float = 10.0,
+        suppress_token_ids: Optional[list[int]] = None,
     ):
         import torch
         from transformers import AutoConfig, GenerationConfig
@@ -75,8 +110,7 @@ class HFGenerationServer:
         self.model = auto_cls.from_pretrained(self.model_path, dtype=getattr(torch, dtype))
         self.model.eval()
         try:
-            gen = GenerationConfig.from_pretrained(self.model_path)
-            eos = gen.eos_token_id
+            eos = GenerationConfig.from_pretrained(self.model_path).eos_token_id
         except OSError:
             eos = None
         eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -84,15 +118,27 @@ class HFGenerationServer:
             eos.append(self.tokenizer.eos_token_id)
         self.eos_token_ids = eos
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos[0]
+        if suppress_token_ids is None:
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            placeholders = [self.tokenizer.convert_tokens_to_ids(t) for t in _PLACEHOLDER_TOKENS
+                            if t in self.tokenizer.get_vocab()]
+            suppress_token_ids = placeholders + list(range(len(self.tokenizer), vocab))
+        self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids} - set(self.eos_token_ids))
         self.generator = torch.Generator().manual_seed(int(seed))
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.batch_wait_s = max(0.0, float(batch_wait_ms) / 1000.0)
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
+        self._queue: list[tuple[_Request, asyncio.Future]] = []
+        self._timer: Optional[asyncio.TimerHandle] = None
         self.global_steps: Optional[int] = None
         self.num_requests = 0
+        self.num_batches = 0
 
     # ------------------------------------------------------------------------------------------------------------
     # verl's server interface
     # ------------------------------------------------------------------------------------------------------------
 
-    def generate(
+    async def generate(
         self,
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
@@ -104,10 +150,26 @@ class HFGenerationServer:
         priority: int = 0,
         **_: Any,
     ):
-        import torch
+        request = self._prepare(prompt_ids, sampling_params, image_data, video_data, audio_data, mm_processor_kwargs)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        self._queue.append((request, future))
+        if len(self._queue) >= self.max_batch_size:
+            self._flush(loop)
+        elif self._timer is None:
+            self._timer = loop.call_later(self.batch_wait_s, self._flush, loop)
+        return await future
 
+    def generate_sync(self, prompt_ids, sampling_params, request_id: str = "", image_data=None, video_data=None,
+                      audio_data=None, mm_processor_kwargs=None, **_: Any):
+        """One request, in the calling thread (tests)."""
+        request = self._prepare(prompt_ids, sampling_params, image_data, video_data, audio_data, mm_processor_kwargs)
+        return self._generate_batch([request])[0]
+
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _prepare(self, prompt_ids, sampling_params, image_data, video_data, audio_data, mm_processor_kwargs):
         from verl.utils import normalize_token_ids
-        from verl.workers.rollout.replica import TokenOutput
 
         if audio_data is not None:
             raise NotImplementedError("HFGenerationServer: audio inputs are not supported")
@@ -116,54 +178,100 @@ class HFGenerationServer:
         max_tokens = params.pop("max_tokens", params.pop("max_new_tokens", None))
         if max_tokens is None:
             max_tokens = min(self.response_length, self.prompt_length + self.response_length - len(prompt_ids))
-        max_tokens = max(1, int(max_tokens))
-        temperature = float(params.get("temperature", 1.0) or 0.0)
-        top_p = float(params.get("top_p", 1.0) or 1.0)
-        top_k = int(params.get("top_k", -1) or -1)
-        want_logprobs = bool(params.get("logprobs", False))
+        return _Request(
+            prompt_ids=prompt_ids,
+            vision=self._vision_inputs(prompt_ids, image_data, video_data, mm_processor_kwargs),
+            max_tokens=max(1, int(max_tokens)),
+            temperature=float(params.get("temperature", 1.0) or 0.0),
+            top_p=float(params.get("top_p", 1.0) or 1.0),
+            top_k=int(params.get("top_k", -1) or -1),
+            repetition_penalty=float(params.get("repetition_penalty", 1.0) or 1.0),
+            logprobs=bool(params.get("logprobs", False)),
+        )
 
-        inputs: dict[str, Any] = {"input_ids": torch.tensor([prompt_ids], dtype=torch.long)}
-        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
-        inputs.update(self._vision_inputs(prompt_ids, image_data, video_data, mm_processor_kwargs))
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        queue, self._queue = self._queue, []
+        groups: dict[tuple, list] = {}
+        for request, future in queue:
+            groups.setdefault(request.group_key(), []).append((request, future))
+        for items in groups.values():
+            for i in range(0, len(items), self.max_batch_size):
+                loop.create_task(self._run(items[i : i + self.max_batch_size]))
 
-        do_sample = temperature > 0
-        gen_kwargs: dict[str, Any] = dict(
-            max_new_tokens=max_tokens,
+    async def _run(self, items) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            outputs = await loop.run_in_executor(self._executor, self._generate_batch, [r for r, _ in items])
+            for (_, future), output in zip(items, outputs):
+                if not future.done():
+                    future.set_result(output)
+        except BaseException as exc:  # noqa: BLE001 - every waiting request must see the failure
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+
+    def _generate_batch(self, requests: list[_Request]) -> list:
+        import torch
+
+        from verl.workers.rollout.replica import TokenOutput
+
+        first = requests[0]
+        width = max(len(r.prompt_ids) for r in requests)
+        ids = torch.full((len(requests), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for i, r in enumerate(requests):  # left padding, as generation requires
+            ids[i, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            attention[i, width - len(r.prompt_ids) :] = 1
+        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": attention}
+        vision = [r.vision for r in requests if r.vision]
+        if vision:
+            for key in _VISION_KEYS:
+                parts = [v[key] for v in vision if v.get(key) is not None]
+                if parts:
+                    inputs[key] = torch.cat(parts) if key != "second_per_grid_ts" else sum(parts, [])
+            inputs["mm_token_type_ids"] = mm_token_type_ids(self.processor, ids.flatten().tolist()).view_as(ids)
+
+        do_sample = first.temperature > 0
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=first.max_tokens,
             do_sample=do_sample,
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
-            output_logits=want_logprobs,
+            output_logits=first.logprobs,
             return_dict_in_generate=True,
-            repetition_penalty=float(params.get("repetition_penalty", 1.0) or 1.0),
+            repetition_penalty=first.repetition_penalty,
+            suppress_tokens=self.suppress_token_ids or None,
         )
         if do_sample:
-            gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else 0)
-        # HF sampling draws from the global torch RNG: seed it from this server's generator, per request.
+            kwargs.update(temperature=first.temperature, top_p=first.top_p, top_k=first.top_k if first.top_k > 0 else 0)
         seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(seed)
-            out = self.model.generate(**inputs, **gen_kwargs)
-        new_tokens = out.sequences[0, len(prompt_ids) :].tolist()
-        finish = "length"
-        for i, tok in enumerate(new_tokens):
-            if tok in self.eos_token_ids:
-                new_tokens = new_tokens[: i + 1]
-                finish = "stop"
-                break
-        log_probs = None
-        if want_logprobs:
-            t = temperature if do_sample else 1.0
-            log_probs = [
-                float(torch.log_softmax(out.logits[i][0].float() / t, dim=-1)[tok]) for i, tok in enumerate(new_tokens)
-            ]
-        self.num_requests += 1
-        return TokenOutput(
-            token_ids=new_tokens,
-            log_probs=log_probs,
-            stop_reason="completed" if finish == "stop" else "length",
-            num_preempted=0,
-            extra_fields={"global_steps": self.global_steps},
-        )
+            torch.manual_seed(seed)  # HF samples from the global torch RNG: seed it from this server's generator
+            out = self.model.generate(**inputs, **kwargs)
+        self.num_requests += len(requests)
+        self.num_batches += 1
+
+        results = []
+        for i in range(len(requests)):
+            tokens = out.sequences[i, width:].tolist()
+            stop = "length"
+            for t, token in enumerate(tokens):
+                if token in self.eos_token_ids:
+                    tokens, stop = tokens[: t + 1], "completed"
+                    break
+            log_probs = None
+            if first.logprobs:
+                scale = first.temperature if do_sample else 1.0
+                log_probs = [
+                    float(torch.log_softmax(out.logits[t][i].float() / scale, dim=-1)[token])
+                    for t, token in enumerate(tokens)
+                ]
+            results.append(TokenOutput(token_ids=tokens, log_probs=log_probs, stop_reason=stop, num_preempted=0,
+                                       extra_fields={"global_steps": self.global_steps}))
+        return results
 
     def _vision_inputs(self, prompt_ids, image_data, video_data, mm_processor_kwargs) -> dict[str, Any]:
         if self.processor is None or (not image_data and not video_data):
@@ -187,30 +295,31 @@ class HFGenerationServer:
             videos=video_data or None,
             mm_processor_kwargs=mm_processor_kwargs,
         )
-        expected = mm["input_ids"][0].tolist()
-        if expected != list(prompt_ids):
+        if mm["input_ids"][0].tolist() != list(prompt_ids):
             logger.warning("HFGenerationServer: processor re-expansion differs from prompt_ids; using prompt_ids")
-        out = {k: v for k, v in mm.items() if k in ("pixel_values", "image_grid_thw", "pixel_values_videos",
-                                                    "video_grid_thw", "second_per_grid_ts")}
-        # transformers 5 computes Qwen-VL mrope positions from mm_token_type_ids (1 image, 2 video); without it
-        # the prompt's visual tokens get text positions. Built from prompt_ids, as verl's _compute_position_ids.
-        out["mm_token_type_ids"] = mm_token_type_ids(self.processor, prompt_ids)
-        return out
+        return {k: mm[k] for k in _VISION_KEYS if k in mm}
 
     # ------------------------------------------------------------------------------------------------------------
     # weights (for loops that train the policy in another process)
     # ------------------------------------------------------------------------------------------------------------
 
-    def set_weights(self, state_dict: dict, global_steps: Optional[int] = None) -> int:
-        """Load new policy weights (a full or partial ``state_dict``); returns the number of tensors loaded."""
-        missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+    def _set_weights(self, state_dict: dict, global_steps: Optional[int]) -> int:
+        _missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
         if unexpected:
             raise ValueError(f"HFGenerationServer.set_weights: unexpected keys {unexpected[:5]}...")
         self.global_steps = global_steps
         return len(state_dict)
 
-    def stats(self) -> dict:
-        return {"num_requests": self.num_requests, "global_steps": self.global_steps}
+    async def set_weights(self, state_dict: dict, global_steps: Optional[int] = None) -> int:
+        """Load new policy weights (full or partial ``state_dict``) between generation batches; returns #tensors."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._set_weights, state_dict, global_steps)
+
+    def set_weights_sync(self, state_dict: dict, global_steps: Optional[int] = None) -> int:
+        return self._set_weights(state_dict, global_steps)
+
+    async def stats(self) -> dict:
+        return {"num_requests": self.num_requests, "num_batches": self.num_batches, "global_steps": self.global_steps}
 
 
 def launch_hf_servers(
@@ -221,6 +330,7 @@ def launch_hf_servers(
     num_cpus: float = 1,
     num_threads: Optional[int] = None,
     seed: int = 0,
+    **server_kwargs: Any,
 ) -> dict[str, Any]:
     """Start ``num_replicas`` ``HFGenerationServer`` Ray actors; returns ``{address: handle}`` for verl's router."""
     import ray
@@ -234,6 +344,7 @@ def launch_hf_servers(
             prompt_length=rollout_config.prompt_length,
             seed=seed + i,
             num_threads=num_threads,
+            **server_kwargs,
         )
     ray.get([h.stats.remote() for h in servers.values()])  # surface construction errors here
     return servers
