@@ -97,19 +97,23 @@ def test_multi_node_and_environment(env):
 # Deliberately broken commands (independent mistakes share a line): each must fail naming every problem.
 BROKEN = {
     "registries and edit setup": (
+        "mimic_editgrpo",
         ["algorithm.adv_estimator=nope", "ditpo.weighting=chexbert", "actor_rollout_ref.rollout.calculate_log_probs=true",
          "reward.reward_kwargs.models.chexbert_bert=null"],
         ["unknown advantage estimator 'nope'", "ditpo.weighting", "calculate_log_probs",
          "reward.reward_kwargs.models.chexbert_bert"],
     ),
     "manager and rules": (
+        "mimic_editgrpo",
         ["actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.nowhere.Manager", "editgrpo.tau=3.0"],
         ["verl_ext.nowhere", "tau=3.0"],
     ),
-    "edits without manager": (["actor_rollout_ref.rollout.agent.agent_loop_manager_class=null"],
+    "edits without manager": ("mimic_editgrpo", ["actor_rollout_ref.rollout.agent.agent_loop_manager_class=null"],
                               ["nothing would be edited"]),
-    "bad scheme": (["editgrpo.scheme=bogus"], ["editgrpo.scheme='bogus'"]),
-    "model not given": (["actor_rollout_ref.model.path=null"], ["required values: set actor_rollout_ref.model.path"]),
+    "bad scheme": ("mimic_editgrpo", ["editgrpo.scheme=bogus"], ["editgrpo.scheme='bogus'"]),
+    "model not given": ("mimic_editgrpo", ["actor_rollout_ref.model.path=null"],
+                        ["required values: set actor_rollout_ref.model.path"]),
+    "sft validation without data": ("mimic_sft", ["trainer.test_freq=after_each_epoch"], ["trainer.test_freq"]),
 }
 
 
@@ -119,9 +123,8 @@ def batch_reports(env, tmp_path_factory) -> dict:
     for recipe in RECIPES:
         lines.append(_command(recipe, env)[3:])
         names.append(recipe.stem)
-    base = _command(REPO / "recipes" / "mimic_editgrpo.sh", env)[3:]
-    for name, (overrides, _) in BROKEN.items():
-        lines.append(base + overrides)
+    for name, (recipe, overrides, _) in BROKEN.items():
+        lines.append(_command(REPO / "recipes" / f"{recipe}.sh", env)[3:] + overrides)
         names.append(name)
     batch = tmp_path_factory.mktemp("batch") / "commands.jsonl"
     batch.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
@@ -150,7 +153,7 @@ def test_recipe_dry_run_passes(recipe, batch_reports):
 def test_broken_configs_are_reported(name, batch_reports):
     report = batch_reports[name]
     assert not report["ok"]
-    for expected in BROKEN[name][1]:
+    for expected in BROKEN[name][2]:
         assert any(expected in error for error in report["errors"]), (expected, report["errors"])
 
 

@@ -543,6 +543,10 @@ def _check_sft(report: Report, cfg, strict: bool) -> None:
         value = cfg.trainer.get(key)
         if not (value == "after_each_epoch" or isinstance(value, int)):
             report.fail(f"trainer.{key}", f"{value!r}: an integer or 'after_each_epoch'")
+    test_freq = cfg.trainer.get("test_freq")
+    if not cfg.data.get("val_files") and (test_freq == "after_each_epoch" or (isinstance(test_freq, int) and test_freq > 0)):
+        report.fail("trainer.test_freq", f"{test_freq!r} without data.val_files: verl's SFT trainer would iterate a "
+                    "missing validation loader (set data.val_files or trainer.test_freq=-1)")
     if "hf_model" not in list(cfg.checkpoint.save_contents):
         report.warn("checkpoint.save_contents", "no hf_model: the RL stage needs a Hugging Face model directory")
     custom_cls = cfg.data.get("custom_cls", {}) or {}
