@@ -77,7 +77,7 @@ def make_workload(prompts: int, group: int, seed: int = 0) -> list[tuple[str, st
     for _ in range(prompts):
         ref = " ".join(rng.sample(ABNORMAL, rng.randint(1, 3)) + rng.sample(NORMAL, rng.randint(1, 3)))
         group_resp: list[str] = []
-        for g in range(group):
+        for _ in range(group):
             r = rng.random()
             if group_resp and r < 0.33:
                 resp = rng.choice(group_resp)  # the policy repeats itself

@@ -3,7 +3,6 @@ import contextlib
 import io
 import shutil
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest

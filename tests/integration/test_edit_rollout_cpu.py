@@ -315,7 +315,7 @@ def test_dr_grpo_advantages_and_policy_gradient_step(rollout):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     metrics = actor.update(keys)
     assert np.isfinite(metrics["actor/loss"]) and np.isfinite(metrics["actor/grad_norm"])
-    assert metrics["actor/grad_norm"] > 0
+    assert metrics["actor/grad_norm"] > 0 and np.isfinite(metrics["actor/pg_loss"])
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert changed and any("lm_head" in n or "language_model" in n for n in changed)
     # the ratio started at 1: old log-probs were computed by the same policy

@@ -98,8 +98,8 @@ def test_multi_node_and_environment(env):
 BROKEN = {
     "registries and edit setup": (
         "mimic_editgrpo",
-        ["algorithm.adv_estimator=nope", "ditpo.weighting=chexbert", "actor_rollout_ref.rollout.calculate_log_probs=true",
-         "reward.reward_kwargs.models.chexbert_bert=null"],
+        ["algorithm.adv_estimator=nope", "ditpo.weighting=chexbert",
+         "actor_rollout_ref.rollout.calculate_log_probs=true", "reward.reward_kwargs.models.chexbert_bert=null"],
         ["unknown advantage estimator 'nope'", "ditpo.weighting", "calculate_log_probs",
          "reward.reward_kwargs.models.chexbert_bert"],
     ),

@@ -1,7 +1,6 @@
 """Weights, optional components, the component registry, configuration, caching."""
 import json
 
-import numpy as np
 import pytest
 
 from verl_ext.reward.components import REGISTRY, Invalid, register_component

@@ -2,7 +2,6 @@
 import asyncio
 import threading
 
-import pytest
 
 from verl_ext.reward.service import MicroBatcher
 

@@ -7,7 +7,8 @@ Why it exists (each point has a test in ``tests/clinical/test_compat.py`` that s
    indexer, so ``radgraph.RadGraph(...)`` raises ``AttributeError: ... has no attribute encode_plus``. f1chexbert
    0.0.2's ``get_label`` calls ``encode_plus`` too. ``install()`` restores both as thin wrappers around
    ``tokenizer(...)`` (BERT-style ``[CLS] ids [SEP]``; the radgraph and CheXbert tokenizers are BERT WordPiece).
-   radgraph then gives the same outputs as on transformers 4.57 (checked in ``docs``/scorers.md §2.4).
+   With it radgraph gives the same outputs as on transformers 4.57 (BERT WordPiece tokenizers; ModernBERT, i.e.
+   ``modern-radgraph-xl``, is untested).
 2. f1chexbert 0.0.2's ``F1CheXbert.forward`` unpacks sklearn's private ``_check_targets`` into 3 values; sklearn
    1.8 returns 4. We do not shim that: all F1s are computed in ``verl_ext.metrics`` from label vectors (and the
    CheXbert labeler here replaces ``get_label``, batched). The test documents the failure.

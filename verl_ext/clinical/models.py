@@ -24,10 +24,9 @@ import contextlib
 import io
 import json
 import logging
-import os
 import threading
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -63,7 +62,10 @@ class ModelPaths:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"ModelPaths: unknown keys {sorted(unknown)}; known keys are {sorted(known)}")
-        return cls(**{k: (None if v in ("", None) else str(v)) if k != "radgraph_model_type" else str(v) for k, v in d.items()})
+        out = {k: None if v in ("", None) else str(v) for k, v in d.items()}
+        if out.get("radgraph_model_type") is None:
+            out.pop("radgraph_model_type", None)
+        return cls(**out)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -27,7 +27,7 @@ import threading
 import warnings
 from typing import Any, Optional, Sequence
 
-from verl_ext.clinical.rate import LRUCache
+from verl_ext.clinical.rate import LRUCache, _sentence_of
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ABNORMALITY, ANATOMY, NON_ABNORMALITY, UNCERTAIN, Entity, ReportAnalysis, Sentence
 
@@ -209,9 +209,3 @@ class RadGraphAnalyzer:
                 buckets[k].append(Entity(ent["tokens"], typ, None, presence_label=presence))
         sentences = tuple(Sentence(text[a:b], a, b, tuple(bk)) for (a, b), bk in zip(spans, buckets))
         return ReportAnalysis(text=text, sentences=sentences)
-
-
-def _sentence_of(spans, pos):
-    from verl_ext.clinical.rate import _sentence_of as f
-
-    return f(spans, pos)

@@ -1,7 +1,8 @@
 """Check a launch configuration without a GPU: compose it as verl's entry point would, validate it, import everything
 it names, print the resolved settings and exit.
 
-    python -m verl_ext.config.dry_run --config-name=editgrpo_trainer data.train_files=... actor_rollout_ref.model.path=...
+    python -m verl_ext.config.dry_run --config-name=editgrpo_trainer data.train_files=... data.val_files=... \
+        actor_rollout_ref.model.path=...
     python -m verl_ext.config.dry_run --config-name=editgrpo_sft model.path=... data.train_files=...
     bash recipes/mimic_editgrpo.sh --dry-run          # what every recipe does with --dry-run
 
@@ -56,7 +57,8 @@ _RL_SETTINGS = (
     "actor_rollout_ref.actor.optim.lr", "actor_rollout_ref.actor.optim.weight_decay",
     "actor_rollout_ref.actor.ppo_mini_batch_size", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
     "actor_rollout_ref.actor.loss_agg_mode", "actor_rollout_ref.actor.loss_scale_factor",
-    "actor_rollout_ref.actor.use_kl_loss", "actor_rollout_ref.actor.kl_loss_type", "actor_rollout_ref.actor.kl_loss_coef",
+    "actor_rollout_ref.actor.use_kl_loss", "actor_rollout_ref.actor.kl_loss_type",
+    "actor_rollout_ref.actor.kl_loss_coef",
     "actor_rollout_ref.model.enable_gradient_checkpointing", "actor_rollout_ref.rollout.name",
     "actor_rollout_ref.rollout.n", "actor_rollout_ref.rollout.temperature", "actor_rollout_ref.rollout.limit_images",
     "actor_rollout_ref.rollout.calculate_log_probs", "actor_rollout_ref.rollout.agent.agent_loop_manager_class",
@@ -271,9 +273,8 @@ def _settings(cfg, keys) -> dict[str, Any]:
 def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
     """`cfg`: the composed config; `resolved`: a private, fully resolved copy that checks may modify."""
     from omegaconf import OmegaConf, open_dict
-    from verl.utils.config import omega_conf_to_dataclass, validate_config
-
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import omega_conf_to_dataclass, validate_config
 
     use_ref = need_reference_policy(cfg)
     with warnings.catch_warnings():
@@ -288,7 +289,8 @@ def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
             auto_set_device(work)
         validate_config(config=work, use_reference_policy=use_ref, use_critic=use_critic)
 
-    _check(report, "verl validate_config (as main_ppo)", validate, lambda _: f"reference policy={use_ref}, critic={use_critic}")
+    _check(report, "verl validate_config (as main_ppo)", validate,
+           lambda _: f"reference policy={use_ref}, critic={use_critic}")
 
     arr = cfg.actor_rollout_ref
     _check(report, "actor_rollout_ref.rollout -> dataclass", lambda: omega_conf_to_dataclass(arr.rollout),
@@ -316,7 +318,8 @@ def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
     model_path = arr.model.path
     if Path(os.path.expanduser(str(model_path))).exists():
         _check(report, "actor_rollout_ref.model -> HFModelConfig (tokenizer, processor)",
-               lambda: omega_conf_to_dataclass(arr.model), lambda r: f"model_type={getattr(r.hf_config, 'model_type', '?')}")
+               lambda: omega_conf_to_dataclass(arr.model),
+               lambda r: f"model_type={getattr(r.hf_config, 'model_type', '?')}")
     else:
         (report.fail if strict else report.warn)(
             "actor_rollout_ref.model.path", f"{model_path} not found on this machine; HFModelConfig not checked")
@@ -416,6 +419,7 @@ def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
     _check_rl_blocks(report, cfg, strict)
     _check_paths(report, "data.train_files", cfg.data.train_files, strict)
     _check_paths(report, "data.val_files", cfg.data.val_files, strict)
+    _report_pixel_budget(report, cfg.data.train_files, cfg.data.get("image_key", "images"))
     _check_ray_env(report, cfg)
 
 
@@ -433,7 +437,8 @@ def _check_models(report: Report, name: str, models, needed: set, strict: bool) 
     unset = sorted(key for key in needed if not getattr(models, key, None))
     if unset:
         report.fail(name, f"not set: {', '.join(f'{name}.{k}' for k in unset)} (local paths; recipes: MODELS_DIR "
-                          "or RATE_NER_PATH / BIOLORD_PATH / CHEXBERT_CHECKPOINT / CHEXBERT_BERT_PATH / RADGRAPH_CACHE)")
+                          "or RATE_NER_PATH / BIOLORD_PATH / CHEXBERT_CHECKPOINT / CHEXBERT_BERT_PATH / "
+                          "RADGRAPH_CACHE)")
     paths = {key: getattr(models, key) for key in sorted(needed) if getattr(models, key, None)}
     missing = [f"{k}={v}" for k, v in paths.items() if not Path(os.path.expanduser(str(v))).exists()]
     if missing:
@@ -472,9 +477,10 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
             parsed.edit_config()  # the rules' own checks (tau, max_ops, matching), as the worker builds it
         return parsed
 
+    n = int(cfg.actor_rollout_ref.rollout.n)
     edit = _check(report, "editgrpo -> EditRolloutConfig" + (" (validate_edit_setup)" if uses_edit_manager else ""),
                   edit_config, lambda c: f"scheme={c.scheme}, level={c.level}, tau={c.tau}, max_ops={c.max_ops}, "
-                                         f"analyzer={c.analyzer}, edits per group={c.edits_per_group(cfg.actor_rollout_ref.rollout.n)}")
+                                         f"analyzer={c.analyzer}, edits per group of {n}={c.edits_per_group(n)}")
     if edit is not None:
         if edit.edits_enabled and not uses_edit_manager:
             report.fail("editgrpo.scheme", f"{edit.scheme!r} edits, but agent_loop_manager_class={manager!r} is not "
@@ -511,6 +517,24 @@ def edit_config_models(edit):
     return SimpleNamespace(**dict(edit.models))
 
 
+def _report_pixel_budget(report: Report, train_files, image_key: str) -> None:
+    """min/max pixels of the first training row's images (data_prep stores them per image)."""
+    paths = [p for p in _paths_of(train_files) if p.endswith(".parquet") and Path(os.path.expanduser(p)).is_file()]
+    if not paths:
+        return
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(os.path.expanduser(paths[0])).read_row_group(0, columns=[image_key]).slice(0, 1)
+        images = table.column(image_key).to_pylist()[0] or []
+        budgets = sorted({(img.get("min_pixels"), img.get("max_pixels")) for img in images if isinstance(img, dict)})
+    except Exception as exc:  # informational only
+        report.warn("image pixel budget", f"could not read {paths[0]}: {_short(exc)}")
+        return
+    report.ok("image pixel budget (first training row)",
+              f"{len(images)} image(s), (min_pixels, max_pixels) {budgets}; paper App. E: 262,144..401,408")
+
+
 def _check_ray_env(report: Report, cfg) -> None:
     env_vars = _select(cfg, "ray_kwargs.ray_init.runtime_env.env_vars") or {}
     modules = env_vars.get("VERL_USE_EXTERNAL_MODULES")
@@ -544,7 +568,8 @@ def _check_sft(report: Report, cfg, strict: bool) -> None:
         if not (value == "after_each_epoch" or isinstance(value, int)):
             report.fail(f"trainer.{key}", f"{value!r}: an integer or 'after_each_epoch'")
     test_freq = cfg.trainer.get("test_freq")
-    if not cfg.data.get("val_files") and (test_freq == "after_each_epoch" or (isinstance(test_freq, int) and test_freq > 0)):
+    validates = test_freq == "after_each_epoch" or (isinstance(test_freq, int) and test_freq > 0)
+    if validates and not cfg.data.get("val_files"):
         report.fail("trainer.test_freq", f"{test_freq!r} without data.val_files: verl's SFT trainer would iterate a "
                     "missing validation loader (set data.val_files or trainer.test_freq=-1)")
     if "hf_model" not in list(cfg.checkpoint.save_contents):

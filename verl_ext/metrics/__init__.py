@@ -1,1 +1,14 @@
-"""Evaluation metrics (paper Table 1) and their pure math; see ``verl_ext.metrics.evaluate`` for the runner/CLI."""
+"""Evaluation metrics of the paper (Table 1) and their pure math.
+
+Pure (numpy / stdlib only):
+  ``chexbert``  per-sample micro-F1-14, corpus Micro/Macro-F1-14 and -5, label binarisation, inverse-frequency reward
+  ``radgraph``  RadGraph F1 (simple / partial / complete) from annotations
+  ``bleu``      sentence BLEU-n
+  ``green``     GREEN prompt, chat template and completion parsing
+  ``aggregate`` Table 1 columns from per-sample records (``table_from_per_sample``), ``format_table``
+
+Runner (loads models through ``verl_ext.clinical`` on use):
+  ``evaluate``  ``evaluate(rows, EvalConfig) -> EvalResult``, ``read_rows``, ``write_outputs``; the CLI
+                ``python -m verl_ext.metrics --input rows.jsonl --out DIR``. The per-sample file format
+                (``per_sample.jsonl``) is documented there.
+"""

@@ -92,7 +92,8 @@ class RewardScorer:
                 for i in scorable:
                     if requests[i].analysis is not None:
                         pre.setdefault(responses[i], requests[i].analysis)
-            texts = resp_texts + [t for t in ref_texts if t not in set(resp_texts)]
+            resp_set = set(resp_texts)
+            texts = resp_texts + [t for t in ref_texts if t not in resp_set]
             analyses, reused = self.clinical.rate_analyses(texts, [pre.get(t) for t in texts])
             rate_of = dict(zip(texts, analyses))
             reused_of = dict(zip(texts, reused))

@@ -139,7 +139,7 @@ class HFActor:
         self.model.eval()
         out = {"actor/loss": float(loss.detach()), "actor/grad_norm": float(grad_norm)}
         for name, metric in metrics.items():
-            value = getattr(metric, "value", metric)
+            value = metric.aggregate() if hasattr(metric, "aggregate") else metric  # verl's Metric objects
             if isinstance(value, torch.Tensor):
                 value = value.detach().float().mean().item()
             if isinstance(value, (int, float)):
