@@ -4,8 +4,9 @@
 # Environment (all optional except MODEL_PATH):
 #   MODEL_PATH      local model directory. RL: the stage-1 SFT checkpoint's Hugging Face directory
 #                   (<sft ckpt dir>/global_step_N/huggingface); SFT: Qwen2.5-VL-3B-Instruct.
-#   DATA_DIR        data_prep output root (default: <repo>/data); files are $DATA_DIR/<dataset>/{train,test}.parquet
-#   TRAIN_FILES / VAL_FILES   override those (Hydra list syntax for shards: '[a.parquet,b.parquet]')
+#   DATA_DIR        data_prep output root (default: <repo>/data): `data_prep/<dataset>.py --out $DATA_DIR/<dataset>`
+#                   writes shards $DATA_DIR/<dataset>/<split>-NNNNN.parquet; all shards of a split are used
+#   TRAIN_FILES / VAL_FILES   override those (Hydra list syntax for several files: '[a.parquet,b.parquet]')
 #   N_GPUS          GPUs per node (default: the paper's count for the dataset)
 #   NNODES          nodes (default 1). RL with NNODES > 1: start a Ray cluster first (`ray start --head` on this
 #                   node, `ray start --address=<head>:6379` on the others) and run the recipe on the head node only;
@@ -43,9 +44,20 @@ use_dataset() {
     *) echo "common.sh: unknown dataset '$DATASET' (mimic | rexgradient | iu_xray | padchest_gr)" >&2; exit 2 ;;
   esac
   N_GPUS="${N_GPUS:-$DEFAULT_GPUS}"
-  TRAIN_FILES="${TRAIN_FILES:-$DATA_DIR/$DATA_NAME/train.parquet}"
+  TRAIN_FILES="${TRAIN_FILES:-$(_split_files train)}"
   # The authors validate on the test split (before training only); point VAL_FILES elsewhere if you have a val split.
-  VAL_FILES="${VAL_FILES:-$DATA_DIR/$DATA_NAME/test.parquet}"
+  VAL_FILES="${VAL_FILES:-$(_split_files test)}"
+}
+
+# The data_prep shards of one split as a Hydra list; <split>.parquet when no shard exists yet (dry runs before prep).
+_split_files() {
+  local shards=("$DATA_DIR/$DATA_NAME/$1"-[0-9]*.parquet)
+  if [[ -e "${shards[0]}" ]]; then
+    local IFS=,
+    echo "[${shards[*]}]"
+  else
+    echo "$DATA_DIR/$DATA_NAME/$1.parquet"
+  fi
 }
 
 # Splits "$@" into DRY_RUN (0/1) and USER_ARGS (the Hydra overrides).
