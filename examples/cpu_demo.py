@@ -358,12 +358,14 @@ def main(argv=None) -> int:
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--eval-prompts", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per process (1 is fastest for this tiny model, and avoids OpenMP contention)")
     args = p.parse_args(argv)
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(out), "WANDB_SILENT": "true",
-                       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    os.environ.update({"WANDB_MODE": "offline", "WANDB_DIR": str(out)})  # the demo's W&B run is always offline
+    for key, value in {"WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
                        "HF_HOME": str(out / "hf_home"), "TOKENIZERS_PARALLELISM": "false",
                        "RAY_DEDUP_LOGS": "0", "VERL_LOGGING_LEVEL": "WARN"}.items():
         os.environ.setdefault(key, value)
@@ -372,6 +374,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
 
@@ -412,14 +415,15 @@ def main(argv=None) -> int:
     config = compose_config(args, policy, data)
     env = {k: os.environ[k] for k in ("WANDB_MODE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
                                       "HF_HOME", "TOKENIZERS_PARALLELISM", "VERL_LOGGING_LEVEL")}
-    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    env.update({"OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)})
     ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     tracking = None
     try:
         tq.init(config.transfer_queue)
         reward_loop = RewardLoopManager(config=config)
-        servers = launch_hf_servers(str(policy), config.actor_rollout_ref.rollout, num_threads=1, seed=args.seed)
+        servers = launch_hf_servers(str(policy), config.actor_rollout_ref.rollout, num_threads=args.threads,
+                                    seed=args.seed)
         manager_cls = load_class_from_fqn(config.actor_rollout_ref.rollout.agent.agent_loop_manager_class,
                                           "AgentLoopManager")
         manager = manager_cls.create(config=config, llm_client=make_llm_client(config, servers), teacher_client=None,
@@ -480,9 +484,10 @@ def main(argv=None) -> int:
             print("-" * 118)
         print("step  reward(sampled)  reward(edited)  edit gain  edited share  pg_loss")
         for i, m in enumerate(history, 1):
-            print(f"{i:4d}  {m.get('sampled/score/mean', float('nan')):15.3f}  "
-                  f"{m.get('edited/score/mean', float('nan')):14.3f}  {m.get('edit/reward_gap/mean', float('nan')):9.3f}"
-                  f"  {m.get('edit/edited_share', 0.0):12.2f}  {m.get('actor/pg_loss', float('nan')):8.4f}")
+            nan = float("nan")
+            print(f"{i:4d}  {m.get('sampled/score/mean', nan):15.3f}  {m.get('edited/score/mean', nan):14.3f}  "
+                  f"{m.get('edit/reward_gap/mean', nan):9.3f}  {m.get('edit/edited_share', 0.0):12.2f}  "
+                  f"{m.get('actor/pg_loss', nan):8.4f}")
         print(f"validation reward (greedy, {len(eval_idx)} held-out studies): before {before:.3f} -> after {after:.3f}")
         print(f"(a tiny model and {args.steps} steps: the numbers show the mechanics, not a result)")
         wandb_dirs = sorted((out / "wandb").glob("offline-run-*"))

@@ -11,7 +11,6 @@ rollout server (vLLM needs a GPU).
 """
 import io
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -107,7 +106,6 @@ def rollout(tmp_path_factory):
 
     from verl_ext.testing.tiny_qwen import build_tiny_qwen25_vl
 
-    start = time.time()
     tmp = tmp_path_factory.mktemp("edit_rollout")
     model_dir = build_tiny_qwen25_vl(tmp / "qwen", eos_probability=0.1)  # responses end before the limit
     _write_parquet(tmp / "train.parquet")
@@ -157,7 +155,7 @@ def rollout(tmp_path_factory):
         data = tq.kv_batch_get(keys=meta.keys, partition_id="train")
         yield {
             "config": config, "model_dir": model_dir, "meta": meta, "data": data, "keys": list(meta.keys),
-            "tokenizer": tokenizer, "uids": list(batch["uid"]), "setup_s": time.time() - start,
+            "tokenizer": tokenizer, "uids": list(batch["uid"]),
         }
     finally:
         tq.close()

@@ -4,7 +4,6 @@ TransferQueue is replaced by an in-memory recorder and the rollout server by a s
 verl's code (``SingleTurnAgentLoop``, ``AgentLoopWorker._compute_score``, ``AgentLoopWorkerTQ._agent_loop_postprocess``)
 and ours. The Ray/TQ/reward-loop path runs in tests/integration.
 """
-import asyncio
 import itertools
 import os
 from pathlib import Path

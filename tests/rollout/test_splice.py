@@ -232,3 +232,25 @@ def test_prefix_decoding_fallback_for_non_byte_level_tokenizers():
                         end_token_id=tok.eos_token_id, max_length=64)
     _check_kept(res, ids)
     assert res.num_kept_tokens >= 3 and res.response_ids[-1] == tok.eos_token_id
+
+
+def test_decoded_text_matches_the_tokenizer_for_arbitrary_byte_tokens(tok):
+    """Random byte-level tokens (invalid UTF-8 included): the text equals tokenizer.decode, and every defined
+    boundary is exact, so what the edit step analyses is what the reward decodes."""
+    rng = random.Random(1)
+    singles = [tok.convert_tokens_to_ids(c) for c in "äöü¿½ÃÂ¤¥ð"]  # lone bytes 0x80-0xFF (byte alphabet)
+    assert None not in singles
+    byte_tokens = singles + tok.encode("中文 ok. Größe 😀", add_special_tokens=False)
+    special = [tok.convert_tokens_to_ids("<|vision_start|>")]
+    for _ in range(200):
+        ids = [rng.choice(byte_tokens + special + tok.encode(" a.", add_special_tokens=False))
+               for _ in range(rng.randint(0, 12))]
+        r = decode_response(tok, ids + [tok.eos_token_id], [tok.eos_token_id])
+        assert r.text == tok.decode(ids, skip_special_tokens=True)
+        for k, b in enumerate(r.bounds):
+            if b is not None:
+                assert r.text[:b] == tok.decode(ids[:k], skip_special_tokens=True)
+        cut = rng.randint(0, len(r.text))
+        res = splice_pieces(tok, r, [("kept", (0, cut)), ("inserted", "X."), ("kept", (cut, len(r.text)))],
+                            end_token_id=tok.eos_token_id, max_length=256)
+        _check_kept(res, ids)

@@ -59,7 +59,7 @@ from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorke
 
 from verl_ext.rollout.analysis import AnalysisBatcher, get_analyzer
 from verl_ext.rollout.config import EditRolloutConfig, GroupPlan, plan_group
-from verl_ext.rollout.splice import DecodedResponse, decode_response, splice_pieces, stop_token_ids
+from verl_ext.rollout.splice import decode_response, splice_pieces, stop_token_ids
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -190,7 +190,7 @@ class EditAgentLoopWorker(AgentLoopWorker):
         output = await self._run_agent_loop(
             dict(params), trajectory=trajectory, trace=trace, agent_name=agent_name, session_id=session_id, **prompt
         )
-        if not isinstance(output, AgentLoopOutput) or isinstance(output, list):
+        if not isinstance(output, AgentLoopOutput):
             raise TypeError(
                 f"edit step: agent loop {agent_name!r} returned {type(output).__name__}; only single-output agent "
                 "loops (AgentLoopOutput) can be edited"
@@ -241,7 +241,9 @@ class EditAgentLoopWorker(AgentLoopWorker):
         sources = sorted({src for src, _ in plan.pairs})
         try:
             reference = _reference_text(prompt)
-            decoded = {sid: decode_response(self.tokenizer, outputs[sid].response_ids, self.stop_ids) for sid in sources}
+            decoded = {
+                sid: decode_response(self.tokenizer, outputs[sid].response_ids, self.stop_ids) for sid in sources
+            }
             pair_rngs = [random.Random(rng.getrandbits(64)) for _ in plan.pairs]
             if cfg.level == "sentence":
                 analyses = await self._get_batcher().analyze([decoded[s].text for s in sources] + [reference])
@@ -374,7 +376,9 @@ def _edited_output(source: AgentLoopOutput, src: int, result, spliced, analysis,
         _edit_fields(
             is_edited=True,
             edit_ops=[op.kind for op in result.ops],
-            edit_sentences=[{"kind": op.kind, "gen_index": op.gen_index, "ref_index": op.ref_index} for op in result.ops],
+            edit_sentences=[
+                {"kind": op.kind, "gen_index": op.gen_index, "ref_index": op.ref_index} for op in result.ops
+            ],
             edit_tokens_inserted=spliced.num_inserted_tokens,
             edit_tokens_kept=spliced.num_kept_tokens,
             edit_source_session=src,

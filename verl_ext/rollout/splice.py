@@ -106,7 +106,8 @@ class SpliceResult:
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """Inverse of GPT-2's ``bytes_to_unicode`` (the byte-level BPE alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -168,30 +169,27 @@ def _token_bytes(tokenizer, ids: Sequence[int]) -> Optional[list[bytes]]:
     return out
 
 
-def _decode_utf8_with_offsets(data: bytes) -> tuple[str, list[int]]:
-    """Decode like ``errors="replace"`` (one U+FFFD per invalid byte) and return ``char_start_byte`` per char plus a
-    final entry ``len(data)``, so that char ``i`` covers ``data[offs[i]:offs[i+1]]``."""
-    chars: list[str] = []
-    offs: list[int] = []
-    p, n = 0, len(data)
-    while p < n:
-        b = data[p]
-        length = 1 if b < 0x80 else 2 if 0xC2 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF5 else 0
-        ch = None
-        if length and p + length <= n:
-            try:
-                ch = data[p : p + length].decode("utf-8")
-            except UnicodeDecodeError:
-                ch = None
-        offs.append(p)
-        if ch is None:
-            chars.append("\ufffd")
-            p += 1
-        else:
-            chars.append(ch)
-            p += length
-    offs.append(n)
-    return "".join(chars), offs
+def _decode_utf8_with_bounds(chunks: Sequence[bytes]) -> tuple[str, list[Optional[int]]]:
+    """Decode the concatenated ``chunks`` exactly like ``bytes.decode("utf-8", errors="replace")`` (Unicode's
+    maximal-subpart replacement, as the tokenizers' byte-level decoder does) and return, for every chunk boundary,
+    the char offset reached there, or None when the boundary splits a character."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    parts: list[str] = []
+    length = 0
+    bounds: list[Optional[int]] = [0]
+    for chunk in chunks:
+        piece = decoder.decode(chunk)
+        parts.append(piece)
+        length += len(piece)
+        buffered, _flag = decoder.getstate()
+        bounds.append(None if buffered else length)
+    tail = decoder.decode(b"", final=True)
+    parts.append(tail)
+    if tail:  # an incomplete character at the very end becomes U+FFFD
+        bounds[-1] = length + len(tail)
+    return "".join(parts), bounds
 
 
 def stop_token_ids(tokenizer, generation_config=None) -> tuple[int, ...]:
@@ -222,14 +220,7 @@ def decode_response(tokenizer, response_ids: Sequence[int], stop_ids: Iterable[i
 
     token_bytes = _token_bytes(tokenizer, content)
     if token_bytes is not None:
-        data = b"".join(token_bytes)
-        text, char_offs = _decode_utf8_with_offsets(data)
-        byte_to_char = {b: c for c, b in enumerate(char_offs)}  # only char-aligned bytes are keys
-        bounds: list[Optional[int]] = [0]
-        pos = 0
-        for tb in token_bytes:
-            pos += len(tb)
-            bounds.append(byte_to_char.get(pos))
+        text, bounds = _decode_utf8_with_bounds(token_bytes)
         return DecodedResponse(ids, content_len, text, tuple(bounds), byte_level=True)
 
     # Fallback: prefix decoding. A boundary counts only where the prefix decodes to a prefix of the full text.
