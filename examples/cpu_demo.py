@@ -25,9 +25,11 @@ Stages:
 
 Why not ``python -m verl.trainer.main_ppo`` on CPU: verl 0.9.1 cannot place its actor on a CPU. Its V1 trainer
 builds the actor's resource pool with ``use_gpu=True`` (``ResourcePoolManager.create_resource_pool``: Ray placement
-groups of GPU bundles), the engine worker initialises ``torch.distributed`` with an NCCL backend for the detected
-device, which is ``cuda`` on a machine without GPUs (there is no CPU platform; ``verl.utils.device``), and the FSDP
-engine, registered only for cuda/npu, calls ``torch.cuda.set_device``. A CPU engine registered through
+groups of GPU bundles; on a CPU-only Ray cluster ``_check_resource_available`` raises "Total available GPUs 0 is
+less than total desired GPUs"). Declaring fake Ray GPUs only moves the failure: the engine worker initialises
+``torch.distributed`` with an NCCL backend for the detected device, which is ``cuda`` on a machine without GPUs
+(there is no CPU platform; ``verl.utils.device``), and the FSDP engine, registered only for cuda/npu, calls
+``torch.cuda.set_device``. A CPU engine registered through
 ``EngineRegistry`` would have to be registered under device ``cuda``, replace the process-group setup, and export
 weights to a rollout replica registered in ``RolloutReplicaRegistry`` through verl's checkpoint engine — a fork of
 verl's worker stack rather than a plug-in. So this demo runs verl's real pieces around the actor and replaces only

@@ -6,7 +6,8 @@
 * ``verl_ext.rollout.config``: ``EditRolloutConfig``, the ``editgrpo`` Hydra key, and the group plans;
 * ``verl_ext.rollout.splice``: pure token splicing (kept sentences keep their sampled token ids);
 * ``verl_ext.rollout.analysis``: analyzer construction by name and cross-prompt batching;
-* ``verl_ext.rollout.hf_server``: a Hugging Face ``generate`` server behind verl's own LLM client (CPU tests, demo).
+* ``verl_ext.rollout.hf_server``: a Hugging Face ``generate`` server behind verl's own LLM client (CPU tests, demo);
+* ``verl_ext.rollout.hf_actor``: old log-probs and PPO updates with verl's ``ppo_loss`` on an HF model (CPU tests, demo).
 
 Attributes are resolved lazily so that importing the pure modules does not import Ray, TransferQueue or verl's
 agent loop.
@@ -21,6 +22,7 @@ _LAZY = {
     "validate_edit_setup": "verl_ext.rollout.edit_worker",
     "EditRolloutConfig": "verl_ext.rollout.config",
     "plan_group": "verl_ext.rollout.config",
+    "HFActor": "verl_ext.rollout.hf_actor",
     "HFGenerationServer": "verl_ext.rollout.hf_server",
     "launch_hf_servers": "verl_ext.rollout.hf_server",
     "make_llm_client": "verl_ext.rollout.hf_server",

@@ -8,13 +8,15 @@ Select it with::
 How a training prompt's group of G = ``rollout.n`` trajectories is built (``EditAgentLoopWorker._run_prompt``; the
 ``editgrpo`` key is documented in ``verl_ext.rollout.config``):
 
-1. sample the planned sessions with verl's own agent loop (``_run_agent_loop``: the registered agent loop, e.g.
-   ``single_turn_agent``, talking to the rollout servers), **without** post-processing them yet;
+1. sample the planned sessions with verl's own ``_run_agent_loop`` (the registered agent loop, e.g.
+   ``single_turn_agent``, talking to the rollout servers), **without** post-processing them yet: a context variable
+   set in the sampling task makes our ``_agent_loop_postprocess`` hand the raw ``AgentLoopOutput`` back;
 2. decode the sources' responses with exact token offsets (``verl_ext.rollout.splice.decode_response``), analyse
    them and the reference report (``reward_model.ground_truth``) in one batched analyzer call, and run the editing
    rules (``verl_ext.editing.edit_reports``; the paragraph ablation uses ``paragraph_edit``);
-3. splice each edit into token ids: kept sentences keep the sampled ids, only inserted text is encoded, the edit
-   ends with the model's end-of-turn token, and the response length limit holds (``splice_pieces``);
+3. splice each edit into token ids (``splice_pieces``): kept sentences keep the sampled ids, only inserted text is
+   encoded, the edit ends with the model's end-of-turn token; an edit that would not fit in
+   ``rollout.response_length`` (or changed nothing) fills its slot per ``editgrpo.on_unchanged``;
 4. hand every one of the G trajectories to verl's own post-processing (``AgentLoopWorkerTQ._agent_loop_postprocess``:
    multimodal inputs, Qwen2.5-VL 4-row mrope position ids, the streaming reward through the reward-loop workers, the
    TransferQueue write), so nothing downstream is special-cased; old log-probs of edited copies are recomputed by the
