@@ -116,3 +116,27 @@ def test_ratescore_known_answers(analyzer):
     # orthogonal entities: cosine 0 both ways -> 0
     assert analyzer.ratescore(rep(("a", "DISEASE", e)), rep(("b", "DISEASE", f))) == 0.0
     assert analyzer.ratescore(rep(), same) is None
+
+
+def test_unit_cache_makes_edited_reports_cheap(scorer_paths):
+    from verl_ext.clinical.rate import RateAnalyzer
+
+    an = RateAnalyzer(str(scorer_paths.rate_ner), str(scorer_paths.biolord), device="cpu")
+    src, ref = "Heart size is normal. Small left pleural effusion.", "Mild cardiomegaly. Bibasilar atelectasis."
+    an.analyze([src, ref])
+    n = an.counters["ner_sentences"]
+    edited = "Heart size is normal. Bibasilar atelectasis."  # a kept source sentence + an inserted reference sentence
+    a = an.analyze([edited])[0]
+    assert an.counters["ner_sentences"] == n
+    fresh = RateAnalyzer(str(scorer_paths.rate_ner), str(scorer_paths.biolord), device="cpu", max_cached_reports=0)
+    assert [(e.text, e.type) for e in a.entities] == [(e.text, e.type) for e in fresh.analyze([edited])[0].entities]
+
+
+def test_composed_analysis_accepted_only_when_units_stay_inside_sentences(analyzer):
+    from verl_ext.clinical.rate import rate_units
+
+    ok = "Heart size is normal. No pleural effusion."
+    assert analyzer.is_compatible(analyzer.analyze([ok])[0], ok)
+    crossing = "The lungs are clear . no effusion ."  # one medspacy unit, two project sentences
+    assert len(rate_units(crossing)) == 1 and len(split_sentences(crossing)) == 2
+    assert not analyzer.is_compatible(analyzer.analyze([crossing])[0], crossing)

@@ -18,8 +18,9 @@ Concatenating a report's entities over its sentences therefore gives RaTEScore's
 ``ratescore`` equals ``RaTEScore(...).compute_score([cand], [ref])`` up to float rounding from batching (tested).
 
 What differs from the package, on purpose: everything is batched across all texts of a call (NER over sentences
-sorted by length, embeddings over unique entity strings), analyses are cached per text and embeddings per entity
-string (LRU), and the package's two pairing hazards are not reproduced: it drops a report with no kept sentence and
+sorted by length, embeddings over unique entity strings), analyses are cached per text, NER results per NER unit
+(so an edited report made of sentences already seen costs no NER) and embeddings per entity string (LRU), and the
+package's two pairing hazards are not reproduced: it drops a report with no kept sentence and
 shifts every later pair (so callers must guard), and it returns 0.5 when a side has no entity. ``ratescore`` returns
 ``None`` for those cases and the caller decides (the reward scores an empty/entity-free response 0).
 """
@@ -181,6 +182,7 @@ class RateAnalyzer:
         self.ner_batch_size = int(ner_batch_size)
         self.embed_batch_size = int(embed_batch_size)
         self.analyses = LRUCache(max_cached_reports)
+        self.units = LRUCache(max_cached_reports * 4)  # NER unit text -> (token offsets, entities)
         self.embeddings = LRUCache(max_cached_entities)
         self.matrix = affinity_matrix(affinity)
         self._lock = threading.RLock()
@@ -237,7 +239,19 @@ class RateAnalyzer:
         return analyses
 
     def _run_ner(self, sentences: list[str]) -> list[tuple[list, list]]:
-        """For each sentence: (token char offsets, [(entity text, type, token span)])."""
+        """For each sentence (NER unit): (token char offsets, [(entity text, type, token span)]), cached per unit
+        text: NER of a unit depends on its text only, so an edited report made of sentences already seen (its
+        source response's and the reference's) costs no new NER pass."""
+        out: list = [self.units.get(t) for t in sentences]
+        todo = list(dict.fromkeys(t for t, o in zip(sentences, out) if o is None))
+        if todo:
+            fresh = dict(zip(todo, self._run_ner_uncached(todo)))
+            for t, r in fresh.items():
+                self.units.put(t, r)
+            out = [o if o is not None else fresh[t] for t, o in zip(sentences, out)]
+        return out
+
+    def _run_ner_uncached(self, sentences: list[str]) -> list[tuple[list, list]]:
         import torch
 
         if not sentences:
@@ -307,7 +321,9 @@ class RateAnalyzer:
 
     def is_compatible(self, analysis: Any, text: str) -> bool:
         """Whether a precomputed analysis (e.g. the edit step's) can stand for this analyzer's analysis of ``text``:
-        same text, the project's sentence spans, every entity of a RaTE type with an embedding of our dimension."""
+        same text, the project's sentence spans, no RaTE NER unit across two sentences, every entity of a RaTE type
+        with an embedding of our dimension. (Models and settings are not checked: the edit step must use the same
+        RaTE-NER/BioLORD paths as the reward.)"""
         if isinstance(analysis, dict):
             try:
                 analysis = ReportAnalysis.from_dict(analysis)
@@ -315,8 +331,16 @@ class RateAnalyzer:
                 return False
         if not isinstance(analysis, ReportAnalysis) or analysis.text != text:
             return False
-        if [(s.start, s.end) for s in analysis.sentences] != split_sentences(text):
+        spans = [(s.start, s.end) for s in analysis.sentences]
+        if spans != split_sentences(text):
             return False
+        # A precomputed analysis may be composed (an edited copy carries its source sentences' entities). That equals
+        # a fresh analysis when no RaTE NER unit crosses a sentence boundary of this text; otherwise recompute (with
+        # the per-unit NER cache, that is cheap for sentences seen before).
+        for a, b in rate_units(text):
+            k = _sentence_of(spans, a)
+            if not (spans[k][0] <= a and b <= spans[k][1]):
+                return False
         dim = self.embedder.model.config.hidden_size
         return all(e.type in ENTITY_TYPES and e.embedding is not None and e.embedding.shape == (dim,) for e in analysis.entities)
 

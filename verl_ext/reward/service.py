@@ -22,7 +22,8 @@ actor/rollout workers. The scorer actor therefore runs on CPU by default (``acto
 either reserve a fraction of one that the training pool leaves free (``actor_num_gpus=0.1`` with
 ``trainer.n_gpus_per_node`` below the node's GPU count), or share the training GPUs without a Ray reservation
 (``actor_share_gpus=True``: Ray then does not hide the GPUs from the actor; the models need ~2 GB, so lower vLLM's
-``gpu_memory_utilization`` accordingly). Either way set ``device=auto`` (or ``cuda``).
+``gpu_memory_utilization`` accordingly). Either way set ``device=auto`` (or ``cuda``). Both GPU routes are untested
+so far (no GPU machine was available when this was written); the CPU route is tested with a local Ray cluster.
 """
 from __future__ import annotations
 
