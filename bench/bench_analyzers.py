@@ -4,10 +4,11 @@
 
 "one at a time" is what an extractor that serves one request per report does (the authors' Flask extractor): NER and
 embedding forward passes per report, no cache (``max_cached_reports=0``, ``max_cached_entities=0``). "batched" runs
-NER over all sentences of all reports (length-sorted batches) and BioLORD over all unique entity strings, cold
-caches. Full-size random models by default (``--tiny`` for a smoke run). Asserts the same entities and embeddings
-(to float rounding) both ways, and prints the ratio.
+NER once per distinct sentence of all reports (length-sorted batches) and BioLORD once per distinct entity string,
+from cold caches. Full-size random models by default (``--tiny`` for a smoke run). Asserts the same entities and
+embeddings (to float rounding) both ways, and prints the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--texts", type=int, default=64, help="distinct reports (about one step's unique responses + references)")
+    ap.add_argument(
+        "--texts", type=int, default=64, help="distinct reports (about one step's unique responses + references)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fixtures")
     ap.add_argument("--tiny", action="store_true")
@@ -51,11 +54,15 @@ def main(argv=None) -> int:
                 if t.strip() and t not in texts and len(texts) < args.texts:
                     texts.append(t)
         seed += 1
-    print(f"{len(texts)} distinct reports, {sum(len(t.split('. ')) for t in texts)} sentences; "
-          f"{'tiny' if args.tiny else 'full-size random'} models, device={args.device}, threads={torch.get_num_threads()}")
+    print(
+        f"{len(texts)} distinct reports, {sum(len(t.split('. ')) for t in texts)} sentences; "
+        f"{'tiny' if args.tiny else 'full-size random'} models, device={args.device}, threads={torch.get_num_threads()}"
+    )
 
     batched = RateAnalyzer(str(paths.rate_ner), str(paths.biolord), device=args.device, ner_batch_size=32)
-    single = RateAnalyzer(str(paths.rate_ner), str(paths.biolord), device=args.device, max_cached_reports=0, max_cached_entities=0)
+    single = RateAnalyzer(
+        str(paths.rate_ner), str(paths.biolord), device=args.device, max_cached_reports=0, max_cached_entities=0
+    )
     single.analyze(["Mild cardiomegaly."])  # warm-up (first-call overheads)
     batched.analyze(["Heart size is normal."])
     batched.analyses.clear()
@@ -77,8 +84,11 @@ def main(argv=None) -> int:
     n_ent = sum(len(a.entities) for a in many)
     print(f"same analyses both ways ({n_ent} entities; max |embedding difference| {worst:.1e})")
     print(f"one at a time: {t_single:7.2f} s ({t_single / len(texts) * 1000:.0f} ms/report)")
-    print(f"batched      : {t_batched:7.2f} s ({t_batched / len(texts) * 1000:.0f} ms/report); "
-          f"{batched.counters['ner_batches']} NER batches, {batched.counters['embedded_entities']} unique entity strings embedded")
+    print(
+        f"batched      : {t_batched:7.2f} s ({t_batched / len(texts) * 1000:.0f} ms/report); "
+        f"{batched.counters['ner_batches']} NER batches, "
+        f"{batched.counters['embedded_entities']} unique entity strings embedded"
+    )
     print(f"speed-up: {t_single / t_batched:.1f}x")
     return 0
 

@@ -8,7 +8,9 @@ CheXbert, a BERT-base DyGIE RadGraph; ``verl_ext.testing.scorer_models.build_all
 
 Workload: ``--prompts`` x ``--group`` responses (the paper: 32 x 10), synthetic CXR reports with realistic
 duplication: each prompt's reference appears G times, about a third of responses repeat another response of their
-group (a collapsing policy), the normal template recurs across groups, and the step holds one empty response.
+group (a collapsing policy), the normal template recurs across groups, other responses are their reference with a
+sentence dropped and/or a new one inserted (finding sentences are composed from severity x side x location x finding,
+hundreds of distinct ones, so sentence-level caching is not flattered), and the step holds one empty response.
 
 * naive — what the authors' reward server does per response: the packages, one pair at a time, nothing shared:
   ``RaTEScore(batch_size=1).compute_score([hyp], [ref])``, ``F1RadGraph("partial")(refs=[ref], hyps=[hyp])``,
@@ -22,6 +24,7 @@ group (a collapsing policy), the normal template recurs across groups, and the s
 Asserts that every pair gets the same score both ways (up to float rounding from batching; the max difference is
 printed) and prints the speed ratio. Also times a second step with the same prompts (epoch 2: references cached).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,32 +45,77 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 NORMAL = [
     "Heart size is normal.",
+    "The heart size is within normal limits.",
     "The lungs are clear.",
+    "Lungs are clear bilaterally.",
     "No pleural effusion or pneumothorax.",
+    "There is no pleural effusion.",
+    "No pneumothorax is seen.",
     "No focal consolidation.",
+    "There is no focal airspace consolidation to suggest pneumonia.",
     "The cardiomediastinal silhouette is within normal limits.",
+    "Mediastinal and hilar contours are unremarkable.",
     "No acute osseous abnormality.",
+    "Osseous structures are intact.",
+    "No acute cardiopulmonary process.",
 ]
-ABNORMAL = [
-    "Mild cardiomegaly.",
-    "The heart is moderately enlarged.",
-    "Small left pleural effusion.",
-    "Moderate right pleural effusion with adjacent atelectasis.",
-    "Bibasilar atelectasis.",
-    "Patchy opacity in the right lower lobe concerning for pneumonia.",
-    "Mild pulmonary vascular congestion.",
-    "Mild interstitial edema.",
-    "Small right apical pneumothorax.",
-    "Endotracheal tube terminates 4 cm above the carina.",
-    "Right PICC line tip projects over the SVC.",
-    "Median sternotomy wires are intact.",
-    "Healed left rib fractures.",
-    "Hyperinflated lungs consistent with emphysema.",
-    "Calcified granuloma in the left upper lobe.",
-    "Retrocardiac opacity likely atelectasis, infection not excluded.",
-    "Stable mild tortuosity of the thoracic aorta.",
-    "Hiatal hernia is again noted.",
+_SEVERITY = [
+    "Mild",
+    "Moderate",
+    "Small",
+    "Large",
+    "Trace",
+    "Minimal",
+    "Severe",
+    "Stable mild",
+    "Increased",
+    "Decreased",
 ]
+_SIDE = ["left", "right", "bilateral"]
+_LOCATION = [
+    "lung base",
+    "lower lobe",
+    "upper lobe",
+    "apex",
+    "perihilar region",
+    "mid lung zone",
+    "retrocardiac region",
+]
+_FINDING = [
+    "pleural effusion",
+    "atelectasis",
+    "opacity",
+    "consolidation",
+    "pneumothorax",
+    "airspace disease",
+    "interstitial opacities",
+    "scarring",
+    "nodular opacity",
+]
+_DEVICE = ["Endotracheal tube", "Enteric tube", "Right PICC line", "Left internal jugular catheter", "Nasogastric tube"]
+
+
+def _abnormal(rng: random.Random) -> str:
+    """One of several hundred distinct finding sentences (diverse like real reports, not a fixed bank)."""
+    k = rng.random()
+    if k < 0.45:
+        return f"{rng.choice(_SEVERITY)} {rng.choice(_SIDE)} {rng.choice(_FINDING)}."
+    if k < 0.75:
+        return f"{rng.choice(_SEVERITY)} {rng.choice(_FINDING)} at the {rng.choice(_SIDE)} {rng.choice(_LOCATION)}."
+    if k < 0.9:
+        return f"{rng.choice(_DEVICE)} terminates {rng.randint(2, 8)}.{rng.randint(0, 9)} cm above the carina."
+    return rng.choice(
+        [
+            "Mild cardiomegaly.",
+            "The heart is moderately enlarged.",
+            "Mild pulmonary vascular congestion.",
+            "Median sternotomy wires are intact.",
+            "Hiatal hernia is again noted.",
+            "Hyperinflated lungs consistent with emphysema.",
+        ]
+    )
+
+
 TEMPLATE = "Heart size is normal. The lungs are clear. No pleural effusion or pneumothorax."
 
 
@@ -75,7 +123,8 @@ def make_workload(prompts: int, group: int, seed: int = 0) -> list[tuple[str, st
     rng = random.Random(seed)
     pairs: list[tuple[str, str]] = []
     for _ in range(prompts):
-        ref = " ".join(rng.sample(ABNORMAL, rng.randint(1, 3)) + rng.sample(NORMAL, rng.randint(1, 3)))
+        sents = [_abnormal(rng) for _ in range(rng.randint(1, 3))] + rng.sample(NORMAL, rng.randint(1, 3))
+        ref = " ".join(sents)
         group_resp: list[str] = []
         for _ in range(group):
             r = rng.random()
@@ -84,13 +133,13 @@ def make_workload(prompts: int, group: int, seed: int = 0) -> list[tuple[str, st
             elif r < 0.5:
                 resp = TEMPLATE  # the "normal" mode
             else:
-                sents = ref.split(". ")
-                sents = [s if s.endswith(".") else s + "." for s in sents]
-                if len(sents) > 1 and rng.random() < 0.5:
-                    sents.pop(rng.randrange(len(sents)))
+                out = list(sents)
+                if len(out) > 1 and rng.random() < 0.5:
+                    out.pop(rng.randrange(len(out)))
                 if rng.random() < 0.7:
-                    sents.insert(rng.randrange(len(sents) + 1), rng.choice(ABNORMAL + NORMAL))
-                resp = " ".join(sents)
+                    new = _abnormal(rng) if rng.random() < 0.6 else rng.choice(NORMAL)
+                    out.insert(rng.randrange(len(out) + 1), new)
+                resp = " ".join(out)
             group_resp.append(resp)
         pairs += [(resp, ref) for resp in group_resp]
     pairs[len(pairs) // 2] = ("", pairs[len(pairs) // 2][1])  # one empty generation in the step
@@ -110,7 +159,9 @@ def naive_scorer(paths, device: str):
         from radgraph import F1RadGraph
         from RaTEScore import RaTEScore
     compat.silence_pyrush()
-    rate = RaTEScore(bert_model=str(paths.rate_ner), eval_model=str(paths.biolord), use_gpu=device.startswith("cuda"), batch_size=1)
+    rate = RaTEScore(
+        bert_model=str(paths.rate_ner), eval_model=str(paths.biolord), use_gpu=device.startswith("cuda"), batch_size=1
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         f1rg = F1RadGraph(
             reward_level="partial",
@@ -121,12 +172,16 @@ def naive_scorer(paths, device: str):
     # f1chexbert hard-wires its hub ids: give it the fixtures in its cache layout
     from verl_ext.testing.scorer_models import install_hf_cache_entry
 
+    import atexit
+
     hf_home = Path(tempfile.mkdtemp(prefix="bench_hf_"))
+    atexit.register(shutil.rmtree, hf_home, True)
     install_hf_cache_entry(hf_home, "bert-base-uncased", paths.chexbert_bert)
     import huggingface_hub.constants as hc
 
     hc.HF_HUB_CACHE = str(hf_home / "hub")
     cache = Path(tempfile.mkdtemp(prefix="bench_chexbert_"))
+    atexit.register(shutil.rmtree, cache, True)
     shutil.copy(paths.chexbert_checkpoint, cache / "chexbert.pth")
     fc.CACHE_DIR = str(cache)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -187,11 +242,16 @@ def main(argv=None) -> int:
     root = Path(args.fixtures or tempfile.mkdtemp(prefix="bench_scorers_"))
     t = time.perf_counter()
     paths = build_all(root / ("tiny" if args.tiny else "full"), full_size=not args.tiny)
-    print(f"fixtures ({'tiny' if args.tiny else 'full-size, random weights'}) ready in {time.perf_counter() - t:.1f} s: {root}")
+    print(
+        f"fixtures ({'tiny' if args.tiny else 'full-size, random weights'}) ready in "
+        f"{time.perf_counter() - t:.1f} s: {root}"
+    )
     pairs = make_workload(args.prompts, args.group)
     n_unique_resp = len({p[0] for p in pairs})
-    print(f"workload: {args.prompts} prompts x {args.group} = {len(pairs)} pairs, {n_unique_resp} unique responses, "
-          f"{len({p[1] for p in pairs})} unique references; device={args.device}, torch threads={torch.get_num_threads()}")
+    print(
+        f"workload: {args.prompts} prompts x {args.group} = {len(pairs)} pairs, {n_unique_resp} unique responses, "
+        f"{len({p[1] for p in pairs})} unique references; device={args.device}, torch threads={torch.get_num_threads()}"
+    )
 
     cfg = RadiologyRewardConfig.from_any(
         {"models": paths.as_dict(), "device": args.device, "radgraph_lowercase": False, "service": "local"}
@@ -224,7 +284,9 @@ def main(argv=None) -> int:
             entity_free += 1
         if abs(a["ratescore"] - info["ratescore"]) > args.atol:
             why = naive.explain_rate(resp, ref, service.scorer)
-            assert why == "near-tie", f"ratescore differs for ({resp!r}, {ref!r}): {a['ratescore']} vs {info['ratescore']} ({why})"
+            assert why == "near-tie", (
+                f"ratescore differs for ({resp!r}, {ref!r}): {a['ratescore']} vs {info['ratescore']} ({why})"
+            )
             near_ties += 1
             a = dict(a, ratescore=info["ratescore"])
         for k, v in a.items():
@@ -232,11 +294,15 @@ def main(argv=None) -> int:
             max_diff = max(max_diff, d)
             assert d <= args.atol, f"{k} differs for ({resp!r}, {ref!r}): naive {v} vs ours {info[k]}"
         assert abs(sum(a.values()) - b["reward_score"]) <= 3 * args.atol
-    print(f"scores identical on {len(pairs) - near_ties}/{len(pairs)} pairs (max |difference| {max_diff:.2e}, float "
-          f"rounding from batching); {entity_free} entity-free response(s): package 0.5, ours 0 by design")
+    print(
+        f"scores identical on {len(pairs) - near_ties}/{len(pairs)} pairs (max |difference| {max_diff:.2e}, float "
+        f"rounding from batching); {entity_free} entity-free response(s): package 0.5, ours 0 by design"
+    )
     if near_ties:
-        print(f"  {near_ties} pair(s) differ in RaTEScore only through a near-tied top-1 entity match: same entities, "
-              f"embeddings equal to ~1e-6, and the package's own embeddings through our scoring give its exact number")
+        print(
+            f"  {near_ties} pair(s) differ in RaTEScore only through a near-tied top-1 entity match: same entities, "
+            f"embeddings equal to ~1e-6, and the package's own embeddings through our scoring give its exact number"
+        )
 
     pairs2 = make_workload(args.prompts, args.group, seed=1)
     pairs2 = [(resp, pairs[i][1]) for i, (resp, _) in enumerate(pairs2)]  # epoch 2: same prompts, new responses
@@ -248,7 +314,10 @@ def main(argv=None) -> int:
     print(f"naive: {t_naive:8.2f} s  ({t_naive / len(pairs) * 1000:.0f} ms/response)")
     print(f"ours : {t_ours:8.2f} s  ({t_ours / len(pairs) * 1000:.0f} ms/response), batches {stats['batch_sizes'][:1]}")
     print(f"speed-up: {t_naive / t_ours:.1f}x")
-    print(f"ours, next step (same prompts, new responses, references cached): {t_ours2:.2f} s ({t_naive / t_ours2:.1f}x vs naive)")
+    print(
+        f"ours, next step (same prompts, new responses, references cached): {t_ours2:.2f} s "
+        f"({t_naive / t_ours2:.1f}x vs naive)"
+    )
     print(f"model work: {stats['models']}")
     return 0
 

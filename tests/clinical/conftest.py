@@ -1,4 +1,5 @@
 """Tiny random scorer models in their real formats (built once per test process; see verl_ext.testing.scorer_models)."""
+
 import pytest
 
 

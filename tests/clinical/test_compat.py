@@ -1,4 +1,5 @@
 """Why verl_ext.clinical.compat exists: each test shows the upstream failure without the shim."""
+
 import contextlib
 import io
 import shutil
@@ -59,7 +60,12 @@ def test_f1chexbert_get_label_needs_shim_and_matches_our_labeler(f1chexbert_offl
     from verl_ext.clinical.chexbert import CheXbertLabeler
 
     upstream = f1chexbert_offline
-    texts = ["The heart is enlarged.\nSmall left pleural effusion.", "  No acute process  ", "", "Lungs are clear. " * 200]
+    texts = [
+        "The heart is enlarged.\nSmall left pleural effusion.",
+        "  No acute process  ",
+        "",
+        "Lungs are clear. " * 200,
+    ]
     with shim_removed():
         with pytest.raises(AttributeError, match="encode_plus"):
             upstream.get_label(texts[0])

@@ -1,4 +1,5 @@
 """RadGraph annotator (packed batches == the package's per-report output) and the RadGraph analyzer."""
+
 import pytest
 
 from verl_ext.clinical.radgraph import RadGraphAnalyzer, RadGraphAnnotator, entity_type_of, token_char_starts
@@ -17,7 +18,9 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def annotator(scorer_paths):
-    return RadGraphAnnotator(str(scorer_paths.radgraph_cache), scorer_paths.radgraph_model_type, device="cpu", batch_size=8)
+    return RadGraphAnnotator(
+        str(scorer_paths.radgraph_cache), scorer_paths.radgraph_model_type, device="cpu", batch_size=8
+    )
 
 
 def test_packed_equals_package_per_report(annotator):

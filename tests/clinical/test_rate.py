@@ -1,4 +1,5 @@
 """RaTE analyzer: same entities and scores as the RaTEScore package, exact spans, batching, caching, reuse."""
+
 import numpy as np
 import pytest
 
@@ -33,7 +34,9 @@ def official(scorer_paths):
     from verl_ext.clinical import compat
 
     compat.silence_pyrush()
-    return RaTEScore(bert_model=str(scorer_paths.rate_ner), eval_model=str(scorer_paths.biolord), use_gpu=False, batch_size=1)
+    return RaTEScore(
+        bert_model=str(scorer_paths.rate_ner), eval_model=str(scorer_paths.biolord), use_gpu=False, batch_size=1
+    )
 
 
 def test_entities_and_scores_equal_the_package(analyzer, official):
@@ -66,7 +69,9 @@ def test_sentences_are_exact_project_spans(analyzer):
         assert [(s.start, s.end) for s in a.sentences] == split_sentences(text)
         assert all(text[s.start : s.end] == s.text for s in a.sentences)
         for e in a.entities:
-            assert e.embedding.shape == (analyzer.embedder.model.config.hidden_size,) and e.embedding.dtype == np.float32
+            assert (
+                e.embedding.shape == (analyzer.embedder.model.config.hidden_size,) and e.embedding.dtype == np.float32
+            )
 
 
 def test_batched_equals_one_at_a_time_and_cache_equals_fresh(scorer_paths):
@@ -94,7 +99,10 @@ def test_precomputed_analysis_compatibility(analyzer):
     assert analyzer.is_compatible(a, HYPS[0])
     assert analyzer.is_compatible(a.to_dict(), HYPS[0])  # the dict form (e.g. after JSON transport)
     assert not analyzer.is_compatible(a, HYPS[0] + " ")
-    no_vec = ReportAnalysis(a.text, tuple(Sentence(s.text, s.start, s.end, tuple(Entity(e.text, e.type) for e in s.entities)) for s in a.sentences))
+    no_vec = ReportAnalysis(
+        a.text,
+        tuple(Sentence(s.text, s.start, s.end, tuple(Entity(e.text, e.type) for e in s.entities)) for s in a.sentences),
+    )
     assert not analyzer.is_compatible(no_vec, HYPS[0]) or not a.entities
 
 
@@ -112,7 +120,9 @@ def test_ratescore_known_answers(analyzer):
     assert analyzer.ratescore(same, same) == pytest.approx(1.0)
     neg = analyzer.matrix[("NEG", "WEIGHT")]
     assert neg == pytest.approx(0.8716553966489615)
-    assert analyzer.ratescore(rep(("effusion", "DISEASE", e)), rep(("no effusion", "NON-DISEASE", e))) == pytest.approx(neg)
+    assert analyzer.ratescore(rep(("effusion", "DISEASE", e)), rep(("no effusion", "NON-DISEASE", e))) == pytest.approx(
+        neg
+    )
     # orthogonal entities: cosine 0 both ways -> 0
     assert analyzer.ratescore(rep(("a", "DISEASE", e)), rep(("b", "DISEASE", f))) == 0.0
     assert analyzer.ratescore(rep(), same) is None

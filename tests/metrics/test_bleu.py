@@ -22,7 +22,10 @@ def test_agrees_with_nltk():
     pairs = [
         ("small left pleural effusion . heart size normal .", "heart size is normal . small left effusion ."),
         ("no acute cardiopulmonary process", "no acute cardiopulmonary process . stable"),
-        ("the heart is mildly enlarged with small bilateral effusions", "mild cardiomegaly and small bilateral effusions"),
+        (
+            "the heart is mildly enlarged with small bilateral effusions",
+            "mild cardiomegaly and small bilateral effusions",
+        ),
     ]
     for h, r in pairs:
         assert bleu(h, r) == pytest.approx(sentence_bleu([tokenize(r)], tokenize(h), weights=(0.5, 0.5)))

@@ -1,4 +1,5 @@
 """Known-answer tests of the CheXbert F1 formulas (hand-computed label vectors)."""
+
 import numpy as np
 import pytest
 
@@ -23,7 +24,9 @@ def vec(*positives):
     return v
 
 
-# A: ref {Cardiomegaly, Pleural Effusion}, hyp {Cardiomegaly, Edema};  B: both {No Finding};  C: ref {Atelectasis}, hyp {}
+# A: ref {Cardiomegaly, Pleural Effusion}, hyp {Cardiomegaly, Edema}
+# B: both {No Finding}
+# C: ref {Atelectasis}, hyp {}
 HYP = [vec(1, 4), vec(13), vec()]
 REF = [vec(1, 9), vec(13), vec(7)]
 
@@ -60,7 +63,12 @@ def test_corpus_f1_known_answers():
     assert five["macro_f1"] == pytest.approx(0.2)
     table = chexbert_scores(HYP, REF)
     assert table == pytest.approx(
-        {"chexbert_micro_f1_14": 4 / 7, "chexbert_macro_f1_14": 1 / 7, "chexbert_micro_f1_5": 0.4, "chexbert_macro_f1_5": 0.2}
+        {
+            "chexbert_micro_f1_14": 4 / 7,
+            "chexbert_macro_f1_14": 1 / 7,
+            "chexbert_micro_f1_5": 0.4,
+            "chexbert_macro_f1_5": 0.2,
+        }
     )
 
 

@@ -1,4 +1,5 @@
 """python -m verl_ext.metrics end to end on the tiny fixtures; the per-sample file reproduces the table."""
+
 import csv
 import json
 import subprocess
@@ -11,7 +12,11 @@ from verl_ext.metrics.aggregate import TABLE_COLUMNS, table_from_per_sample
 from verl_ext.metrics.evaluate import EvalConfig, build_parser, evaluate, main, read_rows
 
 ROWS = [
-    {"id": "a", "generated": "The heart is enlarged. Small left pleural effusion.", "reference": "Heart size is normal. No pleural effusion."},
+    {
+        "id": "a",
+        "generated": "The heart is enlarged. Small left pleural effusion.",
+        "reference": "Heart size is normal. No pleural effusion.",
+    },
     {"id": "b", "generated": "", "reference": "Mild cardiomegaly. Bibasilar atelectasis."},
     {"id": "c", "generated": "Lungs are clear.", "reference": "Lungs are clear."},
     {"id": "d", "generated": "ok", "reference": "No acute cardiopulmonary process."},
@@ -19,14 +24,36 @@ ROWS = [
 
 
 def model_args(p):
-    return ["--rate-ner", str(p.rate_ner), "--biolord", str(p.biolord), "--chexbert-checkpoint", str(p.chexbert_checkpoint),
-            "--chexbert-bert", str(p.chexbert_bert), "--radgraph-cache", str(p.radgraph_cache),
-            "--radgraph-model-type", p.radgraph_model_type, "--device", "cpu"]
+    return [
+        "--rate-ner",
+        str(p.rate_ner),
+        "--biolord",
+        str(p.biolord),
+        "--chexbert-checkpoint",
+        str(p.chexbert_checkpoint),
+        "--chexbert-bert",
+        str(p.chexbert_bert),
+        "--radgraph-cache",
+        str(p.radgraph_cache),
+        "--radgraph-model-type",
+        p.radgraph_model_type,
+        "--device",
+        "cpu",
+    ]
 
 
 def test_help_lists_model_options():
     text = build_parser().format_help()
-    for opt in ("--input", "--out", "--rate-ner", "--biolord", "--chexbert-checkpoint", "--radgraph-cache", "--green-model", "--skip"):
+    for opt in (
+        "--input",
+        "--out",
+        "--rate-ner",
+        "--biolord",
+        "--chexbert-checkpoint",
+        "--radgraph-cache",
+        "--green-model",
+        "--skip",
+    ):
         assert opt in text
 
 
@@ -46,7 +73,9 @@ def test_cli_writes_table_and_per_sample(tmp_path, scorer_paths, fmt, capsys):
     table = json.loads((out / "table.json").read_text())
     per = [json.loads(line) for line in (out / "per_sample.jsonl").read_text().splitlines()]
     assert [r["id"] for r in per] == ["a", "b", "c", "d"]
-    assert per[1]["radgraph_f1"] == 0.0 and per[1]["ratescore"] == 0.0 and per[1]["ratescore_status"] == "empty_generated"
+    assert (
+        per[1]["radgraph_f1"] == 0.0 and per[1]["ratescore"] == 0.0 and per[1]["ratescore_status"] == "empty_generated"
+    )
     assert per[3]["ratescore_status"] == "generated_without_entities" and per[3]["ratescore"] == 0.0
     assert per[2]["chexbert_micro_f1_14"] in (0.0, 1.0) and per[2]["radgraph_f1"] in (0.0, 1.0)
     assert all(len(r["chexbert_generated"]) == 14 and r["green_status"] == "skipped" for r in per)
@@ -64,16 +93,23 @@ def test_cli_writes_table_and_per_sample(tmp_path, scorer_paths, fmt, capsys):
 def test_api_with_canned_green_and_skips(scorer_paths):
     from verl_ext.clinical.green import GreenScorer
 
-    canned = "[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. X\n\n[Matched Findings]:\n1. Y\n"
+    canned = (
+        "[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. X\n\n"
+        "[Matched Findings]:\n1. Y\n"
+    )
     green = GreenScorer(generate_fn=lambda prompts: [canned] * (len(prompts) - 1) + ["unparseable"])
     rows = read_rows_from(ROWS)
-    res = evaluate(rows, EvalConfig(models=scorer_paths.as_dict(), device="cpu", skip=("radgraph",)), green_scorer=green)
+    res = evaluate(
+        rows, EvalConfig(models=scorer_paths.as_dict(), device="cpu", skip=("radgraph",)), green_scorer=green
+    )
     assert [r["green"] for r in res.per_sample] == [0.5, 0.5, 0.5, None]
     assert res.table["green"] == pytest.approx(0.5) and res.table["radgraph_f1"] is None
     assert any("could not be parsed" in n for n in res.notes)
     assert "radgraph_f1" not in res.per_sample[0]
     with pytest.raises(ValueError, match="empty reference"):
-        evaluate([{"id": "x", "generated": "a", "reference": " "}], EvalConfig(models=scorer_paths.as_dict(), device="cpu"))
+        evaluate(
+            [{"id": "x", "generated": "a", "reference": " "}], EvalConfig(models=scorer_paths.as_dict(), device="cpu")
+        )
 
 
 def read_rows_from(rows):
@@ -89,5 +125,7 @@ def test_read_rows_columns(tmp_path):
 
 
 def test_module_entry_point_help():
-    out = subprocess.run([sys.executable, "-m", "verl_ext.metrics", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "verl_ext.metrics", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "--green-model" in out.stdout

@@ -1,4 +1,5 @@
 """GREEN prompt and parsing on canned completions (no model)."""
+
 import pytest
 
 from verl_ext.clinical.green import GreenScorer
@@ -39,7 +40,10 @@ def test_known_answer():
 def test_no_errors_and_zero_matches():
     text = "[Clinically Significant Errors]:\nNo clinically significant errors.\n\n[Matched Findings]:\n2. A; B\n"
     assert parse_completion(text).score == 1.0
-    text = "[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. X\n\n[Matched Findings]:\n0. None\n"
+    text = (
+        "[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. X\n\n"
+        "[Matched Findings]:\n0. None\n"
+    )
     assert parse_completion(text).score == 0.0  # matched == 0 -> 0 (reference implementation)
 
 
@@ -89,7 +93,9 @@ def test_chat_rendering_matches_reference_format():
     from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
 
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"</s>": 0, "[UNK]": 1}, unk_token="[UNK]")), eos_token="</s>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel({"</s>": 0, "[UNK]": 1}, unk_token="[UNK]")), eos_token="</s>"
+    )
     tok.chat_template = CHAT_TEMPLATE
     text = tok.apply_chat_template([{"from": "human", "value": "PROMPT"}], tokenize=False, add_generation_prompt=True)
     assert text == "<|user|>\nPROMPT</s>\n<|assistant|>\n"

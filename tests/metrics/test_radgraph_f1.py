@@ -1,4 +1,5 @@
 """Known-answer tests of RadGraph F1 (simple / partial / complete), and equality with radgraph.rewards."""
+
 import copy
 
 import pytest

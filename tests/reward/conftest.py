@@ -1,4 +1,5 @@
 """Tiny scorer models, a verl-style reward config, and DataProto items built the way verl's agent loop builds them."""
+
 import numpy as np
 import pytest
 
@@ -73,7 +74,9 @@ def build_item(tokenizer, response: str, reference, extra_fields=None, kwargs=No
     assert n_pad >= 0, "response longer than response_width"
     responses = torch.tensor(response_ids + [tokenizer.pad_token_id] * n_pad, dtype=torch.int64)
     input_ids = torch.cat([prompts, responses])
-    attention_mask = torch.cat([torch.ones(len(prompt_ids) + len(response_ids), dtype=torch.int64), torch.zeros(n_pad, dtype=torch.int64)])
+    attention_mask = torch.cat(
+        [torch.ones(len(prompt_ids) + len(response_ids), dtype=torch.int64), torch.zeros(n_pad, dtype=torch.int64)]
+    )
     position_ids = torch.arange(len(input_ids))
     batch = TensorDict(
         {
@@ -103,7 +106,9 @@ def build_item(tokenizer, response: str, reference, extra_fields=None, kwargs=No
 
 @pytest.fixture()
 def make_item(tokenizer):
-    return lambda response, reference, extra_fields=None, **kw: build_item(tokenizer, response, reference, extra_fields, kw or None)
+    return lambda response, reference, extra_fields=None, **kw: build_item(
+        tokenizer, response, reference, extra_fields, kw or None
+    )
 
 
 @pytest.fixture()

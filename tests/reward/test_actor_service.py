@@ -4,6 +4,7 @@ The Ray test starts a local cluster with two reward-loop worker actors and the s
 torch): about 45 s on 2 idle cores, 2+ minutes on busy ones (``-m "not slow"`` or VERL_EXT_RAY_TESTS=0 skips it).
 The in-process test covers the actor body on every run.
 """
+
 import asyncio
 import os
 
@@ -17,7 +18,10 @@ def test_scorer_actor_body_in_process(scorer_paths, fresh_services):
 
     cfg = RadiologyRewardConfig.from_any({"models": scorer_paths.as_dict(), "device": "cpu"})
     actor = ScorerActor(cfg.to_dict())  # what ray.remote(ScorerActor) runs, from the dict it is sent
-    reqs = [ScoreRequest("mild cardiomegaly.", "mild cardiomegaly. bibasilar atelectasis."), ScoreRequest("", "lungs are clear.")]
+    reqs = [
+        ScoreRequest("mild cardiomegaly.", "mild cardiomegaly. bibasilar atelectasis."),
+        ScoreRequest("", "lungs are clear."),
+    ]
 
     async def main():
         return await asyncio.gather(*[actor.score(r) for r in reqs]), await actor.stats()
@@ -25,7 +29,10 @@ def test_scorer_actor_body_in_process(scorer_paths, fresh_services):
     outs, stats = asyncio.new_event_loop().run_until_complete(main())
     assert stats["batch_sizes"] == [2]
     assert outs == RewardScorer(cfg).score_batch(reqs)
-    assert type(get_service(RadiologyRewardConfig.from_any(cfg.to_dict(), {"service": "auto"}))).__name__ == "LocalScoringService"
+    assert (
+        type(get_service(RadiologyRewardConfig.from_any(cfg.to_dict(), {"service": "auto"}))).__name__
+        == "LocalScoringService"
+    )
 
 
 @pytest.mark.slow

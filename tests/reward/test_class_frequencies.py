@@ -10,11 +10,25 @@ from verl_ext.reward.class_frequencies import main, read_references
 def test_cli_on_verl_parquet(tmp_path, scorer_paths):
     refs = ["mild cardiomegaly.", "no acute process.", "small left pleural effusion.", "lungs are clear."]
     path = tmp_path / "train.parquet"
-    pd.DataFrame({"reward_model": [{"ground_truth": r, "style": "model"} for r in refs], "data_source": "mimic"}).to_parquet(path)
+    pd.DataFrame(
+        {"reward_model": [{"ground_truth": r, "style": "model"} for r in refs], "data_source": "mimic"}
+    ).to_parquet(path)
     assert read_references(str(path)) == refs
     out = tmp_path / "freqs.json"
-    main(["--input", str(path), "--out", str(out), "--chexbert-checkpoint", str(scorer_paths.chexbert_checkpoint),
-          "--chexbert-bert", str(scorer_paths.chexbert_bert), "--device", "cpu"])
+    main(
+        [
+            "--input",
+            str(path),
+            "--out",
+            str(out),
+            "--chexbert-checkpoint",
+            str(scorer_paths.chexbert_checkpoint),
+            "--chexbert-bert",
+            str(scorer_paths.chexbert_bert),
+            "--device",
+            "cpu",
+        ]
+    )
     data = json.loads(out.read_text())
     assert set(data["frequencies"]) == set(CONDITIONS) and data["n"] == 4
     assert all(v in (0.0, 0.25, 0.5, 0.75, 1.0) for v in data["frequencies"].values())

@@ -1,4 +1,5 @@
 """Weights, optional components, the component registry, configuration, caching."""
+
 import json
 
 import pytest
@@ -27,7 +28,9 @@ def test_default_is_the_paper_reward():
 def test_config_from_trainer_config_and_overrides(scorer_paths):
     from omegaconf import OmegaConf
 
-    trainer = OmegaConf.create({"reward": {"reward_kwargs": {"models": {"rate_ner": "/x"}, "components": {"bleu2": 1.0}, "device": "cpu"}}})
+    trainer = OmegaConf.create(
+        {"reward": {"reward_kwargs": {"models": {"rate_ner": "/x"}, "components": {"bleu2": 1.0}, "device": "cpu"}}}
+    )
     c = RadiologyRewardConfig.from_trainer_config(trainer, device="cuda", models={"biolord": "/y"})
     assert c.components == {"bleu2": 1.0} and c.device == "cuda"
     assert c.models.rate_ner == "/x" and c.models.biolord == "/y"
@@ -56,13 +59,20 @@ def test_weights_and_optional_components(scorer_paths, tmp_path):
     ).score_batch([ScoreRequest(*p) for p in PAIRS])
     for (resp, ref), p, w in zip(PAIRS, paper, weighted):
         wi, pi = w["reward_extra_info"], p["reward_extra_info"]
-        assert wi["radgraph_f1"] == pytest.approx(pi["radgraph_f1"]) and wi["ratescore"] == pytest.approx(pi["ratescore"])
+        assert wi["radgraph_f1"] == pytest.approx(pi["radgraph_f1"]) and wi["ratescore"] == pytest.approx(
+            pi["ratescore"]
+        )
         assert wi["bleu2"] == pytest.approx(bleu(resp, ref) if resp else 0.0)
         expected = 2 * wi["radgraph_f1"] + 0.5 * wi["ratescore"] + wi["bleu2"] + 3 * wi["chexbert_inverse_frequency"]
         assert w["reward_score"] == pytest.approx(expected)
         assert 0.0 <= wi["chexbert_inverse_frequency"] <= 0.5
     assert weighted[2]["reward_extra_info"]["bleu2"] == pytest.approx(1.0)
-    assert list(weighted[0]["reward_extra_info"]) == extra_info_keys(cfg(scorer_paths, components={"radgraph_f1": 2.0, "ratescore": 0.5, "bleu2": 1.0, "chexbert_inverse_frequency": 3.0}))
+    assert list(weighted[0]["reward_extra_info"]) == extra_info_keys(
+        cfg(
+            scorer_paths,
+            components={"radgraph_f1": 2.0, "ratescore": 0.5, "bleu2": 1.0, "chexbert_inverse_frequency": 3.0},
+        )
+    )
 
 
 def test_inverse_frequency_needs_frequencies(scorer_paths):
@@ -83,7 +93,10 @@ def test_register_custom_component(scorer_paths):
             [ScoreRequest("a b", "a b c d"), ScoreRequest("a", "x")]
         )
         assert out[0]["reward_score"] == pytest.approx(0.5)
-        assert out[1]["reward_extra_info"]["invalid"] == 1 and out[1]["reward_extra_info"]["invalid_reason"] == "reference_too_short"
+        assert (
+            out[1]["reward_extra_info"]["invalid"] == 1
+            and out[1]["reward_extra_info"]["invalid_reason"] == "reference_too_short"
+        )
         with pytest.raises(ValueError, match="already registered"):
             register_component("test_length_ratio")(lambda p, c: 0.0)
     finally:

@@ -1,4 +1,5 @@
 """The radiology reward manager inside verl 0.9.1's reward loop (RewardLoopWorker, DataProto as verl builds it)."""
+
 import asyncio
 import random
 
@@ -45,13 +46,22 @@ def test_reward_loop_scores_each_trajectory(worker, make_item, run):
     assert len(outputs) == len(RESPONSES)
     keys = list(outputs[0]["reward_extra_info"])
     assert keys == [
-        "radgraph_f1", "chexbert_micro_f1_14", "ratescore", "response_rate_entities",
-        "invalid", "invalid_reason", "empty_response", "analysis_reused", "is_edited",
+        "radgraph_f1",
+        "chexbert_micro_f1_14",
+        "ratescore",
+        "response_rate_entities",
+        "invalid",
+        "invalid_reason",
+        "empty_response",
+        "analysis_reused",
+        "is_edited",
     ]
     for out in outputs:
         info = out["reward_extra_info"]
         assert list(info) == keys
-        assert out["reward_score"] == pytest.approx(info["radgraph_f1"] + info["chexbert_micro_f1_14"] + info["ratescore"])
+        assert out["reward_score"] == pytest.approx(
+            info["radgraph_f1"] + info["chexbert_micro_f1_14"] + info["ratescore"]
+        )
         assert -1e-6 <= out["reward_score"] <= 3.0 + 1e-6 and info["invalid"] == 0
     # a response identical to its reference gets every component's maximum
     assert outputs[3]["reward_score"] == pytest.approx(3.0, abs=1e-5)
@@ -110,7 +120,9 @@ def test_edit_analysis_is_reused(worker, make_item, run, scorer_paths):
     tok = worker.input_tokenizer
     text = tok.decode(tok(RESPONSES[0], add_special_tokens=False)["input_ids"])
     analysis = RateAnalyzer(str(scorer_paths.rate_ner), str(scorer_paths.biolord), device="cpu").analyze([text])[0]
-    with_analysis = run(worker.compute_score(make_item(RESPONSES[0], REFS[0], {"edit_analysis": analysis, "is_edited": True})))
+    with_analysis = run(
+        worker.compute_score(make_item(RESPONSES[0], REFS[0], {"edit_analysis": analysis, "is_edited": True}))
+    )
     info = with_analysis["reward_extra_info"]
     assert info["analysis_reused"] == 1 and info["is_edited"] == 1
     from verl_ext.clinical.rate import rate_units

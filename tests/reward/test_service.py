@@ -1,4 +1,5 @@
 """The asyncio micro-batcher: coalescing, order, batch limits, errors."""
+
 import asyncio
 import threading
 

@@ -11,6 +11,7 @@ is tested with the compat shim.
 3 uncertain``; head 13 (No Finding) ``0 blank, 1 positive``. ``labels(texts)`` maps them to binary vectors with
 ``verl_ext.metrics.chexbert.binarize`` (default: the "rrg" mapping of f1chexbert/RadEval, uncertain = positive).
 """
+
 from __future__ import annotations
 
 import re

@@ -19,6 +19,7 @@ Why it exists (each point has a test in ``tests/clinical/test_compat.py`` that s
 
 Nothing else in the project patches third-party code.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -8,6 +8,7 @@ installed on this stack (it pins torch 2.2 / transformers 4.40 / Python 3.12.1).
 ``GreenScorer.availability(model_path)`` says why GREEN cannot run (no vLLM, no CUDA, no model directory); the
 evaluation CLI then skips the column with that message. ``generate_fn`` replaces vLLM (tests use canned completions).
 """
+
 from __future__ import annotations
 
 import logging

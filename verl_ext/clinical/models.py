@@ -17,6 +17,7 @@ Where the real weights come from (download once, on a machine with network acces
 BERT by hub id: either have it in the HF cache (``HF_HOME``, with ``HF_HUB_OFFLINE=1``) or rewrite the two
 ``model_name`` fields to a local directory with ``python -m verl_ext.clinical.models localize-radgraph``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -207,7 +208,7 @@ def load_chexbert(checkpoint: str, bert_dir: str, device: str = "auto") -> CheXb
         model = _LocalBertLabeler(bert_dir)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         state = state.get("model_state_dict", state)
-        state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+        state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
         result = model.load_state_dict(state, strict=False)
         unexpected = [k for k in result.unexpected_keys if k not in _CHEXBERT_IGNORABLE]
         if result.missing_keys or unexpected:

@@ -20,6 +20,7 @@ edit variant: ``OBS-DP``/``Observation::definitely present`` -> ABNORMALITY (pre
 absent`` -> NON-ABNORMALITY (absent), ``OBS-U``/``...uncertain`` -> ABNORMALITY with presence "uncertain", anatomy
 -> ANATOMY. Entities carry no embedding (RadGraph has no entity embedder; the edit rules then match exactly).
 """
+
 from __future__ import annotations
 
 import logging
@@ -126,7 +127,10 @@ class RadGraphAnnotator:
                 for k, i in enumerate(idx):
                     sent = js["sentences"][k]
                     ner = [[e[0] - offset, e[1] - offset, *e[2:]] for e in js["predicted_ner"][k]]
-                    rel = [[r[0] - offset, r[1] - offset, r[2] - offset, r[3] - offset, *r[4:]] for r in js["predicted_relations"][k]]
+                    rel = [
+                        [r[0] - offset, r[1] - offset, r[2] - offset, r[3] - offset, *r[4:]]
+                        for r in js["predicted_relations"][k]
+                    ]
                     results[i] = {
                         "text": " ".join(sent),
                         "entities": rg_utils.get_entity(ner, rel, sent),
@@ -148,7 +152,9 @@ class RadGraphAnnotator:
         groups: dict[int, list[int]] = {}
         for i in runnable:
             groups.setdefault(math.ceil(len(token_lists[i]) * spw), []).append(i)
-        return [g[s : s + self.batch_size] for _, g in sorted(groups.items()) for s in range(0, len(g), self.batch_size)]
+        return [
+            g[s : s + self.batch_size] for _, g in sorted(groups.items()) for s in range(0, len(g), self.batch_size)
+        ]
 
     def preprocess_tokens(self, text: str) -> list[str]:
         """The tokens radgraph's preprocessing gives for ``text`` (entity ``start_ix``/``end_ix`` index them)."""
@@ -189,7 +195,9 @@ class RadGraphAnalyzer:
         self.annotator = annotator
 
     @classmethod
-    def from_paths(cls, cache_dir: str, model_type: str = "radgraph-xl", device: str = "auto", **kw: Any) -> "RadGraphAnalyzer":
+    def from_paths(
+        cls, cache_dir: str, model_type: str = "radgraph-xl", device: str = "auto", **kw: Any
+    ) -> "RadGraphAnalyzer":
         return cls(RadGraphAnnotator(cache_dir, model_type, device, **kw))
 
     def analyze(self, texts: Sequence[str]) -> list[ReportAnalysis]:

@@ -24,6 +24,7 @@ package's two pairing hazards are not reproduced: it drops a report with no kept
 shifts every later pair (so callers must guard), and it returns 0.5 when a side has no entity. ``ratescore`` returns
 ``None`` for those cases and the caller decides (the reward scores an empty/entity-free response 0).
 """
+
 from __future__ import annotations
 
 import logging
@@ -142,7 +143,9 @@ class _SpanRecorder:
         return self.tokenizer.convert_tokens_to_string([str(p) for p in piece])
 
 
-def _decode(tokens: list[str], labels: list[str], tokenizer, post_process) -> list[tuple[str, str, Optional[tuple[int, int]]]]:
+def _decode(
+    tokens: list[str], labels: list[str], tokenizer, post_process
+) -> list[tuple[str, str, Optional[tuple[int, int]]]]:
     """``RaTEScore.utils.post_process`` plus the token span of every entity."""
     toks = []
     for i, t in enumerate(tokens):
@@ -342,7 +345,10 @@ class RateAnalyzer:
             if not (spans[k][0] <= a and b <= spans[k][1]):
                 return False
         dim = self.embedder.model.config.hidden_size
-        return all(e.type in ENTITY_TYPES and e.embedding is not None and e.embedding.shape == (dim,) for e in analysis.entities)
+        return all(
+            e.type in ENTITY_TYPES and e.embedding is not None and e.embedding.shape == (dim,)
+            for e in analysis.entities
+        )
 
     def adopt(self, analysis: Any) -> ReportAnalysis:
         """Put a compatible precomputed analysis into the cache (so the reward reuses the edit step's work)."""

@@ -4,6 +4,7 @@ It is what the reward service and the evaluation runner use: each accessor build
 (through ``verl_ext.clinical.models``, so a model is loaded once per process), and each batch method deduplicates
 texts and hits the per-text caches of the underlying analyzer.
 """
+
 from __future__ import annotations
 
 import threading
@@ -106,7 +107,9 @@ class ClinicalScorer:
                 )
             return self._chexbert
 
-    def rate_analyses(self, texts: Sequence[str], precomputed: Optional[Sequence[Any]] = None) -> tuple[list, list[bool]]:
+    def rate_analyses(
+        self, texts: Sequence[str], precomputed: Optional[Sequence[Any]] = None
+    ) -> tuple[list, list[bool]]:
         """RaTE analyses of ``texts``; a compatible ``precomputed[i]`` (e.g. the edit step's analysis) is adopted
         into the cache instead of recomputed. Returns (analyses, reused flags)."""
         rate = self.rate
@@ -127,7 +130,9 @@ class ClinicalScorer:
     def stats(self) -> dict:
         out: dict = {}
         if self._rate is not None:
-            out["rate"] = dict(self._rate.counters, cache_hits=self._rate.analyses.hits, cache_misses=self._rate.analyses.misses)
+            out["rate"] = dict(
+                self._rate.counters, cache_hits=self._rate.analyses.hits, cache_misses=self._rate.analyses.misses
+            )
         if self._radgraph is not None:
             out["radgraph"] = dict(self._radgraph.counters, cache_hits=self._radgraph.cache.hits)
         if self._chexbert is not None:

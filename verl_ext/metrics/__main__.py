@@ -1,4 +1,5 @@
 """``python -m verl_ext.metrics``: see ``verl_ext.metrics.evaluate``."""
+
 import sys
 
 from verl_ext.metrics.evaluate import main

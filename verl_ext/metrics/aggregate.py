@@ -21,6 +21,7 @@ Columns (``TABLE_COLUMNS``, in the paper's order) and how each aggregates:
 A column whose metric was not computed (skipped, model unavailable) is ``None`` and is left out of ``avg``
 (``avg_columns`` lists what went in; the paper's Avg. is over all seven).
 """
+
 from __future__ import annotations
 
 import math

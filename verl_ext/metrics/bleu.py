@@ -5,6 +5,7 @@ BP = exp(1 - r/c) when the hypothesis (c tokens) is shorter than the reference (
 zero k-gram precision gives 0, an empty hypothesis gives 0 (nltk's ``sentence_bleu`` without smoothing returns the
 same numbers). Tokens: lower-cased words and single punctuation marks (``\\w+|[^\\w\\s]``).
 """
+
 from __future__ import annotations
 
 import math

@@ -13,6 +13,7 @@ Conventions (those of f1chexbert 0.0.2 / RadEval, the "official" implementation 
 * Per-sample micro-F1-14 (the reward): the same formula over one pair's 14 labels; both vectors all-zero gives 0
   (what the authors' per-pair ``classification_report`` gives).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -129,7 +130,8 @@ def inverse_frequency_reward(hyp: Sequence[int], ref: Sequence[int], frequencies
     """The inverse-frequency CheXbert reward ("IF", paper Fig. 3), per pair, as the authors' ``WeightedCheXbert``:
 
     for each condition c with training prevalence f_c, the weights 1/f_c and 1/(1-f_c) normalised to sum to 1 give
-    ``w_pos = 1 - f_c`` and ``w_neg = f_c``; the class term is ``(w_pos * [y=1 and y^=1] + w_neg * [y=0 and y^=0]) / 2``;
+    ``w_pos = 1 - f_c`` and ``w_neg = f_c``; the class term is
+    ``(w_pos * [y=1 and y^=1] + w_neg * [y=0 and y^=0]) / 2``;
     the reward is the mean over the 14 conditions (in [0, 0.5]). A rare finding detected earns almost 0.5/14, a
     correct "absent" on it almost nothing. f_c = 0 or 1 gives that side weight 0 (the authors' convention).
     """
@@ -138,7 +140,9 @@ def inverse_frequency_reward(hyp: Sequence[int], ref: Sequence[int], frequencies
         raise ValueError(f"expected 14 labels, got shape {h.shape}")
     missing = [c for c in CONDITIONS if c not in frequencies]
     if missing:
-        raise ValueError(f"class frequencies lack {missing}; compute them with python -m verl_ext.reward.class_frequencies")
+        raise ValueError(
+            f"class frequencies lack {missing}; compute them with python -m verl_ext.reward.class_frequencies"
+        )
     total = 0.0
     for i, c in enumerate(CONDITIONS):
         f = float(frequencies[c])

@@ -45,6 +45,7 @@ RaTEScore here follows the reward's guards, which differ from the package in two
 report or one without entities scores 0 (the package: 0.5, and an empty one shifts every later pair), and a
 reference without entities is not scored (the package: 0.5).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,7 +87,9 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
 
 
-def read_rows(path: str, id_col: str = "id", generated_col: str = "generated", reference_col: str = "reference") -> list[dict]:
+def read_rows(
+    path: str, id_col: str = "id", generated_col: str = "generated", reference_col: str = "reference"
+) -> list[dict]:
     """Rows ``{"id", "generated", "reference"}`` from .jsonl/.json/.csv/.parquet."""
     p = Path(path)
     suffix = p.suffix.lower()
@@ -107,7 +110,9 @@ def read_rows(path: str, id_col: str = "id", generated_col: str = "generated", r
     for k, r in enumerate(raw):
         missing = [c for c in (generated_col, reference_col) if c not in r]
         if missing:
-            raise ValueError(f"{path}: row {k} lacks column(s) {missing} (have {sorted(r)}); see --generated-col/--reference-col")
+            raise ValueError(
+                f"{path}: row {k} lacks column(s) {missing} (have {sorted(r)}); see --generated-col/--reference-col"
+            )
         gen = r[generated_col]
         ref = r[reference_col]
         rows.append(
@@ -133,7 +138,9 @@ def evaluate(rows: Sequence[dict], config: EvalConfig, scorer: Any = None, green
     notes: list[str] = []
     empty_refs = [r["id"] for r in rows if not r["reference"].strip()]
     if empty_refs:
-        raise ValueError(f"{len(empty_refs)} row(s) have an empty reference (first ids: {empty_refs[:5]}); fix the input")
+        raise ValueError(
+            f"{len(empty_refs)} row(s) have an empty reference (first ids: {empty_refs[:5]}); fix the input"
+        )
     if scorer is None:
         scorer = ClinicalScorer(ClinicalScorerConfig.from_dict({"models": config.models, "device": config.device}))
     records = [{"id": r["id"], "generated": r["generated"], "reference": r["reference"]} for r in rows]
@@ -146,7 +153,9 @@ def evaluate(rows: Sequence[dict], config: EvalConfig, scorer: Any = None, green
         if "chexbert" not in config.skip:
             # as f1chexbert: an empty generated report is labelled too (the model sees "[CLS] [SEP]")
             all_texts = list(dict.fromkeys(gens + refs))
-            labels = dict(zip(all_texts, binarize(scorer.chexbert_classes(all_texts), uncertain=config.chexbert_uncertain)))
+            labels = dict(
+                zip(all_texts, binarize(scorer.chexbert_classes(all_texts), uncertain=config.chexbert_uncertain))
+            )
             for r in chunk:
                 g = labels[r["generated"]].tolist()
                 r["chexbert_generated"] = g
@@ -156,7 +165,9 @@ def evaluate(rows: Sequence[dict], config: EvalConfig, scorer: Any = None, green
             anns = dict(zip(texts, scorer.radgraph_annotations(texts)))
             for r in chunk:
                 if r["generated"].strip():
-                    simple, partial, complete = radgraph_f1_all(anns[r["generated"]], anns[r["reference"]], config.radgraph_lowercase)
+                    simple, partial, complete = radgraph_f1_all(
+                        anns[r["generated"]], anns[r["reference"]], config.radgraph_lowercase
+                    )
                 else:
                     simple = partial = complete = 0.0
                 r["radgraph_f1"], r["radgraph_f1_simple"], r["radgraph_f1_complete"] = partial, simple, complete
@@ -255,12 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--biolord", help="BioLORD model directory (FremyCompany/BioLORD-2023-C)")
     g.add_argument("--chexbert-checkpoint", help="chexbert.pth (StanfordAIMI/RRG_scorers)")
     g.add_argument("--chexbert-bert", help="bert-base-uncased directory (tokenizer + config)")
-    g.add_argument("--radgraph-cache", help="radgraph model_cache_dir, containing <model-type>/{config.json,vocabulary/,weights.th}")
-    g.add_argument("--radgraph-model-type", default="radgraph-xl", choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"])
+    g.add_argument(
+        "--radgraph-cache",
+        help="radgraph model_cache_dir, containing <model-type>/{config.json,vocabulary/,weights.th}",
+    )
+    g.add_argument(
+        "--radgraph-model-type", default="radgraph-xl", choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"]
+    )
     g.add_argument("--green-model", help="GREEN model directory (StanfordAIMI/GREEN-radllama2-7b); needs vLLM + CUDA")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--skip", default="", help="comma-separated metrics to skip: chexbert,radgraph,ratescore,green")
-    p.add_argument("--radgraph-lowercase", action="store_true", help="compare RadGraph tokens lower-cased (upstream fix after 0.1.18)")
+    p.add_argument(
+        "--radgraph-lowercase",
+        action="store_true",
+        help="compare RadGraph tokens lower-cased (upstream fix after 0.1.18)",
+    )
     p.add_argument("--chexbert-uncertain", default="positive", choices=["positive", "negative"])
     p.add_argument("--batch-size", type=int, default=256, help="rows per scoring chunk")
     return p

@@ -11,6 +11,7 @@ Difference from the reference, on purpose: a completion in which neither the "[C
 the "[Matched Findings]" section can be found is *unparseable* (``GreenResult.score is None``, counted by the
 evaluation) instead of silently scoring 0. The model itself runs in ``verl_ext.clinical.green``.
 """
+
 from __future__ import annotations
 
 import re

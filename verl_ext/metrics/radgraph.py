@@ -12,6 +12,7 @@ If either report has no entity the F1 is 0. ``lowercase=False`` reproduces the r
 tokens are compared case-sensitively, except inside ``complete`` relation items); ``lowercase=True`` applies the
 upstream fix made after the last release (Stanford-AIMI/radgraph b5ab8d0: tokens lower-cased at all levels).
 """
+
 from __future__ import annotations
 
 LEVELS = ("simple", "partial", "complete")
@@ -31,9 +32,7 @@ def _items(annotation: dict, level: str, lowercase: bool) -> set:
             if not ent["relations"]:
                 out.append((tokens, label))
             else:
-                out.extend(
-                    (ent["tokens"].lower(), label, r[0], ents[r[1]]["tokens"].lower()) for r in ent["relations"]
-                )
+                out.extend((ent["tokens"].lower(), label, r[0], ents[r[1]]["tokens"].lower()) for r in ent["relations"])
         else:
             raise ValueError(f"level={level!r}: expected one of {LEVELS}")
     return set(out)
@@ -57,4 +56,5 @@ def radgraph_f1(hyp_annotation: dict, ref_annotation: dict, level: str = "partia
 
 def radgraph_f1_all(hyp_annotation: dict, ref_annotation: dict, lowercase: bool = False) -> tuple[float, float, float]:
     """(simple, partial, complete)."""
-    return tuple(radgraph_f1(hyp_annotation, ref_annotation, lv, lowercase) for lv in LEVELS)  # type: ignore[return-value]
+    simple, partial, complete = (radgraph_f1(hyp_annotation, ref_annotation, lv, lowercase) for lv in LEVELS)
+    return simple, partial, complete

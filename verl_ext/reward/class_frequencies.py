@@ -8,6 +8,7 @@ Reads the reference reports (``--column``; default ``reward_model.ground_truth``
 writes ``{"frequencies": {condition: positive rate}, "n": ..., "source": ..., "uncertain": ...}``. Pass the file as
 ``+reward.reward_kwargs.class_frequencies=freqs.json`` with the ``chexbert_inverse_frequency`` component.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,14 @@ def read_references(path: str, column: Optional[str] = None) -> list[str]:
     raise ValueError(f"{path}: no text column among {candidates} in every row; pass --column")
 
 
-def compute(references: list[str], checkpoint: str, bert_dir: str, device: str = "auto", uncertain: str = "positive", batch_size: int = 64) -> dict:
+def compute(
+    references: list[str],
+    checkpoint: str,
+    bert_dir: str,
+    device: str = "auto",
+    uncertain: str = "positive",
+    batch_size: int = 64,
+) -> dict:
     from verl_ext.clinical.chexbert import CheXbertLabeler
 
     labeler = CheXbertLabeler(checkpoint, bert_dir, device=device, batch_size=batch_size)

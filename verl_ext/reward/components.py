@@ -19,6 +19,7 @@ Built in:
 Add one with ``@register_component("name", needs=("chexbert",))`` on ``fn(pair: PairData, cfg) -> float | Invalid``
 in a module imported before the reward manager is built (e.g. listed in ``VERL_USE_EXTERNAL_MODULES``).
 """
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ manager, ours reads its settings from ``config.reward.reward_kwargs`` (add it wi
 
 Keyword arguments given to the manager's constructor directly (tests, custom launchers) override those keys.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -130,7 +131,9 @@ class RadiologyRewardConfig:
         try:
             reward = config.get("reward") if hasattr(config, "get") else getattr(config, "reward", None)
             if reward is not None:
-                kwargs = reward.get("reward_kwargs") if hasattr(reward, "get") else getattr(reward, "reward_kwargs", None)
+                kwargs = (
+                    reward.get("reward_kwargs") if hasattr(reward, "get") else getattr(reward, "reward_kwargs", None)
+                )
         except Exception:  # noqa: BLE001 - a config without reward.reward_kwargs simply has no settings
             kwargs = None
         return cls.from_any(kwargs, overrides or None)

@@ -23,6 +23,7 @@ Guards: an empty response scores 0 (every component); a response without RaTE en
 reference, reference without RaTE entities) is never silently 0: it is counted (``invalid=1`` with the reason; the
 reward is the weighted sum of its valid components) or, with ``on_invalid=raise``, raises.
 """
+
 from __future__ import annotations
 
 import logging

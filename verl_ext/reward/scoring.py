@@ -13,6 +13,7 @@ the tests all call it). Per batch it:
 Each result belongs to its own pair by construction (analyses are looked up by text, not by position), so the
 RaTEScore package's misalignment on empty reports cannot happen.
 """
+
 from __future__ import annotations
 
 import logging

@@ -25,6 +25,7 @@ either reserve a fraction of one that the training pool leaves free (``actor_num
 ``gpu_memory_utilization`` accordingly). Either way set ``device=auto`` (or ``cuda``). Both GPU routes are untested
 so far (no GPU machine was available when this was written); the CPU route is tested with a local Ray cluster.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -5,24 +5,21 @@ code that loads the real weights (``verl_ext.clinical.models`` and the upstream 
 f1chexbert), so tests exercise the real tokenise -> infer -> decode -> score paths without any download. The
 numbers they produce are meaningless.
 
-| builder                  | real model it stands in for            | on-disk format written                          |
-|--------------------------|----------------------------------------|-------------------------------------------------|
-| ``build_rate_ner``       | Angelakeke/RaTE-NER-Deberta            | HF dir: DebertaV2ForTokenClassification (11 RaTE |
-|                          |                                        | IOB labels in ``id2label``) + DebertaV2 tokenizer|
-| ``build_biolord``        | FremyCompany/BioLORD-2023-C            | HF dir: MPNetModel + MPNet tokenizer             |
-| ``build_chexbert``       | StanfordAIMI/RRG_scorers chexbert.pth  | ``chexbert.pth`` = {"model_state_dict": module.- |
-|                          | + bert-base-uncased                    | prefixed BERT + 14 heads} and a ``bert/`` HF dir |
-|                          |                                        | (config + uncased WordPiece tokenizer)           |
-| ``build_radgraph``       | StanfordAIMI/RRG_scorers radgraph.tar.gz| ``<cache>/<model_type>/{config.json, vocabulary/,|
-|                          | + BiomedBERT base                      | weights.th}`` as radgraph 0.1.18 reads it, plus  |
-|                          |                                        | the base-BERT HF dir its config points to        |
-| ``build_all``            | all of the above                       | one directory per model under a root             |
+* ``build_rate_ner``: Angelakeke/RaTE-NER-Deberta -> an HF dir with a DebertaV2ForTokenClassification (the 11 RaTE
+  IOB labels in ``id2label``) and a DebertaV2 tokenizer;
+* ``build_biolord``: FremyCompany/BioLORD-2023-C -> an HF dir with an MPNetModel and an MPNet tokenizer;
+* ``build_chexbert``: StanfordAIMI/RRG_scorers ``chexbert.pth`` + bert-base-uncased -> ``chexbert.pth`` =
+  ``{"model_state_dict": module.-prefixed BERT + 14 heads}`` and a ``bert/`` HF dir (config + uncased tokenizer);
+* ``build_radgraph``: StanfordAIMI/RRG_scorers ``radgraph.tar.gz`` (or -xl) + its base BERT -> radgraph 0.1.18's
+  cache layout ``<cache>/<model_type>/{config.json, vocabulary/, weights.th}`` and the base-BERT dir its config names;
+* ``build_all``: all of the above, one directory per model under a root; ``shared_models()`` once per process.
 
 ``full_size=True`` gives the real architecture sizes (DeBERTa-v3-base, MPNet-base, BERT-base; 12 layers, hidden 768)
 with random weights, for benchmarks; vocabularies stay small (a radiology word list plus single characters), which
 changes neither the per-token compute nor the code paths. Tokenizers are built in memory from word lists
 (transformers 5 supports this), so no sentencepiece model or download is needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -296,7 +293,9 @@ def build_radgraph(
     model_dir.mkdir(parents=True, exist_ok=True)
     bert_dir = _write_bert_dir(cache_dir / "base-bert", full_size=full_size, seed=seed)
     max_span_width = 8 if full_size else 4
-    config = _radgraph_config(bert_dir, max_span_width, feature_size=20 if full_size else 8, ff_dim=150 if full_size else 16)
+    config = _radgraph_config(
+        bert_dir, max_span_width, feature_size=20 if full_size else 8, ff_dim=150 if full_size else 16
+    )
     (model_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     ner_labels = RADGRAPH_NER_LABELS if model_type == "radgraph" else RADGRAPH_XL_NER_LABELS
@@ -361,7 +360,9 @@ def _calibrate_tiny_radgraph(cache_dir: Path, model_type: str) -> None:
     }
     seen: dict[str, list] = {"ner": [], "relation": []}
     hooks = [
-        layer.register_forward_hook(lambda _m, _i, out, key=key: seen[key].append(out.detach().reshape(-1, out.shape[-1])))
+        layer.register_forward_hook(
+            lambda _m, _i, out, key=key: seen[key].append(out.detach().reshape(-1, out.shape[-1]))
+        )
         for key, layer in layers.items()
     ]
     with torch.no_grad():
@@ -400,7 +401,9 @@ class ScorerModelPaths:
         }
 
 
-def build_all(root: str | os.PathLike, full_size: bool = False, radgraph_model_type: str = "radgraph") -> ScorerModelPaths:
+def build_all(
+    root: str | os.PathLike, full_size: bool = False, radgraph_model_type: str = "radgraph"
+) -> ScorerModelPaths:
     """Build every scorer fixture under ``root`` (reused when already complete)."""
     root = Path(root)
     marker = root / ".complete.json"
@@ -450,7 +453,14 @@ def shared_models(full_size: bool = False, radgraph_model_type: str = "radgraph"
     key = (full_size, radgraph_model_type)
     if key not in _SHARED:
         root = os.environ.get("VERL_EXT_SCORER_FIXTURES")
-        base = Path(root) if root else Path(tempfile.mkdtemp(prefix="verl_ext_scorer_models_"))
+        if root:
+            base = Path(root)
+        else:
+            import atexit
+            import shutil
+
+            base = Path(tempfile.mkdtemp(prefix="verl_ext_scorer_models_"))
+            atexit.register(shutil.rmtree, base, True)
         name = f"{'full' if full_size else 'tiny'}-{radgraph_model_type}"
         _SHARED[key] = build_all(base / name, full_size=full_size, radgraph_model_type=radgraph_model_type)
     return _SHARED[key]
