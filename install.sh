@@ -9,8 +9,12 @@ cd "$(dirname "$0")"
 profile="${1:-cpu}"
 PIP="${PIP:-python -m pip}"
 
+# The CPU profile also applies the lock (every transitive version CI was tested with); GPU machines resolve the
+# CUDA stack themselves under constraints.txt.
+lock=()
+[ "$profile" = "gpu" ] || lock=(-c requirements-lock.txt)
 $PIP install --upgrade pip
-$PIP install -r requirements.txt -c constraints.txt
+$PIP install -r requirements.txt -c constraints.txt "${lock[@]}"
 $PIP install --no-deps -r requirements-nodeps.txt
 if [ "$profile" = "gpu" ]; then
   $PIP install -e ".[gpu]" -c constraints.txt
