@@ -29,6 +29,5 @@ setup(
     entry_points={
         # verl imports every module of this group at `import verl`, in every process (driver, Ray workers).
         "verl.plugins": ["verl_ext = verl_ext.register"],
-        "console_scripts": [],
     },
 )
