@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from verl_ext.clinical.rate import LRUCache
+from verl_ext.clinical.cache import LRUCache
 from verl_ext.metrics.chexbert import CONDITIONS, binarize
 
 __all__ = ["CheXbertLabeler", "CONDITIONS", "normalize_report"]
@@ -65,16 +65,7 @@ class CheXbertLabeler:
         texts = [str(t).strip() for t in texts]
         with self._lock:
             self.counters["texts"] += len(texts)
-            todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
-            if todo:
-                for t, row in zip(todo, self._classes_uncached(todo)):
-                    self.cache.put(t, row)
-            rows = []
-            for t in texts:
-                row = self.cache.get(t)
-                if row is None:
-                    row = self._classes_uncached([t])[0]
-                rows.append(row)
+            rows = self.cache.get_many(texts, self._classes_uncached)
         return np.stack(rows) if rows else np.zeros((0, 14), dtype=np.int64)
 
     def labels(self, texts: Sequence[str], uncertain: str = "positive") -> np.ndarray:

@@ -28,7 +28,8 @@ import threading
 import warnings
 from typing import Any, Optional, Sequence
 
-from verl_ext.clinical.rate import LRUCache, _sentence_of
+from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.rate import _sentence_of
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ABNORMALITY, ANATOMY, NON_ABNORMALITY, UNCERTAIN, Entity, ReportAnalysis, Sentence
 
@@ -84,20 +85,9 @@ class RadGraphAnnotator:
         texts = [str(t) for t in texts]
         with self._lock:
             self.counters["texts"] += len(texts)
-            todo = list(dict.fromkeys(t for t in texts if t.strip() and t not in self.cache))
-            if todo:
-                for t, ann in zip(todo, self._annotate_uncached(todo)):
-                    self.cache.put(t, ann)
-            out = []
-            for t in texts:
-                if not t.strip():
-                    out.append(empty_annotation())
-                    continue
-                ann = self.cache.get(t)
-                if ann is None:
-                    ann = self._annotate_uncached([t])[0]
-                out.append(ann)
-            return out
+            nonempty = [t for t in texts if t.strip()]
+            annotated = iter(self.cache.get_many(nonempty, self._annotate_uncached))
+            return [next(annotated) if t.strip() else empty_annotation() for t in texts]
 
     def _annotate_uncached(self, texts: list[str]) -> list[dict]:
         import torch

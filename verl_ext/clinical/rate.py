@@ -29,56 +29,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from verl_ext.clinical.cache import LRUCache
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ENTITY_TYPES, Entity, ReportAnalysis, Sentence
 
 logger = logging.getLogger(__name__)
-
-
-class LRUCache:
-    """A small thread-safe LRU map with hit/miss counters."""
-
-    def __init__(self, max_size: int):
-        self.max_size = int(max_size)
-        self._data: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key, default=None):
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                self.hits += 1
-                return self._data[key]
-            self.misses += 1
-            return default
-
-    def put(self, key, value) -> None:
-        if self.max_size <= 0:
-            return
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_size:
-                self._data.popitem(last=False)
-
-    def __contains__(self, key) -> bool:
-        with self._lock:
-            return key in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
 
 
 def _rate_modules():
@@ -203,17 +163,7 @@ class RateAnalyzer:
         texts = [str(t) for t in texts]
         with self._lock:
             self.counters["texts"] += len(texts)
-            todo = list(dict.fromkeys(t for t in texts if t not in self.analyses))
-            if todo:
-                for text, analysis in zip(todo, self._analyze_uncached(todo)):
-                    self.analyses.put(text, analysis)
-            out = []
-            for t in texts:
-                a = self.analyses.get(t)
-                if a is None:  # evicted between put and get (cache smaller than the batch)
-                    a = self._analyze_uncached([t])[0]
-                out.append(a)
-            return out
+            return self.analyses.get_many(texts, self._analyze_uncached)
 
     def _analyze_uncached(self, texts: list[str]) -> list[ReportAnalysis]:
         units = [_Unit(r, a, text[a:b]) for r, text in enumerate(texts) for a, b in rate_units(text)]
