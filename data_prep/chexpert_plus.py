@@ -1,4 +1,6 @@
-"""Convert chexpert_plus into verl RL/SFT parquet shards + stats.json. See `python data_prep/chexpert_plus.py --help`."""
+"""Convert chexpert_plus into verl RL/SFT parquet shards + stats.json.
+
+See `python data_prep/chexpert_plus.py --help`."""
 import os
 import sys
 

@@ -11,8 +11,9 @@ import shutil
 import pytest
 from PIL import Image
 
-from verl_ext.testing.released import (MIMIC_HEADER_CASES, write_chexpert_release, write_iu_release, write_mambaxray_split,
-                      write_mimic_release, write_padchest_release, write_rexgradient_release)
+from verl_ext.testing.released import (MIMIC_HEADER_CASES, write_chexpert_release, write_iu_release,
+                                       write_mambaxray_split, write_mimic_release, write_padchest_release,
+                                       write_rexgradient_release)
 from verl_ext.data.cli import main
 from verl_ext.data.common import InputError
 from verl_ext.data.output import rows_by_study

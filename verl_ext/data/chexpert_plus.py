@@ -235,7 +235,7 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
         return jobs
 
     info = {"csv": str(csv_path), "image_root": str(images_dir), "split_file": str(split_file) if split_file else None,
-            "target": target, "studies_in_csv": len(rows_of), "csv_rows_without_study_path": bad_paths, "csv_studies_not_selected": len(set(rows_of) -
-                                                                                            set(selected))}
+            "target": target, "studies_in_csv": len(rows_of), "csv_rows_without_study_path": bad_paths,
+            "csv_studies_not_selected": len(set(rows_of) - set(selected))}
     return Plan(keys=dict(keys), build_jobs=build_jobs, dropped=dict(tally.dropped), notes=dict(tally.notes),
                 input_studies=dict(tally.input_studies), info=info)

@@ -1,9 +1,9 @@
 """The shared conversion engine: study jobs -> image selection -> prompt -> sharded parquet + stats.json.
 
-A dataset reader (``verl_ext.data.{mimic,rexgradient,iu_xray,padchest_gr,chexpert_plus}``) does the metadata-only work in the
-main process -- splits, view labels, prior linking, study-level drops -- and returns a `Plan`: per output split an
-ordered list of study keys, a function that turns a slice of keys into `StudyJob`s, and the drops it already
-counted. `run` then cuts every split into shards of `PrepConfig.shard_size` studies and processes shards in
+A dataset reader (``verl_ext.data.{mimic,rexgradient,iu_xray,padchest_gr,chexpert_plus}``) does the metadata-only
+work in the main process -- splits, view labels, prior linking, study-level drops -- and returns a `Plan`: per
+output split an ordered list of study keys, a function that turns a slice of keys into `StudyJob`s, and the drops
+it already counted. `run` then cuts every split into shards of `PrepConfig.shard_size` studies and processes shards in
 ``--workers`` processes. A worker reads the report (when the job carries a report reference), checks the target,
 loads and resizes images, builds rows and streams them into ``<split>-NNNNN.parquet`` in row groups, so memory is
 bounded by one row group per worker whatever the dataset's size.

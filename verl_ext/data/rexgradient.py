@@ -12,9 +12,10 @@ Inputs under ``--root``:
   Face release ships ``deid_png.part*`` next to ``metadata/``; ``cat deid_png.part* > deid_png.tar && tar -xf
   deid_png.tar`` puts ``deid_png/`` **beside** ``metadata/``, which is what the ``../deid_png/...`` entries of
   ``ImagePath`` point at. Images are found by the part of each entry after ``deid_png/``, under ``--image-root``
-  when given (the ``deid_png`` folder itself or its parent), else under ``<root>/deid_png``, ``<root>/metadata/deid_png``
-  or, when ``--root`` is the metadata folder itself, ``<root>/../deid_png``: the first of these that holds the
-  first listed images. Parts that were never extracted stop the run with the command to extract them.
+  when given (the ``deid_png`` folder itself or its parent), else under ``<root>/deid_png``,
+  ``<root>/metadata/deid_png`` or, when ``--root`` is the metadata folder itself, ``<root>/../deid_png``: the first
+  of these that holds the first listed images. Parts that were never extracted stop the run with the command to
+  extract them.
 
 Rules: no prior linking (EditGRPO curates multi-view inputs only); a study with more than ``max_study_images``
 images (default 6, counted before any view filter, as the paper's "cases containing more than six images were
@@ -170,4 +171,5 @@ def plan_rexgradient(root: str | os.PathLike, cfg: PrepConfig, image_root: str |
         return jobs
 
     return Plan(keys=dict(keys), build_jobs=build_jobs, dropped=dict(tally.dropped), notes=dict(tally.notes),
-                input_studies=dict(tally.input_studies), info={"metadata_files": files_used, "image_dir": str(image_dir)})
+                input_studies=dict(tally.input_studies),
+                info={"metadata_files": files_used, "image_dir": str(image_dir)})
