@@ -161,6 +161,11 @@ def test_padchest_split_zip_both_shapes_counted_once(shape, tmp_path, pixel_args
     img = Image.open(io.BytesIO(rows[rel.cases["normal"]]["images"][0]["bytes"]))
     assert img.size == (56, 56)
     assert rows[rel.cases["validation"]]["extra_info"]["split"] == "train"
+    if shape == "list":  # worker processes open the split archive themselves
+        run("padchest_gr", ["--root", str(rel.root), "--workers", "2", "--shard-size", "1"], tmp_path, pixel_args,
+            name="w2")
+        rows2 = rows_by_study(tmp_path / "w2")
+        assert {k: r["images"] for k, r in rows2.items()} == {k: r["images"] for k, r in rows.items()}
 
 
 def test_padchest_incomplete_split_archive(tmp_path, pixel_args, capsys):
