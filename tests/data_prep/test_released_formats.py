@@ -256,3 +256,21 @@ def test_no_input_at_all(tmp_path, pixel_args, capsys):
     (rel.root / "annotation.json").write_text(json.dumps({"train": [], "val": [], "test": []}))
     line = expect_exit(3, "iu_xray", ["--root", str(rel.root)], tmp_path, pixel_args, capsys)
     assert "no input study" in line
+
+
+def test_malformed_csv_json_and_zip(tmp_path, pixel_args, capsys):
+    rex = write_rexgradient_release(tmp_path / "rex")
+    bad_csv = rex.root / "metadata" / "valid_metadata.csv"
+    bad_csv.write_text("id,Findings\np1_a1_s1,clear\np2_a2_s2,clear,extra,fields\n")
+    line = expect_exit(2, "rexgradient", ["--root", str(rex.root)], tmp_path, pixel_args, capsys)
+    assert str(bad_csv) in line and "CSV" in line
+    bad_csv.unlink()
+    bad_json = rex.root / "metadata" / "test_metadata_view_position.json"
+    bad_json.write_text(bad_json.read_text()[:100])
+    line = expect_exit(2, "rexgradient", ["--root", str(rex.root)], tmp_path, pixel_args, capsys)
+    assert str(bad_json) in line and "broken JSON" in line
+    mimic = write_mimic_release(tmp_path / "mimic")
+    mimic.paths["reports"].write_bytes(b"PK\x03\x04 not really a zip")
+    line = expect_exit(2, "mimic_cxr", ["--mimic-cxr-jpg", str(mimic.paths["jpg_root"]), "--reports",
+                                        str(mimic.paths["reports"])], tmp_path, pixel_args, capsys)
+    assert str(mimic.paths["reports"]) in line and "not a readable zip" in line

@@ -156,9 +156,8 @@ def plan_rexgradient(root: str | os.PathLike, cfg: PrepConfig, image_root: str |
                     notes[f"excluded_view:{view}"] += 1
                     continue
                 sub = image_subpath(p)
-                if sub is None:
+                if sub is None:  # counted here only, not again as image_missing
                     notes["image_path_missing"] += 1
-                    cands.append(ImageCandidate("", "", view, "current", f"#{k}"))
                     continue
                 cands.append(ImageCandidate(str(image_dir / sub), f"deid_png/{sub}", view, "current",
                                             Path(sub).stem))

@@ -1,44 +1,7 @@
 """Fixture builders in each dataset's RELEASED layout (file names, column names, id shapes, archive packing, quirks).
 
-Nothing here is real data: every text, id and image is made up. What is copied is the *format*, and next to each
-builder is the public source of every layout fact it uses. The sources were read, never copied:
-
-* MIMIC-CXR / MIMIC-CXR-JPG: MIT-LCP ``mimic-cxr`` repository (commit 3190146) -- ``txt/section_parser.py`` (header
-  regex, report layout with a leading space on every line, section tables), ``dcm/create-mimic-cxr-jpg-metadata.ipynb``
-  (the 12 metadata columns, StudyDate as YYYYMMDD int, StudyTime as HHMMSS float without leading zeros),
-  ``website/content/data/overview.md`` (``files/pNN/pSUBJECT/sSTUDY.txt`` and the JPG tree, id shapes) and the
-  MIMIC-CXR-JPG PhysioNet page (``mimic-cxr-2.0.0-metadata.csv.gz``, ``mimic-cxr-2.0.0-split.csv.gz`` with
-  ``dicom_id, study_id, subject_id, split`` and train/validate/test).
-* IU-Xray: R2Gen (cuhksz-nlp/R2Gen ``modules/datasets.py``: ``annotation.json`` = ``{train, val, test}`` lists of
-  ``{id, report, image_path, split}``, images under ``images/``); a public copy of that file
-  (manavkapadnis/SERPENT-VLM ``data/iu_xray/annotation.json``) with ids ``CXR1_1_IM-0001`` and a blank test key;
-  Kaggle ``raddar/chest-xrays-indiana-university`` as quoted by UCL-CDI/cdi-hub
-  ``tutorials/automatic-medical-image-reporting/datasets/README.md`` (``indiana_reports.csv`` columns ``uid, MeSH,
-  Problems, image, indication, comparison, findings, impression``; ``indiana_projections.csv`` ``uid, filename,
-  projection``; file names ``1_IM-0001-4001.dcm.png``).
-* ReXGradient-160K: the Hugging Face card (rajpurkarlab/ReXGradient-160K, mirrored by selectdataset.com):
-  ``deid_png.part*`` concatenated and untarred next to ``metadata/``; public loaders that read the release (a
-  ``radharmony`` harmonizer, CXR-agent prep scripts; found with the code search) for the
-  ``metadata/{split}_metadata_view_position.json`` keys ``p<PatientID>_a<Accession>_s<StudyUID>``, the record fields and
-  ``ImagePath`` entries ``../deid_png/<PatientID>/<Accession>/studies/<UID>/series/<UID>/instances/<UID>.png``;
-  ``POSTERO_ANTERIOR``-style views and null/NaN entries (datasets.md 9).
-* PadChest-GR: a public extractor of the release (U-VLM PadChest-GR extractor, found with the code search):
-  ``grounded_reports_20240819.json`` as a list with ``StudyID``/``ImageID``/``findings``, findings elements that omit
-  keys, ``master_table.csv.zip``, and ``Padchest_GR_files/PadChest_GR.zip.001..037`` as plain byte slices of one
-  zip; RadVLM's ``PadChest_grounding`` loader (``StudyID``/``ImageID``, splits train/validation/test); the
-  record shape ``{PreviousStudyID, PreviousImageID, findings}`` without ids (datasets.md 9, one notebook on the real
-  file); master-table columns from datasets.md 5.2 (CXR-agent prep script).
-* CheXpert Plus: the header of ``df_chexpert_plus_240401.csv`` as quoted by a public evaluation script (leading
-  index column, then ``path_to_image, path_to_dcm, frontal_lateral, ap_pa, deid_patient_id,
-  patient_report_date_order, report, section_narrative, section_clinical_history, section_history,
-  section_comparison, section_technique, section_procedure_comments, section_findings, section_impression,
-  section_end_of_impression, section_summary, section_accession_number, age, sex, race, ethnicity,
-  interpreter_needed, insurance_type, recent_bmi, deceased, split``); Stanford-AIMI/chexpert-plus README (the CSV
-  name); ``path_to_image`` like ``train/patient00001/study1/view1_frontal.jpg`` and PNGs under ``PNG/`` with
-  ``.png`` (public loaders and ReXrank's CheXpert Plus entries ``valid/patient64545/study1/view1_frontal.png``);
-  MambaXray-VL's ``dataset/data_helper.py`` (Event-AHU/Medical_Image_Analysis, CXPMRG_Bench_MambaXray_VL) and
-  launch script for the split file: an R2Gen-style ``{train, val, test}`` annotation whose items have ``id``,
-  ``report`` and ``image_path`` relative to ``PNG/``.
+Nothing here is real data: every text, id and image is made up. What is copied is the *format*; each builder's
+docstring names the public source of every layout fact it uses (sources were read, never copied).
 """
 from __future__ import annotations
 
@@ -112,6 +75,15 @@ MIMIC_HEADER_CASES = {
 
 
 def write_mimic_release(root: Path) -> Release:
+    """MIMIC-CXR-JPG tree + ``mimic-cxr-reports.zip``: one study per official header spelling.
+
+    Sources -- MIMIC-CXR / MIMIC-CXR-JPG: MIT-LCP ``mimic-cxr`` repository (commit 3190146) --
+    ``txt/section_parser.py`` (header regex, report layout with a leading space on every line, section tables),
+    ``dcm/create-mimic-cxr-jpg-metadata.ipynb`` (the 12 metadata columns, StudyDate as YYYYMMDD int, StudyTime as
+    HHMMSS float without leading zeros), ``website/content/data/overview.md`` (``files/pNN/pSUBJECT/sSTUDY.txt``
+    and the JPG tree, id shapes) and the MIMIC-CXR-JPG PhysioNet page (``mimic-cxr-2.0.0-metadata.csv.gz``,
+    ``mimic-cxr-2.0.0-split.csv.gz`` with ``dicom_id, study_id, subject_id, split`` and train/validate/test).
+    """
     rel = Release(root)
     jpg_root, meta_rows, split_rows, reports = root / "mimic-cxr-jpg", [], [], {}
     studies = [("normal", "FINDINGS"), *MIMIC_HEADER_CASES.items(), ("impression_only", None)]
@@ -149,6 +121,16 @@ IU_REPORT_COLUMNS = ["uid", "MeSH", "Problems", "image", "indication", "comparis
 
 
 def write_iu_release(root: Path, blank_test_key: bool = True) -> Release:
+    """R2Gen ``iu_xray`` folder + Kaggle CSVs, with every R2Gen id shape and a blank test key.
+
+    Sources -- IU-Xray: R2Gen (cuhksz-nlp/R2Gen ``modules/datasets.py``: ``annotation.json`` = ``{train, val,
+    test}`` lists of ``{id, report, image_path, split}``, images under ``images/``); a public copy of that file
+    (manavkapadnis/SERPENT-VLM ``data/iu_xray/annotation.json``) with ids ``CXR1_1_IM-0001`` and a blank test key;
+    Kaggle ``raddar/chest-xrays-indiana-university`` as quoted by UCL-CDI/cdi-hub
+    ``tutorials/automatic-medical-image-reporting/datasets/README.md`` (``indiana_reports.csv`` columns ``uid,
+    MeSH, Problems, image, indication, comparison, findings, impression``; ``indiana_projections.csv`` ``uid,
+    filename, projection``; file names ``1_IM-0001-4001.dcm.png``).
+    """
     rel = Release(root)
     items = {"train": [], "val": [], "test": []}
     reports, projections = [], []
@@ -177,6 +159,16 @@ def write_iu_release(root: Path, blank_test_key: bool = True) -> Release:
 # ReXGradient-160K: metadata/ beside the extracted deid_png/.
 
 def write_rexgradient_release(root: Path, extract: bool = True) -> Release:
+    """``metadata/`` beside ``deid_png/`` (or only the packed parts).
+
+    Sources -- ReXGradient-160K: the Hugging Face card (rajpurkarlab/ReXGradient-160K, mirrored by
+    selectdataset.com): ``deid_png.part*`` concatenated and untarred next to ``metadata/``; public loaders that
+    read the release (a ``radharmony`` harmonizer, CXR-agent prep scripts; found with the code search) for the
+    ``metadata/{split}_metadata_view_position.json`` keys ``p<PatientID>_a<Accession>_s<StudyUID>``, the record
+    fields and ``ImagePath`` entries
+    ``../deid_png/<PatientID>/<Accession>/studies/<UID>/series/<UID>/instances/<UID>.png``;
+    ``POSTERO_ANTERIOR``-style views and null/NaN entries (datasets.md 9).
+    """
     rel = Release(root)
     meta = root / "metadata"
     meta.mkdir(parents=True, exist_ok=True)
@@ -227,7 +219,16 @@ PADCHEST_MASTER_COLUMNS = ["StudyID", "ImageID", "label", "boxes_count", "extra_
 
 def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) -> Release:
     """`shape`: ``list`` (records with StudyID/ImageID) or ``keyed`` (an object keyed by ImageID whose records are
-    ``{PreviousStudyID, PreviousImageID, findings}``)."""
+    ``{PreviousStudyID, PreviousImageID, findings}``).
+
+    Sources -- PadChest-GR: a public extractor of the release (U-VLM PadChest-GR extractor, found with the code
+    search): ``grounded_reports_20240819.json`` as a list with ``StudyID``/``ImageID``/``findings``, findings
+    elements that omit keys, ``master_table.csv.zip``, and ``Padchest_GR_files/PadChest_GR.zip.001..037`` as plain
+    byte slices of one zip; RadVLM's ``PadChest_grounding`` loader (``StudyID``/``ImageID``, splits
+    train/validation/test); the record shape ``{PreviousStudyID, PreviousImageID, findings}`` without ids
+    (datasets.md 9, one notebook on the real file); master-table columns from datasets.md 5.2 (CXR-agent prep
+    script).
+    """
     rel = Release(root)
     specs = [("normal", "train", None), ("abnormal", "train", None), ("with_prior", "test", "prior"),
              ("validation", "validation", None), ("table_only", "train", None), ("not_in_archive", "test", None)]
@@ -292,7 +293,20 @@ CHEXPERT_COLUMNS = ["path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", 
 
 
 def write_chexpert_release(root: Path) -> Release:
-    """Patients 1-4 in train, 64541 in valid; patient00003/study1 has no findings section (impression only)."""
+    """Patients 1-4 in train, 64541 in valid; patient00003/study1 has no findings section (impression only).
+
+    Sources -- CheXpert Plus: the header of ``df_chexpert_plus_240401.csv`` as quoted by a public evaluation script
+    (leading index column, then ``path_to_image, path_to_dcm, frontal_lateral, ap_pa, deid_patient_id,
+    patient_report_date_order, report, section_narrative, section_clinical_history, section_history,
+    section_comparison, section_technique, section_procedure_comments, section_findings, section_impression,
+    section_end_of_impression, section_summary, section_accession_number, age, sex, race, ethnicity,
+    interpreter_needed, insurance_type, recent_bmi, deceased, split``); Stanford-AIMI/chexpert-plus README (the CSV
+    name); ``path_to_image`` like ``train/patient00001/study1/view1_frontal.jpg`` and PNGs under ``PNG/`` with
+    ``.png`` (public loaders and ReXrank's CheXpert Plus entries ``valid/patient64545/study1/view1_frontal.png``);
+    MambaXray-VL's ``dataset/data_helper.py`` (Event-AHU/Medical_Image_Analysis, CXPMRG_Bench_MambaXray_VL) and
+    launch script for the split file: an R2Gen-style ``{train, val, test}`` annotation whose items have ``id``,
+    ``report`` and ``image_path`` relative to ``PNG/``.
+    """
     rel = Release(root)
     rows = []
     specs = [("train", 1, 1, True), ("train", 1, 2, True), ("train", 2, 1, True), ("train", 3, 1, False),
