@@ -18,10 +18,10 @@ share (rows that disagree are counted as ``report_rows_disagree`` and the first 
 
 Splits: by default the CSV's ``split`` column (``valid`` -> val). DEER follows MambaXray-VL's split
 (CXPMRG-Bench, Wang et al., CVPR 2025: 40,463 / 5,780 / 11,562 train / val / test, findings as ground truth), which
-its authors distribute only as an R2Gen-style ``annotation.json`` download (``{"train": [...], "val": [...],
-"test": [...]}``, items ``{"id", "report", "image_path": ["train/patient.../study.../view1_frontal.png", ...]}``,
-read by their ``dataset/data_helper.py``); it is not in this repository and could not be obtained here. Give it
-with ``--split-file``: then exactly the listed studies are the input, each with the images the file lists (items
+the authors' code reads from an R2Gen-style annotation file (``configs/chexpert_annotation.json`` in their launch
+script; ``{"train": [...], "val": [...], "test": [...]}`` with items ``{"id", "report", "image_path": [...]}``,
+paths relative to ``PNG/``, read by their ``dataset/data_helper.py``). That file is not in their public repository
+and could not be obtained here, so it cannot be built in: give your copy with ``--split-file``: then exactly the listed studies are the input, each with the images the file lists (items
 naming the same study merge; a study in two splits is dropped as ``inconsistent_split``; a listed study absent
 from the CSV is dropped as ``no_report_metadata``). A CSV split file with columns ``path_to_image`` (or ``study``)
 and ``split`` works too.
