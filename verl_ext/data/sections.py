@@ -28,7 +28,9 @@ and IMPRESSION, is the same):
   takes a header away from findings;
 * the official ``custom_mimic_cxr_rules`` (23 studies with a forced section name and 31 with hand-set character
   ranges for the CheXpert-labelling "conclusion" text; ``create_section_files.py`` leaves all 54 out of
-  ``mimic_cxr_sectioned.csv``) are not reproduced: those studies are parsed by the general rules and kept.
+  ``mimic_cxr_sectioned.csv``) are not reproduced: those studies are parsed by the general rules and kept;
+* `extract_report_fields` collapses each section's whitespace to single spaces (as CheXagent does) where the
+  official consumers only strip it; section boundaries and names are unaffected.
 """
 from __future__ import annotations
 
