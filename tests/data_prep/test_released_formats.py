@@ -142,7 +142,7 @@ def test_rexgradient_image_root_and_packed_parts(tmp_path, pixel_args, capsys):
 # PadChest-GR
 
 
-@pytest.mark.parametrize("shape", ["list", "keyed"])
+@pytest.mark.parametrize("shape", ["list", "image_only", "keyed"])
 def test_padchest_split_zip_both_shapes_counted_once(shape, tmp_path, pixel_args):
     rel = write_padchest_release(tmp_path / "src", shape=shape)
     stats = run("padchest_gr", ["--root", str(rel.root)], tmp_path, pixel_args)

@@ -218,8 +218,8 @@ PADCHEST_MASTER_COLUMNS = ["StudyID", "ImageID", "label", "boxes_count", "extra_
 
 
 def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) -> Release:
-    """`shape`: ``list`` (records with StudyID/ImageID) or ``keyed`` (an object keyed by ImageID whose records are
-    ``{PreviousStudyID, PreviousImageID, findings}``).
+    """`shape`: ``list`` (records with StudyID/ImageID), ``image_only`` (list records with ImageID but no StudyID) or
+    ``keyed`` (an object keyed by ImageID whose records are ``{PreviousStudyID, PreviousImageID, findings}``).
 
     Sources -- PadChest-GR: a public extractor of the release (U-VLM PadChest-GR extractor, found with the code
     search): ``grounded_reports_20240819.json`` as a list with ``StudyID``/``ImageID``/``findings``, findings
@@ -261,6 +261,8 @@ def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) ->
                            "65", "", "2015"])
     if shape == "keyed":
         data = {r["ImageID"]: {k: r[k] for k in ("PreviousStudyID", "PreviousImageID", "findings")} for r in records}
+    elif shape == "image_only":
+        data = [{k: v for k, v in r.items() if k != "StudyID"} for r in records]
     else:
         data = records
     (root / "grounded_reports_20240819.json").write_text(json.dumps(data, indent=1))
