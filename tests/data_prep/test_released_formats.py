@@ -168,6 +168,16 @@ def test_padchest_split_zip_both_shapes_counted_once(shape, tmp_path, pixel_args
         assert {k: r["images"] for k, r in rows2.items()} == {k: r["images"] for k, r in rows.items()}
 
 
+def test_padchest_duplicate_record_counts_the_study_once(tmp_path, pixel_args):
+    rel = write_padchest_release(tmp_path / "src")
+    path = rel.root / "grounded_reports_20240819.json"
+    records = json.loads(path.read_text())
+    path.write_text(json.dumps(records + [records[0]]))
+    stats = run("padchest_gr", ["--root", str(rel.root)], tmp_path, pixel_args)
+    assert sum(e["input_studies"] for e in stats["splits"].values()) == 6
+    assert stats["splits"]["train"]["notes"]["duplicate_record"] == 1
+
+
 def test_padchest_incomplete_split_archive(tmp_path, pixel_args, capsys):
     rel = write_padchest_release(tmp_path / "src")
     (rel.root / "Padchest_GR_files" / "PadChest_GR.zip.002").unlink()

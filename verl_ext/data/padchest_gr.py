@@ -18,7 +18,7 @@ Inputs under ``--root`` (the BIMCV release):
 
 Every study is counted once: a study is identified by its ``StudyID`` whichever shape names it; a master-table study
 with no report record is dropped as ``report_missing``; a record whose study cannot be identified is one
-``malformed_record``. The report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty
+``malformed_record``; a second record of a study is only noted (``duplicate_record``), the first one is used. The report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty
 ones skipped, joined by single spaces. Every GR study has one frontal image; the prior is the dataset's own link
 (JSON ``PreviousImageID``, else the master table's ``prior_imageID``), used when its image exists (missing ones are
 counted, and the study is kept without a prior). A prior that is itself a GR study of another split is not used.
@@ -169,8 +169,7 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
         if sid is None or not isinstance(rec.get("findings"), list):
             split = gr_split.get(sid, "unknown") if sid else "unknown"
             if sid in seen:
-                tally.study(split)
-                tally.drop(split, "duplicate_study", f"study {sid} listed twice")
+                tally.note(split, "duplicate_record", f"study {sid} listed twice")
                 continue
             if sid:
                 seen.add(sid)
@@ -179,11 +178,11 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
             continue
         meta = study_rows.get(sid)
         split = gr_split.get(sid, "unknown")
-        tally.study(split)
-        if sid in seen:
-            tally.drop(split, "duplicate_study", f"study {sid} listed twice")
+        if sid in seen:  # the study is counted once, at its first record
+            tally.note(split, "duplicate_record", f"study {sid} listed twice")
             continue
         seen.add(sid)
+        tally.study(split)
         if meta is None:
             tally.drop(split, "no_split", f"study {sid} is not in {master_path.name}")
             continue

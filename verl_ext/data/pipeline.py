@@ -54,7 +54,7 @@ PROBLEM_REASONS = frozenset({
     "image_missing", "image_unreadable", "report_missing", "report_unreadable", "no_readable_image",
     "no_split", "inconsistent_split", "unknown_split", "no_image_metadata", "duplicate_study",
     "split_row_without_metadata", "metadata_row_without_split", "missing_study_datetime", "prior_image_missing",
-    "prior_image_unreadable", "malformed_record", "no_report_metadata",
+    "prior_image_unreadable", "malformed_record", "no_report_metadata", "duplicate_record",
 })
 
 
