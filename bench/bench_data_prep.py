@@ -9,6 +9,12 @@ its CPU time (all processes; less sensitive than wall time to other load on the 
 of the converter's main process and of its largest worker. The images are small, so
 decode time is far below real MIMIC JPEGs (~2,500 x 3,000); resizing up to the pixel budget and encoding are real.
 Timings are informative only (CI never runs this as a pass/fail test).
+
+    python bench/bench_data_prep.py --archive-images 2000   # PadChest-GR: split zip in place vs extracted PNGs
+
+The archive mode writes N PNGs both as plain files and as one zip cut into 37 byte pieces (PadChest-GR's
+``PadChest_GR.zip.001..037``), then reads every image both ways through the converter's own readers and prints the
+ratio (reading in place also saves the extraction step and the disk space of a second copy).
 """
 from __future__ import annotations
 
@@ -43,6 +49,43 @@ def measure(argv: list[str]) -> None:
                       "peak_rss_main_mib": own, "peak_rss_worker_mib": kids, "cpu_s": cpu}))
 
 
+def bench_archive(n_images: int, work: Path) -> None:
+    """Read `n_images` PNGs from a 37-part split zip (in place) and from extracted files; print both and the ratio."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    from verl_ext.data.archives import read_member
+
+    rng = np.random.default_rng(0)
+    files = work / "extracted"
+    files.mkdir(parents=True, exist_ok=True)
+    blob = io.BytesIO()
+    with zipfile.ZipFile(blob, "w") as zf:  # PNGs are stored compressed already, as in the release
+        for i in range(n_images):
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 255, (256, 256), dtype=np.uint8)).save(buf, format="PNG")
+            (files / f"{i}.png").write_bytes(buf.getvalue())
+            zf.writestr(f"PadChest_GR/{i}.png", buf.getvalue())
+    data = blob.getvalue()
+    step = -(-len(data) // 37)
+    parts = []
+    for k in range(37):
+        parts.append(str(work / f"PadChest_GR.zip.{k + 1:03d}"))
+        Path(parts[-1]).write_bytes(data[k * step: (k + 1) * step])
+    t0 = time.perf_counter()
+    disk = sum(len((files / f"{i}.png").read_bytes()) for i in range(n_images))
+    t_disk = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    zipped = sum(len(read_member(tuple(parts), f"PadChest_GR/{i}.png")) for i in range(n_images))
+    t_zip = time.perf_counter() - t0
+    assert disk == zipped
+    print(f"{n_images} PNGs, {disk / 2**20:.1f} MiB: extracted files {n_images / t_disk:.0f} images/s, split zip in "
+          f"place {n_images / t_zip:.0f} images/s, ratio zip/files {t_disk / t_zip:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--studies", type=int, default=20_000, help="approximate number of studies (default: 20000)")
@@ -52,10 +95,20 @@ def main() -> None:
     p.add_argument("--max-pixels", type=int, default=401_408, help="converter pixel budget (default: paper's)")
     p.add_argument("--shard-size", type=int, default=1000)
     p.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed afterwards)")
+    p.add_argument("--archive-images", type=int, default=0, metavar="N",
+                   help="instead: time reading N PNGs from a split zip in place against extracted files")
     p.add_argument("--_measure", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._measure is not None:
         measure(args._measure)
+        return
+    if args.archive_images:
+        work = Path(args.dir or tempfile.mkdtemp(prefix="bench_archive_"))
+        try:
+            bench_archive(args.archive_images, work)
+        finally:
+            if args.dir is None:
+                shutil.rmtree(work, ignore_errors=True)
         return
 
     from verl_ext.testing.synthetic import generate_patients, write_mimic_cxr

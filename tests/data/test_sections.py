@@ -72,7 +72,50 @@ def test_name_normalisation():
 def test_last_paragraph_and_fallbacks():
     text = "  FINAL REPORT\n HISTORY:  fever\n \n EXAMINATION:  CHEST\n \n No change.\n \n Stable lines.\n"
     s = split_sections(text)
-    assert s.names[-1] == "last_paragraph" and s.texts[-1].strip() == "Stable lines."
+    # official rule: the last section keeps its first paragraph, everything after it is the last paragraph
+    assert s.names[-1] == "last_paragraph" and s.texts[-1] == " No change.\n \n Stable lines.\n"
+    assert s.texts[-2] == " CHEST"
     f = extract_report_fields(text)
     assert f.indication == "fever" and f.findings == ""
     assert extract_report_fields(text, context_fallbacks=False).indication == ""
+
+
+# Header -> section pairs stated by MIT-LCP mimic-cxr ``txt/section_parser.py`` (commit 3190146): its
+# frequent-section table (typos included), its main-section substrings and its view/exam title fragments.
+OFFICIAL_CASES = {
+    "FINDNINGS": "findings", "FINDINDGS": "findings", "FINDGINGS": "findings", "FINIDNGS": "findings",
+    "FINDINS": "findings", "FINDING": "findings", "REFERENCE FINDINGS": "findings",
+    "IMPESSION": "impression", "MPRESSION": "impression", "IMPERSSION": "impression", "NDICATION": "impression",
+    "FINDINGS/ IMPRESSION": "impression", "FINDINGS AND IMPRESSION": "impression", "CONCLUSION": "impression",
+    "CLINICAL INFORMATION": "history", "PFI": "history", "PATIENT HISTORY": "history",
+    "REFERENCE EXAM": "comparison", "COMPARISON FILM": "comparison", "COMPARRISON": "comparison",
+    "TECHNIQUE AND COMPARISON": "comparison", "WETREAD": "wet read", "DATE": "date", "COMMENT": "comment",
+    "ONE VIEW": "findings", "LATERAL AND PA": "findings", "LEFT RIBS": "findings", "BILATERAL RIBS": "findings",
+    "CHEST, THREE VIEWS": "findings", "BONE WINDOW": "findings", "FRONTAL UPRIGHT": "findings",
+    "FRONTAL SEMI-UPRIGHT": "findings", "PA AND LAT": "findings", "LATERAL AND AP": "findings",
+    "AP AND LATERAL": "findings", "FRONTAL AND LATERAL": "findings", "AP VIEW": "findings",
+    "PORTABLE SUPINE": "findings", "CHEST (PA AND LAT)": "findings",
+    # names the official rules leave alone
+    "THREE VIEWS": "three views", "SUPINE": "supine", "SINGLE VIEW": "single view",
+}
+
+
+def test_official_header_table_parity():
+    for raw, expected in OFFICIAL_CASES.items():
+        assert normalize_section_name(raw) == expected, raw
+
+
+def test_context_names_only_where_official_rules_leave_the_name():
+    # step 4: indication/technique substrings, after the official rules
+    assert normalize_section_name("INDICATION FOR EXAM") == "indication"
+    assert normalize_section_name("TECHNIQUES") == "technique"
+    assert normalize_section_name("CHEST TECHNIQUE") == "findings"  # official view title first
+    assert normalize_section_name("HISTORY/INDICATION") == "history"  # official main section first
+
+
+def test_typo_findings_header_is_the_target():
+    text = ("                                 FINAL REPORT\n INDICATION:  cough\n \n FINDNINGS: \n \n"
+            " Lungs are clear.\n \n IMPRESSION:  Normal.\n")
+    assert extract_report_fields(text).findings == "Lungs are clear."
+    text = "  FINAL REPORT\n ONE VIEW:  Heart is normal.\n \n IMPRESSION:  Normal.\n"
+    assert extract_report_fields(text).findings == "Heart is normal."

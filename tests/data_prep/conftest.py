@@ -67,6 +67,18 @@ def padchest_out(padchest_layout, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def chexpert_out(tmp_path_factory):
+    from verl_ext.testing.released import write_chexpert_release
+
+    rel = write_chexpert_release(tmp_path_factory.mktemp("cxp_src"))
+    out = tmp_path_factory.mktemp("cxp_out")
+    # the release has no test split; val is merged so that the loading test sees every row
+    stats = main("chexpert_plus", ["--root", str(rel.root), "--out", str(out), "--no-progress",
+                                   "--merge-val-into-train", *PIXELS])
+    return out, stats
+
+
+@pytest.fixture(scope="session")
 def tiny_processor(tmp_path_factory):
     """A tiny Qwen2.5-VL processor whose image budget (56*56 .. 112*112) contains the test images' sizes."""
     from transformers import AutoProcessor

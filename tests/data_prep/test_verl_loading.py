@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from verl_ext.data.output import split_files
 
 
-@pytest.mark.parametrize("name", ["mimic_out", "rex_out", "iu_out", "padchest_out"])
+@pytest.mark.parametrize("name", ["mimic_out", "rex_out", "iu_out", "padchest_out", "chexpert_out"])
 def test_rlhf_dataset(name, request, tiny_processor, tmp_path):
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
@@ -19,7 +19,7 @@ def test_rlhf_dataset(name, request, tiny_processor, tmp_path):
                             "filter_overlong_prompts": True, "filter_overlong_prompts_workers": None,
                             "cache_dir": str(tmp_path / "cache")})
     ds = RLHFDataset(files, tiny_processor.tokenizer, cfg, tiny_processor)
-    assert len(ds) == stats["splits"]["train"]["samples"] + stats["splits"]["test"]["samples"]
+    assert len(ds) == sum(stats["splits"][s]["samples"] for s in ("train", "test") if s in stats["splits"])
     pad = tiny_processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     for i in range(min(len(ds), 12)):
         item = ds[i]

@@ -7,7 +7,8 @@
 * `verl_ext.data.sections`: MIMIC-CXR report sectioning (official MIT-LCP rules, re-implemented);
 * `verl_ext.data.priors`: most-recent-prior linking by numeric date and time, within a split;
 * `verl_ext.data.pipeline`: the sharded, parallel, restartable conversion engine and stats.json;
-* `verl_ext.data.{mimic,rexgradient,iu_xray,padchest_gr}`: per-dataset readers (metadata -> plan);
+* `verl_ext.data.{mimic,rexgradient,iu_xray,padchest_gr,chexpert_plus}`: per-dataset readers (metadata -> plan);
+* `verl_ext.data.archives`: images read in place from (split) zip archives;
 * `verl_ext.data.cli`: the command-line front end; `verl_ext.data.output`: reading the output back.
 
 Importing this package imports nothing heavy.

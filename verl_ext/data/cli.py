@@ -1,8 +1,13 @@
-"""Command-line front ends of the four converters (``data_prep/*.py`` call `main`).
+"""Command-line front ends of the five converters (``data_prep/*.py`` call `main`).
 
 Every command writes, under ``--out``: ``<split>-NNNNN.parquet`` shards (split = train, val, test), ``stats.json``
 (Table 3's columns per split, every drop reason and note with its count, the configuration), ``_progress/``
 (restart markers), and with ``--image-mode path`` an ``images/`` tree of resized copies; then prints a summary.
+
+Exit status: 0 on success; 2 for malformed or missing input (one line naming the file and the problem; the
+traceback only with ``--debug``); 3 when the output must not be trusted silently -- no input study found, an output
+split that had input but kept no row, or more than ``--max-drop-share`` of a split's studies dropped -- with one line
+listing the top drop causes (``--allow-empty`` accepts such a run; stats.json and the shards are written either way).
 """
 from __future__ import annotations
 
@@ -12,16 +17,22 @@ import logging
 import sys
 from pathlib import Path
 
+from verl_ext.data.common import InputError
 from verl_ext.data.images import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ImageSpec
-from verl_ext.data.pipeline import DataError, PrepConfig, format_summary, run
+from verl_ext.data.pipeline import DataError, PrepConfig, format_summary, outcome_problem, run
 
 # Per dataset: the paper's defaults (EditGRPO App. F and the authors' configs: limit_images 6/6/2/2; IU and
-# PadChest-GR fold validation into train; ReXGradient drops studies with more than 6 images).
+# PadChest-GR fold validation into train; ReXGradient drops studies with more than 6 images). CheXpert Plus
+# (DEER/OraPO, MambaXray-VL protocol): frontal + lateral of the study, validation kept apart, no priors.
+# max_drop_share: about a third of MIMIC-CXR reports have no FINDINGS (datasets.md 2.4), so half is the alarm
+# line; CheXpert Plus reports often lack a findings section (MambaXray-VL's findings split keeps 57,805 of 187,711
+# reports; the share without findings is not verified here), so its official-split run gets more room.
 DEFAULTS = {
-    "mimic_cxr": dict(max_images=6, merge_val=False, max_study_images=None, prior=True),
-    "rexgradient": dict(max_images=6, merge_val=False, max_study_images=6, prior=False),
-    "iu_xray": dict(max_images=2, merge_val=True, max_study_images=None, prior=False),
-    "padchest_gr": dict(max_images=2, merge_val=True, max_study_images=None, prior=True),
+    "mimic_cxr": dict(max_images=6, merge_val=False, max_study_images=None, prior=True, max_drop_share=0.5),
+    "rexgradient": dict(max_images=6, merge_val=False, max_study_images=6, prior=False, max_drop_share=0.5),
+    "iu_xray": dict(max_images=2, merge_val=True, max_study_images=None, prior=False, max_drop_share=0.5),
+    "padchest_gr": dict(max_images=2, merge_val=True, max_study_images=None, prior=True, max_drop_share=0.5),
+    "chexpert_plus": dict(max_images=2, merge_val=False, max_study_images=None, prior=False, max_drop_share=0.8),
 }
 
 
@@ -42,10 +53,27 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
                            "(+ optional *_metadata.csv) and deid_png/",
             "iu_xray": "IU-Xray root: R2Gen annotation.json and images/<id>/{0,1}.png; optionally the Kaggle "
                        "indiana_reports.csv / indiana_projections.csv and OpenI ecgen-radiology/*.xml",
-            "padchest_gr": "PadChest-GR root: grounded_reports_*.json, master_table.csv and the PNG folders "
-                           "(Padchest_GR_files/, PadChest_GR_progression_prior_studies/)",
+            "padchest_gr": "PadChest-GR root: grounded_reports_*.json, master_table.csv(.zip) and the images as "
+                           "released (Padchest_GR_files/PadChest_GR.zip.001 ... read in place, or extracted PNGs) "
+                           "plus PadChest_GR_progression_prior_studies/",
+            "chexpert_plus": "CheXpert Plus root: df_chexpert_plus_240401.csv and the images (PNG/, from PNG.zip)",
         }
         g.add_argument("--root", required=True, metavar="DIR", help=helps[dataset])
+    if dataset == "rexgradient":
+        g.add_argument("--image-root", metavar="DIR", default=None,
+                       help="where deid_png/ was extracted: the deid_png folder itself or the folder holding it "
+                            "(default: looked up beside metadata/, i.e. <root>/deid_png, then inside metadata/)")
+    if dataset == "chexpert_plus":
+        g.add_argument("--image-root", metavar="DIR", default=None,
+                       help="folder the CSV's path_to_image is relative to (default: the first of <root>/PNG/PNG, "
+                            "<root>/PNG, <root> that holds the first image)")
+        g.add_argument("--split-file", metavar="FILE", default=None,
+                       help="use this split instead of the CSV's split column: MambaXray-VL's R2Gen-style "
+                            "annotation.json ({train,val,test: [{id, image_path: [...]}, ...]}), which DEER follows, "
+                            "or a CSV with columns path_to_image (or study) and split")
+        g.add_argument("--target", choices=("findings", "findings_impression"), default="findings",
+                       help="the report to generate: the findings section (MambaXray-VL/CXPMRG-Bench, followed by "
+                            "DEER; default) or findings then impression")
     if dataset == "iu_xray":
         g.add_argument("--kaggle-dir", metavar="DIR", default=None,
                        help="folder with indiana_reports.csv / indiana_projections.csv (default: --root); they give "
@@ -112,6 +140,12 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N studies of each split "
                                                                         "(for trying things out)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--max-drop-share", type=float, default=d["max_drop_share"], metavar="F",
+                   help="fail (exit 3) when a split, or the whole run, drops more than this share of its input "
+                        "studies (default: %(default)s)")
+    g.add_argument("--allow-empty", action="store_true",
+                   help="accept a run with an empty split or too many drops (exit 0 instead of 3)")
+    g.add_argument("--debug", action="store_true", help="show the Python traceback of an input error")
     return p
 
 
@@ -120,6 +154,8 @@ def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tup
         raise SystemExit(f"--min-pixels {args.min_pixels} is above --max-pixels {args.max_pixels}")
     if args.max_images < 1:
         raise SystemExit("--max-images must be at least 1")
+    if not 0.0 <= args.max_drop_share <= 1.0:
+        raise SystemExit(f"--max-drop-share {args.max_drop_share} is not between 0 and 1")
     return PrepConfig(
         out_dir=str(Path(args.out).resolve()),
         dataset=dataset,
@@ -147,10 +183,12 @@ def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tup
 
 
 def main(dataset: str, argv: list[str] | None = None) -> dict:
-    """Parse `argv`, convert, write stats.json, print the summary; returns the stats."""
-    from verl_ext.data import iu_xray, mimic, padchest_gr, rexgradient
+    """Parse `argv`, convert, write stats.json, print the summary; returns the stats (SystemExit 2/3 on failure,
+    see the module docstring)."""
+    from verl_ext.data import chexpert_plus, iu_xray, mimic, padchest_gr, rexgradient
 
-    modules = {"mimic_cxr": mimic, "rexgradient": rexgradient, "iu_xray": iu_xray, "padchest_gr": padchest_gr}
+    modules = {"mimic_cxr": mimic, "rexgradient": rexgradient, "iu_xray": iu_xray, "padchest_gr": padchest_gr,
+               "chexpert_plus": chexpert_plus}
     module = modules[dataset]
     parser = build_parser(dataset, (module.__doc__ or "").strip())
     args = parser.parse_args(argv)
@@ -160,17 +198,30 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         if dataset == "mimic_cxr":
             plan = mimic.plan_mimic(args.mimic_cxr_jpg, args.reports, cfg)
         elif dataset == "rexgradient":
-            plan = rexgradient.plan_rexgradient(args.root, cfg)
+            plan = rexgradient.plan_rexgradient(args.root, cfg, image_root=args.image_root)
         elif dataset == "iu_xray":
             plan = iu_xray.plan_iu_xray(args.root, cfg, kaggle_dir=args.kaggle_dir, openi_dir=args.openi_dir)
-        else:
+        elif dataset == "padchest_gr":
             plan = padchest_gr.plan_padchest_gr(args.root, cfg)
+        else:
+            plan = chexpert_plus.plan_chexpert_plus(args.root, cfg, image_root=args.image_root,
+                                                    split_file=args.split_file, target=args.target)
         stats = run(plan, cfg)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from e
+    except (InputError, DataError, FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
+        if args.debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(format_summary(stats))
     print(f"wrote {Path(cfg.out_dir) / 'stats.json'}")
+    problem = outcome_problem(stats, args.max_drop_share)
+    if problem:
+        if not args.allow_empty:
+            print(f"error: {problem} (see {Path(cfg.out_dir) / 'stats.json'}; --allow-empty accepts this)",
+                  file=sys.stderr)
+            raise SystemExit(3)
+        print(f"warning: {problem} (accepted: --allow-empty)", file=sys.stderr)
     return stats
 
 

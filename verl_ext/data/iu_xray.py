@@ -12,8 +12,11 @@ Inputs under ``--root``:
   found in ``--openi-dir`` (default: ``<root>/ecgen-radiology``).
 
 The target is R2Gen's ``report`` (the FINDINGS section). INDICATION and COMPARISON come from the Kaggle reports,
-else from the OpenI XML (there is no TECHNIQUE section). R2Gen id ``CXR<uid>_IM-<xxxx>`` joins Kaggle rows on
-``uid`` and Kaggle file names ``<uid>_IM-<xxxx>-<yyyy>.dcm.png``.
+else from the OpenI XML (there is no TECHNIQUE section). R2Gen ids come as ``CXR<uid>_IM-<xxxx>``,
+``CXR<uid>_IM-<xxxx>-<yyyy>`` and ``CXR<uid>_<k>_IM-<xxxx>`` (the OpenI image id without its last group, e.g.
+``CXR1_1_IM-0001``); each joins Kaggle rows on ``uid`` and Kaggle file names ``<uid>_IM-<xxxx>-<yyyy>.dcm.png``.
+A split key of annotation.json that is not a split name (one public copy has a blank test key) is resolved per
+item from the item's own ``split`` field (counted as ``split_from_item_field``).
 
 Views: R2Gen carries none, and ``0.png`` is not always frontal. When the Kaggle projections list exactly as many
 files for the study as R2Gen has images, and they are not all one view, the labels are assigned to R2Gen's images
@@ -23,7 +26,6 @@ image". Images are put in canonical order (frontal first) when the views are kno
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -31,15 +33,14 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 
-from verl_ext.data.common import Tally, clean, output_split
+from verl_ext.data.common import InputError, Tally, clean, output_split, read_csv_checked, read_json_checked
 from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, StudyJob
 from verl_ext.data.views import normalize_view
 
 DATA_SOURCE = "iu_xray"
 CONTEXT_FIELDS = ("indication", "comparison")
-R2GEN_ID = re.compile(r"^CXR(\d+)_(IM-\d+)")
+R2GEN_ID = re.compile(r"^CXR(\d+)(?:_\d+)?_(IM-\d+)")
 
 
 def _find_annotation(root: Path) -> Path:
@@ -67,19 +68,21 @@ def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.
     root = Path(root)
     ann_path = _find_annotation(root)
     image_root = ann_path.parent / "images"
-    ann = json.loads(ann_path.read_text())
+    ann = read_json_checked(ann_path)
+    if not isinstance(ann, dict):
+        raise InputError(f"{ann_path}: expected a JSON object {{train: [...], val: [...], test: [...]}}, got "
+                         f"{type(ann).__name__}")
     kaggle = Path(kaggle_dir) if kaggle_dir else root
     openi = Path(openi_dir) if openi_dir else root / "ecgen-radiology"
 
     reports: dict[str, dict] = {}
     if (kaggle / "indiana_reports.csv").is_file():
-        df = pd.read_csv(kaggle / "indiana_reports.csv", dtype=str)
-        for uid, ind, comp in zip(df["uid"], df.get("indication", [None] * len(df)),
-                                  df.get("comparison", [None] * len(df))):
+        df = read_csv_checked(kaggle / "indiana_reports.csv", ("uid", "indication", "comparison"), dtype=str)
+        for uid, ind, comp in zip(df["uid"], df["indication"], df["comparison"]):
             reports[str(uid).strip()] = {"indication": clean(ind), "comparison": clean(comp)}
     projections: dict[str, list[tuple[str, str]]] = defaultdict(list)
     if (kaggle / "indiana_projections.csv").is_file():
-        df = pd.read_csv(kaggle / "indiana_projections.csv", dtype=str)
+        df = read_csv_checked(kaggle / "indiana_projections.csv", ("uid", "filename", "projection"), dtype=str)
         for uid, fname, proj in zip(df["uid"], df["filename"], df["projection"]):
             projections[str(uid).strip()].append((str(fname), proj))
     has_openi = openi.is_dir()
@@ -88,21 +91,27 @@ def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.
     keys: dict[str, list[str]] = defaultdict(list)
     items: dict[str, dict] = {}
     for official, entries in ann.items():
-        split = output_split(official, cfg)
-        for item in entries if isinstance(entries, list) else []:
+        key_split = output_split(official, cfg)
+        if not isinstance(entries, list):
+            raise InputError(f"{ann_path}: split {official!r} holds {type(entries).__name__}, expected a list")
+        for item in entries:
+            split, source = key_split, official
+            if split is None and isinstance(item, dict) and output_split(item.get("split"), cfg):
+                split, source = output_split(item["split"], cfg), str(item["split"])
+                tally.note(split, "split_from_item_field")
             if split is None:
                 tally.study("unknown")
                 tally.drop("unknown", "unknown_split", f"annotation split {official!r}")
                 continue
             tally.study(split)
             if not isinstance(item, dict) or not item.get("id"):
-                tally.drop(split, "malformed_record", f"{ann_path}: item without id in {official}")
+                tally.drop(split, "malformed_record", f"{ann_path}: item without id in {official!r}")
                 continue
             uid = f"{split}/{item['id']}"
             if uid in items:
                 tally.drop(split, "duplicate_study", f"study {item['id']} listed twice")
                 continue
-            items[uid] = {"item": item, "official": official}
+            items[uid] = {"item": item, "official": source}
             keys[split].append(uid)
 
     def views_for(study_id: str, n: int, notes: Counter) -> list[str]:
@@ -127,7 +136,7 @@ def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.
             item, official = items[uid]["item"], items[uid]["official"]
             sid = item["id"]
             notes: Counter = Counter()
-            paths = item.get("image_path") or []
+            paths = [p for p in (item.get("image_path") or []) if isinstance(p, str) and p.strip()]
             views = views_for(sid, len(paths), notes)
             cands = [ImageCandidate(str(image_root / p), f"images/{p}", v, "current", f"{sid}/{Path(p).stem}")
                      for p, v in zip(paths, views)]

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from verl_ext.data.common import Tally, output_split
+from verl_ext.data.common import InputError, Tally, output_split, read_csv_checked
 from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, ReportError, StudyJob, read_report
 from verl_ext.data.priors import StudyTime, link_priors
 from verl_ext.data.sections import extract_report_fields
@@ -67,7 +67,12 @@ class ReportLocator:
         self.prefix = ""
         if path.is_file():
             self.zip_path = str(path.resolve())
-            with zipfile.ZipFile(path) as zf:
+            try:
+                zf = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise InputError(f"{path}: not a readable zip ({e}); pass mimic-cxr-reports.zip or the folder "
+                                 f"holding files/") from e
+            with zf:
                 for name in zf.namelist():
                     i = name.find("files/p")
                     if i >= 0 and name.endswith(".txt"):
@@ -102,14 +107,14 @@ def plan_mimic(jpg_root: str | os.PathLike, reports: str | os.PathLike, cfg: Pre
     locator = ReportLocator(reports)
     tally = Tally(cfg)
     meta_path, split_path = _find_csv(root, "mimic-cxr-2.0.0-metadata"), _find_csv(root, "mimic-cxr-2.0.0-split")
-    meta = pd.read_csv(meta_path, dtype={"dicom_id": str, "subject_id": str, "study_id": str, "ViewPosition": str,
-                                         "ViewCodeSequence_CodeMeaning": str}, keep_default_na=True)
-    need = {"dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime"}
-    if need - set(meta.columns):
-        raise ValueError(f"{meta_path}: missing columns {sorted(need - set(meta.columns))}")
+    meta = read_csv_checked(meta_path, ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate",
+                                        "StudyTime"),
+                            dtype={"dicom_id": str, "subject_id": str, "study_id": str, "ViewPosition": str,
+                                   "ViewCodeSequence_CodeMeaning": str}, keep_default_na=True)
     if "ViewCodeSequence_CodeMeaning" not in meta.columns:
         meta["ViewCodeSequence_CodeMeaning"] = np.nan
-    split_df = pd.read_csv(split_path, dtype={"dicom_id": str, "study_id": str, "subject_id": str, "split": str})
+    split_df = read_csv_checked(split_path, ("dicom_id", "study_id", "subject_id", "split"),
+                                dtype={"dicom_id": str, "study_id": str, "subject_id": str, "split": str})
     meta["StudyDate"] = pd.to_numeric(meta["StudyDate"], errors="coerce")
     meta["StudyTime"] = pd.to_numeric(meta["StudyTime"], errors="coerce")
 

@@ -1,9 +1,9 @@
 """The shared conversion engine: study jobs -> image selection -> prompt -> sharded parquet + stats.json.
 
-A dataset reader (``verl_ext.data.{mimic,rexgradient,iu_xray,padchest_gr}``) does the metadata-only work in the
-main process -- splits, view labels, prior linking, study-level drops -- and returns a `Plan`: per output split an
-ordered list of study keys, a function that turns a slice of keys into `StudyJob`s, and the drops it already
-counted. `run` then cuts every split into shards of `PrepConfig.shard_size` studies and processes shards in
+A dataset reader (``verl_ext.data.{mimic,rexgradient,iu_xray,padchest_gr,chexpert_plus}``) does the metadata-only
+work in the main process -- splits, view labels, prior linking, study-level drops -- and returns a `Plan`: per
+output split an ordered list of study keys, a function that turns a slice of keys into `StudyJob`s, and the drops
+it already counted. `run` then cuts every split into shards of `PrepConfig.shard_size` studies and processes shards in
 ``--workers`` processes. A worker reads the report (when the job carries a report reference), checks the target,
 loads and resizes images, builds rows and streams them into ``<split>-NNNNN.parquet`` in row groups, so memory is
 bounded by one row group per worker whatever the dataset's size.
@@ -30,12 +30,14 @@ import re
 import sys
 import time
 import zipfile
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from verl_ext.data.archives import read_member
 from verl_ext.data.images import ImageError, ImageSpec, encode_image, load_image
 from verl_ext.data.prompt import DEFAULT_MISSING_VALUE, ImageSlot, build_prompt
 from verl_ext.data.schema import make_row, row_schema
@@ -52,7 +54,7 @@ PROBLEM_REASONS = frozenset({
     "image_missing", "image_unreadable", "report_missing", "report_unreadable", "no_readable_image",
     "no_split", "inconsistent_split", "unknown_split", "no_image_metadata", "duplicate_study",
     "split_row_without_metadata", "metadata_row_without_split", "missing_study_datetime", "prior_image_missing",
-    "prior_image_unreadable", "malformed_record", "no_report_metadata",
+    "prior_image_unreadable", "malformed_record", "no_report_metadata", "duplicate_record",
 })
 
 
@@ -62,7 +64,7 @@ class DataError(RuntimeError):
 
 @dataclass(frozen=True)
 class PrepConfig:
-    """Options shared by the four converters (each is a command-line flag; see `verl_ext.data.cli`)."""
+    """Options shared by the five converters (each is a command-line flag; see `verl_ext.data.cli`)."""
 
     out_dir: str
     dataset: str = ""  # data_source value, set by the reader
@@ -104,6 +106,8 @@ class ImageCandidate:
     view: str
     role: str  # "current" | "prior"
     image_id: str
+    archive: tuple[str, ...] = ()  # parts of the (split) zip holding the image; `path` is then "<part1>::<member>"
+    member: str = ""  # the image's name inside `archive`
 
 
 @dataclass
@@ -348,7 +352,15 @@ def _image_entry(cand: ImageCandidate, cfg: PrepConfig) -> dict:
         return entry
     if not cand.path:
         raise ImageError("image_missing", f"no file for image {cand.image_id}")
-    data = encode_image(load_image(cand.path, cfg.image), cfg.image)
+    source: str | bytes = cand.path
+    if cand.archive:
+        try:
+            source = read_member(cand.archive, cand.member)
+        except KeyError as e:
+            raise ImageError("image_missing", f"{cand.member} is not in {cand.archive[0]}") from e
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ImageError("image_unreadable", f"cannot read {cand.member} from {cand.archive[0]}: {e}") from e
+    data = encode_image(load_image(source, cfg.image), cfg.image)
     if cfg.image_mode == "bytes":
         entry = {"bytes": data, "path": cand.rel_path, "min_pixels": cfg.image.min_pixels,
                  "max_pixels": cfg.image.max_pixels}
@@ -606,6 +618,42 @@ def build_stats(plan: Plan, cfg: PrepConfig, counts: dict[str, Counts], seconds:
         "seconds": round(seconds, 2),
     }
     return json.loads(json.dumps(stats, default=str))  # exactly what stats.json holds
+
+
+def top_drops(dropped: dict[str, int], n: int = 3) -> str:
+    """``reason=count`` of the `n` largest drop reasons, largest first."""
+    items = sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ", ".join(f"{k}={v}" for k, v in items) or "none"
+
+
+def outcome_problem(stats: dict, max_drop_share: float) -> str | None:
+    """One line saying why this run must not pass silently, or None.
+
+    A run fails when it found no input study at all, when an output split that had input kept zero rows, or when
+    a split (or the run as a whole) dropped more than `max_drop_share` of its input studies. The ``unknown``
+    pseudo-split (studies without a usable split) is never written, so it only counts towards the whole run.
+    """
+    splits = stats["splits"]
+    total_in = sum(e["input_studies"] for e in splits.values())
+    if total_in == 0:
+        return "no input study was found (check the input paths and the split selection)"
+    problems = []
+    for split, e in splits.items():
+        n_in = e["input_studies"]
+        if split in SPLITS and n_in and e["samples"] == 0:
+            problems.append(f"{split} kept 0 of {n_in} studies (top drops: {top_drops(e['dropped'])})")
+        elif split in SPLITS and n_in and e["dropped_total"] / n_in > max_drop_share:
+            problems.append(f"{split} dropped {e['dropped_total']} of {n_in} studies "
+                            f"({100 * e['dropped_total'] / n_in:.0f}% > {100 * max_drop_share:.0f}%; top drops: "
+                            f"{top_drops(e['dropped'])})")
+    total_drop = sum(e["dropped_total"] for e in splits.values())
+    if not problems and total_drop / total_in > max_drop_share:
+        merged: Counter = Counter()
+        for e in splits.values():
+            merged.update(e["dropped"])
+        problems.append(f"the run dropped {total_drop} of {total_in} studies ({100 * total_drop / total_in:.0f}% > "
+                        f"{100 * max_drop_share:.0f}%; top drops: {top_drops(merged)})")
+    return "; ".join(problems) or None
 
 
 def format_summary(stats: dict) -> str:

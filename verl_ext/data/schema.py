@@ -2,7 +2,8 @@
 
 Columns (datasets.md §8, verl_integration.md §7 and §9):
 
-* ``data_source`` (str): ``mimic_cxr`` | ``rexgradient`` | ``iu_xray`` | ``padchest_gr`` (the reward dispatch key);
+* ``data_source`` (str): ``mimic_cxr`` | ``rexgradient`` | ``iu_xray`` | ``padchest_gr`` | ``chexpert_plus`` (the
+  reward dispatch key);
 * ``prompt`` (list of ``{role, content}``): one user message, the App. E prompt with one ``<image>`` per image
   (verl's ``RLHFDataset``, ``data.prompt_key=prompt``);
 * ``messages`` (list of ``{role, content}``): the same user message plus ``{"role": "assistant", "content":

@@ -1,23 +1,36 @@
-"""MIMIC-CXR free-text report sectioning, following the rules of MIT-LCP's official section parser.
+"""MIMIC-CXR free-text report sectioning, at parity with MIT-LCP's official section parser.
 
-Re-implemented from the behaviour described in datasets.md §2.4 (no code copied):
+Re-implemented from the rules of ``txt/section_parser.py`` in the public MIT-LCP ``mimic-cxr`` repository (read for
+its facts, no code copied; commit 3190146):
 
 * a header is a newline, **one space**, a run of ``[A-Z ()/,-]`` characters, a colon and one whitespace character;
   every line of a real MIMIC report starts with a space, so a report without that layout is one "full report"
   section (and therefore has no FINDINGS);
 * text before the first header is the ``preamble``; a section's text runs from the end of its header to the start
   of the next header, and the search for that next header resumes at the first newline after the header;
-* header names are lower-cased and normalised: a table of frequent spellings first (including "findings and
-  impression" and "findings/impression" -> **impression**, as the official rules do), then substring rules
-  (impression, findings, history, comparison, addendum; plus indication and technique, which the official script
-  does not export but this project's prompt needs), then exam/view titles ("chest, pa and lateral",
-  "portable ap chest" ...) -> findings;
+* a header name is lower-cased and stripped, then normalised in the official order: (1) the table of frequent
+  spellings `FREQUENT_NAMES` (every entry of the official table, typos included: ``findnings``, ``findindgs``,
+  ``findgings`` -> findings; ``findings and impression`` / ``findings/impression`` -> **impression**;
+  ``clinical information`` -> history; ``ndication`` -> impression), (2) the first of the main words
+  `MAIN_SECTIONS` (impression, findings, history, comparison, addendum) contained in the name, (3) any of the
+  exam/view title fragments `VIEW_TITLES` (``chest``, ``one view``, ``lateral and pa``, ``ribs``, ``bone window``
+  ...) contained in the name -> findings;
 * empty ``findings`` / ``impression`` sections are removed; when a name repeats, consumers take the **last** one;
-* a report with neither findings nor impression gets a ``last_paragraph`` section (its final "\\n \\n" paragraph).
+* a report with neither findings nor impression whose last section contains a "\\n \\n" paragraph break is split:
+  the last section keeps its first paragraph and the rest becomes ``last_paragraph``.
 
-Deliberate differences from the official code: its table maps the typo ``ndication`` to *impression*; here it maps
-to *indication*. Its 54 hand-coded per-study exceptions (forced names and character ranges for real study ids)
-are not reproduced; those studies are parsed by the general rules.
+Deliberate differences from the official code (everything else, in particular every rule that decides FINDINGS
+and IMPRESSION, is the same):
+
+* step (4), after the official rules: a name that the official rules leave as it is and that contains
+  ``indication`` or ``technique`` maps to that word (Libra's patched parser does the same), because the prompt needs
+  INDICATION and TECHNIQUE, which the official script never exports. It runs after the view titles, so it never
+  takes a header away from findings;
+* the official ``custom_mimic_cxr_rules`` (23 studies with a forced section name and 31 with hand-set character
+  ranges for the CheXpert-labelling "conclusion" text; ``create_section_files.py`` leaves all 54 out of
+  ``mimic_cxr_sectioned.csv``) are not reproduced: those studies are parsed by the general rules and kept;
+* `extract_report_fields` collapses each section's whitespace to single spaces (as CheXagent does) where the
+  official consumers only strip it; section boundaries and names are unaffected.
 """
 from __future__ import annotations
 
@@ -26,60 +39,52 @@ from dataclasses import dataclass, field
 
 HEADER = re.compile(r"\n ([A-Z ()/,-]+):\s")
 
-# Frequent header spellings (lower case) -> section name.
+# The official frequent-section table (lower-case header -> section), every entry.
 FREQUENT_NAMES: dict[str, str] = {
-    # impression
-    "impression": "impression", "impressions": "impression", "impresson": "impression",
-    "imprssion": "impression", "impresion": "impression", "impressiom": "impression", "conclusion": "impression",
-    "conclusions": "impression", "findings and impression": "impression", "findings/impression": "impression",
-    "impression and findings": "impression", "impression/findings": "impression", "final impression": "impression",
-    # findings
-    "findings": "findings", "finding": "findings", "findngs": "findings", "findins": "findings",
-    "fidnings": "findings", "findigns": "findings", "finidngs": "findings", "chest, two views": "findings",
-    "chest, pa and lateral": "findings", "pa and lateral views of the chest": "findings",
-    "portable ap view of the chest": "findings", "ap upright and lateral views of the chest": "findings",
-    # comparison
-    "comparison": "comparison", "comparisons": "comparison", "comparision": "comparison",
-    "comparsion": "comparison", "compariosn": "comparison", "comparison exam": "comparison",
-    "comparison studies": "comparison", "comparison study": "comparison", "prior studies": "comparison",
-    # indication
-    "indication": "indication", "indications": "indication", "ndication": "indication", "idication": "indication",
-    "reason for exam": "indication", "reason for examination": "indication", "reason for study": "indication",
-    "clinical indication": "indication", "clinical indications": "indication", "indication for exam": "indication",
-    "clinical information": "indication",
-    # history
-    "history": "history", "clinical history": "history", "hx": "history", "clinical hx": "history",
-    "medical history": "history",
-    # technique and exam title
-    "technique": "technique", "techniques": "technique", "technique and comparison": "technique",
-    "examination": "examination", "exam": "examination", "exams": "examination", "study": "examination",
-    "procedure": "examination", "type of examination": "examination",
-    # other recurrent blocks
-    "wet read": "wet read", "notification": "notification", "notifications": "notification",
-    "recommendation": "recommendations", "recommendations": "recommendations",
-    "recommendation(s)": "recommendations", "addendum": "addendum", "final report": "final report",
+    "preamble": "preamble", "impression": "impression", "comparison": "comparison", "indication": "indication",
+    "findings": "findings", "examination": "examination", "technique": "technique", "history": "history",
+    "comparisons": "comparison", "clinical history": "history", "reason for examination": "indication",
+    "notification": "notification", "reason for exam": "indication", "clinical information": "history",
+    "exam": "examination", "clinical indication": "indication", "conclusion": "impression",
+    "chest, two views": "findings", "recommendation(s)": "recommendations", "type of examination": "examination",
+    "reference exam": "comparison", "patient history": "history", "addendum": "addendum",
+    "comparison exam": "comparison", "date": "date", "comment": "comment", "findings and impression": "impression",
+    "wet read": "wet read", "comparison film": "comparison", "recommendations": "recommendations",
+    "findings/impression": "impression", "pfi": "history", "recommendation": "recommendations",
+    "wetread": "wet read", "ndication": "impression", "impresson": "impression", "imprression": "impression",
+    "imoression": "impression", "impressoin": "impression", "imprssion": "impression", "impresion": "impression",
+    "imperssion": "impression", "mpression": "impression", "impession": "impression",
+    "findings/ impression": "impression", "finding": "findings", "findins": "findings", "findindgs": "findings",
+    "findgings": "findings", "findngs": "findings", "findnings": "findings", "finidngs": "findings",
+    "idication": "indication", "reference findings": "findings", "comparision": "comparison",
+    "comparsion": "comparison", "comparrison": "comparison", "comparisions": "comparison",
 }
 
-# Substring rules applied in this order when the table has no entry.
-SUBSTRING_RULES = ("impression", "findings", "history", "comparison", "addendum", "indication", "technique")
+# Official step 2: the first of these contained in the name wins.
+MAIN_SECTIONS = ("impression", "findings", "history", "comparison", "addendum")
 
-# Exam or view titles used as headers in place of FINDINGS ("CHEST, PA AND LATERAL:", "PORTABLE AP CHEST:").
-VIEW_TITLE = re.compile(
-    r"\bchest\b|\bportable\b|\b(pa|ap)\b.*\b(lat|lateral|view|views)\b|\btwo views\b|\bsingle view\b|\bfrontal\b"
-    r"|\bsupine\b|\bupright\b|\bsemi-?erect\b|\bap view\b|\bpa view\b|\blateral view"
-)
+# Official step 3: exam/view title fragments (plain substrings) that make a header a findings section.
+VIEW_TITLES = ("chest", "portable", "pa and lateral", "lateral and pa", "ap and lateral", "lateral and ap",
+               "frontal and", "two views", "frontal view", "pa view", "ap view", "one view", "lateral view",
+               "bone window", "frontal upright", "frontal semi-upright", "ribs", "pa and lat")
+
+# Our step 4 (a deliberate addition, see the module docstring).
+CONTEXT_SECTIONS = ("indication", "technique")
 
 
 def normalize_section_name(raw: str) -> str:
-    """Section name for one header (already lower-cased or not)."""
-    name = " ".join(raw.lower().split())
+    """Section name for one header, by the official rules plus step 4 (module docstring)."""
+    name = raw.lower().strip()
     if name in FREQUENT_NAMES:
         return FREQUENT_NAMES[name]
-    for key in SUBSTRING_RULES:
+    for key in MAIN_SECTIONS:
         if key in name:
             return key
-    if VIEW_TITLE.search(name):
+    if any(t in name for t in VIEW_TITLES):
         return "findings"
+    for key in CONTEXT_SECTIONS:
+        if key in name:
+            return key
     return name
 
 
@@ -132,12 +137,12 @@ def split_sections(text: str) -> Sections:
     out.names = [out.names[i] for i in keep]
     out.texts = [out.texts[i] for i in keep]
     out.raw_names = [out.raw_names[i] for i in keep]
-    if "findings" not in out.names and "impression" not in out.names:
-        paragraphs = out.texts[-1].split("\n \n") if out.texts else []
-        if len(paragraphs) > 1 and paragraphs[-1].strip():
-            out.names.append("last_paragraph")
-            out.raw_names.append("last_paragraph")
-            out.texts.append(paragraphs[-1])
+    if "findings" not in out.names and "impression" not in out.names and "\n \n" in out.texts[-1]:
+        first, *rest = out.texts[-1].split("\n \n")
+        out.texts[-1] = first
+        out.names.append("last_paragraph")
+        out.raw_names.append("last_paragraph")
+        out.texts.append("\n \n".join(rest))
     return out
 
 
