@@ -164,7 +164,6 @@ def _model_args(m):
             m["radgraph_model_type"], "--rate-ner", m["rate_ner"], "--biolord", m["biolord"]]
 
 
-@pytest.mark.slow
 def test_whole_protocol_with_tiny_models(tmp_path, tiny_model, scorer_models, capsys):
     path = write_fixture(tmp_path)
     out = tmp_path / "out"

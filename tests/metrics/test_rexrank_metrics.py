@@ -19,7 +19,8 @@ from verl_ext.metrics import rexrank as rx
 
 # fast-bleu README "Sample Usage" (Danial-Alh/fast-bleu).
 REF1 = "It is a guide to action that ensures that the military will forever heed Party commands".split()
-REF2 = "It is the guiding principle which guarantees the military forces always being under the command of the Party".split()
+REF2 = ("It is the guiding principle which guarantees the military forces always being under the command of the "
+        "Party").split()
 REF3 = "It is the practical guide for the army always to heed the directions of the party".split()
 HYP1 = "It is a guide to action which ensures that the military always obeys the commands of the party".split()
 HYP2 = "he read the book because he was interested in world history".split()

@@ -643,7 +643,7 @@ def leaderboard_markdown(test_set: str, rows: list[dict], source: str) -> str:
     for r in rows:
         cells = [r["Rank"], r["Model Name"], r.get("Institution", "")] + [r.get(c, "") or "—" for c in cols]
         if r.get("ours"):
-            cells = [f"**{c}**" for c in cells]
+            cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -735,7 +735,8 @@ def score_and_report(generations: dict[str, dict[str, str]], *, dataset: str, co
 
 
 def _add_prepare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--test-json", required=True, help="ReXrank test JSON, e.g. data/mimic-cxr/ReXRank_MIMICCXR_test.json")
+    p.add_argument("--test-json", required=True,
+                   help="ReXrank test JSON, e.g. data/mimic-cxr/ReXRank_MIMICCXR_test.json")
     p.add_argument("--dataset", required=True, choices=DATASETS, help="which test set (context lines, leaderboard)")
     p.add_argument("--image-root", required=True,
                    help="local image root (MIMIC-CXR-JPG files/, IU-Xray images/, CheXpert Plus PNG/)")
@@ -752,8 +753,10 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bertscore-model", help="distilroberta-base directory")
     g.add_argument("--chexbert-checkpoint", help="chexbert.pth (StanfordAIMI/RRG_scorers)")
     g.add_argument("--chexbert-bert", help="bert-base-uncased directory (tokenizer + config)")
-    g.add_argument("--radgraph-cache", help="radgraph model_cache_dir with <model-type>/{config.json,vocabulary/,weights.th}")
-    g.add_argument("--radgraph-model-type", default="radgraph", choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"])
+    g.add_argument("--radgraph-cache",
+                   help="radgraph model_cache_dir with <model-type>/{config.json,vocabulary/,weights.th}")
+    g.add_argument("--radgraph-model-type", default="radgraph",
+                   choices=["radgraph", "radgraph-xl", "modern-radgraph-xl"])
     g.add_argument("--rate-ner", help="RaTE-NER directory (Angelakeke/RaTE-NER-Deberta)")
     g.add_argument("--biolord", help="BioLORD directory (FremyCompany/BioLORD-2023-C)")
     g.add_argument("--green-model", help="GREEN-radllama2-7b directory (needs vLLM + CUDA)")
