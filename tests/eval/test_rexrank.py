@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from verl_ext.eval import rexrank
+from verl_ext.eval import rexrank_board as rboard
+from verl_ext.eval import rexrank_data as rdata
 from verl_ext.metrics import rexrank as rx
 
 # Studies in the layout of rajpurkarlab/ReXrank data/mimic-cxr/ReXRank_MIMICCXR_test.json: a top-level object keyed by
@@ -64,7 +66,7 @@ def fixture(tmp_path):
 def test_reader_keeps_the_released_fields(fixture):
     path, _ = fixture
     assert "NaN" in path.read_text()
-    studies = rexrank.read_test_json(path)
+    studies = rdata.read_test_json(path)
     assert [s.study_id for s in studies] == list(STUDIES)
     s2, s4 = studies[1], studies[3]
     assert s2.impression is None and s2.views == [None] and s4.findings is None
@@ -73,8 +75,8 @@ def test_reader_keeps_the_released_fields(fixture):
 
 def test_boards_references_and_prompts(fixture):
     path, root = fixture
-    studies = rexrank.read_test_json(path)
-    fnd = rexrank.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings",
+    studies = rdata.read_test_json(path)
+    fnd = rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings",
                                min_pixels=3136, max_pixels=12544)
     assert [r["extra_info"]["study_id"] for r in fnd.rows] == ["50000001", "50000002", "50000003"]
     assert fnd.excluded == {"no_findings": ["50000004"]}
@@ -89,14 +91,14 @@ def test_boards_references_and_prompts(fixture):
     assert "Given the current image." in fnd.rows[1]["prompt"][0]["content"]  # NaN view
     assert all(p["image"].endswith(".jpg") and p["max_pixels"] == 12544 for p in fnd.rows[2]["images"])
 
-    fi = rexrank.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings_impression")
+    fi = rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings_impression")
     refs = [r["reward_model"]["ground_truth"] for r in fi.rows]
     assert len(refs) == 4 and not fi.excluded
     assert refs[1] == f"Findings: {STUDIES['50000002'][1]} Impression: None"  # evaluation_script.md's f-string
     assert refs[3] == f"Findings: None Impression: {STUDIES['50000004'][2]}"
-    assert rexrank.FINDINGS_IMPRESSION_INSTRUCTION in fi.rows[0]["prompt"][0]["content"]
+    assert rdata.FINDINGS_IMPRESSION_INSTRUCTION in fi.rows[0]["prompt"][0]["content"]
 
-    bare = rexrank.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings", use_context=False,
+    bare = rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings", use_context=False,
                                 key_image_only=True)
     content = bare.rows[0]["prompt"][0]["content"]
     assert "INDICATION" not in content and content.startswith("<image>\n")
@@ -105,43 +107,43 @@ def test_boards_references_and_prompts(fixture):
 
 def test_missing_images_fail_before_generation_unless_allowed(fixture):
     path, root = fixture
-    studies = rexrank.read_test_json(path)
+    studies = rdata.read_test_json(path)
     victim = root / studies[2].image_paths[1].lstrip("/")
     victim.unlink()
-    with pytest.raises(rexrank.RexrankError, match="1 studies have image files missing.*allow-missing-images"):
-        rexrank.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings")
-    ok = rexrank.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings",
+    with pytest.raises(rdata.RexrankError, match="1 studies have image files missing.*allow-missing-images"):
+        rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings")
+    ok = rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root, board="findings",
                               allow_missing_images=True)
     assert ok.excluded["missing_image"] == ["50000003"] and len(ok.rows) == 2
-    with pytest.raises(rexrank.RexrankError, match="no such directory"):
-        rexrank.prepare_rows(studies, dataset="mimic_cxr", image_root=root / "nope", board="findings")
+    with pytest.raises(rdata.RexrankError, match="no such directory"):
+        rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root / "nope", board="findings")
 
 
 def test_schema_errors_name_the_study(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"s1": {"image_path": ["a.png"], "section_findings": "x"}}))
-    with pytest.raises(rexrank.RexrankError, match=r"study 's1': missing \['frontal_lateral', 'section_impression'\]"):
-        rexrank.read_test_json(bad)
+    with pytest.raises(rdata.RexrankError, match=r"study 's1': missing \['frontal_lateral', 'section_impression'\]"):
+        rdata.read_test_json(bad)
     bad.write_text(json.dumps({"s1": {"image_path": ["a.png"], "frontal_lateral": [], "section_findings": "x",
                                       "section_impression": "y"}}))
-    with pytest.raises(rexrank.RexrankError, match="one view per image"):
-        rexrank.read_test_json(bad)
+    with pytest.raises(rdata.RexrankError, match="one view per image"):
+        rdata.read_test_json(bad)
 
 
 def test_parse_context_on_published_strings():
-    assert rexrank.parse_context(ALL_CONTEXTS["mimic"]) == {
+    assert rdata.parse_context(ALL_CONTEXTS["mimic"]) == {
         "age": "50-60", "gender": "M", "indication": ALL_CONTEXTS["mimic"].split("Indication: ")[1]}
-    assert rexrank.parse_context(ALL_CONTEXTS["iu"]) == {"indication": "Chest pain, dyspnea", "comparison": "None."}
-    assert rexrank.parse_context(ALL_CONTEXTS["chexpert"]) == {"age": "77.0", "gender": "F", "comparison": "None."}
-    assert rexrank.parse_context("<context>Age:60-70.Gender:F.</context>") == {"age": "60-70", "gender": "F"}
+    assert rdata.parse_context(ALL_CONTEXTS["iu"]) == {"indication": "Chest pain, dyspnea", "comparison": "None."}
+    assert rdata.parse_context(ALL_CONTEXTS["chexpert"]) == {"age": "77.0", "gender": "F", "comparison": "None."}
+    assert rdata.parse_context("<context>Age:60-70.Gender:F.</context>") == {"age": "60-70", "gender": "F"}
 
 
 def test_leaderboard_ranks_our_row_by_inverse_radcliq():
-    published = rexrank.read_results_csv(rexrank.snapshot_path("mimic_cxr", "findings"))
+    published = rboard.read_results_csv(rboard.snapshot_path("mimic_cxr", "findings"))
     assert len(published) == 25 and published[-1]["Model Name"] == "UniRG-CXR"
     ours = {"Ours": {rx.BLEU: 0.2, rx.BERTSCORE: 0.41, rx.SEMBSCORE: 0.43, rx.RADGRAPH: 0.22,
                      rx.INV_RADCLIQ_V1: 0.95, rx.RATESCORE: 0.55}}
-    rows = rexrank.leaderboard(published, ours, date="2026")
+    rows = rboard.leaderboard(published, ours, date="2026")
     names = [r["Model Name"] for r in rows]
     assert names[:3] == ["UniRG-CXR", "MedVersa", "Ours"]  # 1.217 > 1.103 > 0.95 > 0.898 (Libra)
     mine = rows[2]
@@ -204,9 +206,9 @@ def test_whole_protocol_with_tiny_models(tmp_path, tiny_model, scorer_models, ca
     with (scores / "leaderboard_mimic_cxr_findings.csv").open() as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == rx.RESULTS_HEADER
-        board = list(reader)
-    assert len(board) == 26 and sum(r["Model Name"] == "Tiny" for r in board) == 1
-    values = [float(r[rx.INV_RADCLIQ_V1]) for r in board]
+        ranked = list(reader)
+    assert len(ranked) == 26 and sum(r["Model Name"] == "Tiny" for r in ranked) == 1
+    values = [float(r[rx.INV_RADCLIQ_V1]) for r in ranked]
     assert values == sorted(values, reverse=True)
     assert (scores / "metrics.png").stat().st_size > 0
 
@@ -215,15 +217,15 @@ def test_score_two_runs_with_green_and_a_rexrank_prediction_json(tmp_path, score
     from verl_ext.clinical.green import GreenScorer
 
     path = write_fixture(tmp_path)
-    studies = rexrank.read_test_json(path)
-    refs = {s.study_id: rexrank.board_reference(s, "findings") for s in studies}
+    studies = rdata.read_test_json(path)
+    refs = {s.study_id: rdata.board_reference(s, "findings") for s in studies}
     perfect = tmp_path / "perfect.jsonl"
     perfect.write_text("".join(json.dumps({"id": k, "generated": v, "reference": v}) + "\n"
                                for k, v in refs.items() if v))
     # a ReXrank prediction JSON (example_files/prediction.json's format) with one empty prediction
     preds = [{"id": "50000001", "generated": "Heart size is normal."}, {"id": "50000002", "generated": ""},
              {"id": "50000003", "generated": "No pleural effusion."}]
-    weak = rexrank.write_prediction_json(studies, preds, tmp_path / "weak.json")
+    weak = rdata.write_prediction_json(studies, preds, tmp_path / "weak.json")
     canned = ("[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. x\n"
               "(b) Missing a finding present in the reference: 0.\n(c) Misidentification: 0.\n(d) Severity: 0.\n"
               "(e) Comparison absent: 0.\n(f) Omitting comparison: 0.\n[Clinically Insignificant Errors]:\n"
@@ -251,9 +253,9 @@ def test_score_two_runs_with_green_and_a_rexrank_prediction_json(tmp_path, score
 
 
 def test_misconfiguration_fails_before_models_load(tmp_path):
-    with pytest.raises(rexrank.RexrankError, match="bertscore needs --bertscore-model"):
+    with pytest.raises(rdata.RexrankError, match="bertscore needs --bertscore-model"):
         rexrank.ScoreConfig(chexbert_checkpoint="x").check()
-    with pytest.raises(rexrank.RexrankError, match="--skip: unknown metrics"):
+    with pytest.raises(rdata.RexrankError, match="--skip: unknown metrics"):
         rexrank.ScoreConfig(skip=("bleu4",)).check()
     rexrank.ScoreConfig(skip=("bertscore", "sembscore", "radgraph", "ratescore", "green")).check()
 

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from verl_ext.eval.rexrank import RESOURCES
+from verl_ext.eval.rexrank_board import RESOURCES
 from verl_ext.metrics import rexrank as rx
 
 # fast-bleu README "Sample Usage" (Danial-Alh/fast-bleu).
