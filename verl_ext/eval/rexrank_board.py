@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from verl_ext.eval.bootstrap import Difference, Estimate, StudyScores, _interval, corpus_metrics, resample_counts
+from verl_ext.eval import compare
+from verl_ext.eval.compare import DatasetResult, Report
 from verl_ext.eval.rexrank_data import RexrankError
 from verl_ext.metrics import rexrank as rx
 
@@ -30,23 +33,21 @@ SNAPSHOTS = {
     ("chexpert_plus", "findings"): "findings_result_chexpertplus.csv",
     ("chexpert_plus", "findings_impression"): "result_chexpertplus.csv",
 }
+#: Per-study metrics whose board value is their mean; 1/RadCliQ-v1 is derived from the mean RadCliQ-v1.
 MEAN_COLUMNS = (rx.BLEU, rx.BERTSCORE, rx.SEMBSCORE, rx.RADGRAPH, rx.RATESCORE, rx.GREEN)
-METRICS = ("bleu", "bertscore", "sembscore", "radgraph", "ratescore", "green")
 
 
 # ------------------------------------------------------------------------------------------- bootstrap and tables
 
 
-def study_scores(records: list[dict]):
+def study_scores(records: list[dict]) -> StudyScores:
     """``StudyScores`` of one run on one board: the mean columns present, and RadCliQ-v1."""
-    from verl_ext.eval.bootstrap import StudyScores
-
     cols = [c for c in (*MEAN_COLUMNS, rx.RADCLIQ_V1) if any(r.get(c) is not None for r in records)]
     values = {c: np.array([np.nan if r.get(c) is None else float(r[c]) for r in records]) for c in cols}
     return StudyScores(ids=[r["id"] for r in records], values=values)
 
 
-def board_metrics(scores) -> list[str]:
+def board_metrics(scores: StudyScores) -> list[str]:
     """The board's columns this input supports, in ReXrank's order."""
     have = set(scores.values)
     out = []
@@ -56,9 +57,7 @@ def board_metrics(scores) -> list[str]:
     return out
 
 
-def _board_values(scores, weights=None) -> dict[str, np.ndarray]:
-    from verl_ext.eval.bootstrap import corpus_metrics
-
+def _board_values(scores: StudyScores, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     means = corpus_metrics(scores, weights)
     out = {}
     for col in board_metrics(scores):
@@ -70,10 +69,9 @@ def _board_values(scores, weights=None) -> dict[str, np.ndarray]:
     return out
 
 
-def bootstrap_board(scores, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def bootstrap_board(scores: StudyScores, n_boot: int = 1000, seed: int = 0,
+                    alpha: float = 0.05) -> dict[str, Estimate]:
     """Point value + percentile CI of every board column (``verl_ext.eval.bootstrap``'s resampling of studies)."""
-    from verl_ext.eval.bootstrap import Estimate, _interval, resample_counts
-
     point = _board_values(scores)
     draws = {m: [] for m in point}
     for w in resample_counts(len(scores), n_boot, seed):
@@ -90,10 +88,9 @@ def bootstrap_board(scores, n_boot: int = 1000, seed: int = 0, alpha: float = 0.
     return result
 
 
-def paired_board(run, baseline, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict:
+def paired_board(run: StudyScores, baseline: StudyScores, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> dict[str, Difference]:
     """run − baseline per board column on their common studies, the same resamples for both."""
-    from verl_ext.eval.bootstrap import Difference, _interval, resample_counts
-
     common = sorted(set(run.ids.tolist()) & set(baseline.ids.tolist()))
     a, b = run.subset(common), baseline.subset(common)
     metrics = [m for m in board_metrics(a) if m in board_metrics(b)]
@@ -114,11 +111,9 @@ def paired_board(run, baseline, n_boot: int = 1000, seed: int = 0, alpha: float 
 
 
 def build_report(runs: dict[str, dict[str, list[dict]]], *, baseline: str | None = None, n_boot: int = 1000,
-                 seed: int = 0, alpha: float = 0.05):
+                 seed: int = 0, alpha: float = 0.05) -> Report:
     """``verl_ext.eval.compare.Report`` of {run: {test set: per-study records}}, restricted per test set to the
     studies every run has (a warning says how many were dropped)."""
-    from verl_ext.eval.compare import DatasetResult, Report
-
     names = list(runs)
     baseline = baseline or names[0]
     if baseline not in runs:
@@ -228,13 +223,11 @@ INTRO = ("ReXrank's metrics (verl_ext.metrics.rexrank) with {level}% percentile 
          "{baseline} on the same studies (paired bootstrap); `*` marks p < {alpha:g}.")
 
 
-def write_outputs(report, records: dict[str, dict[str, list[dict]]], out: str | os.PathLike, *,
+def write_outputs(report: Report, records: dict[str, dict[str, list[dict]]], out: str | os.PathLike, *,
                   leaderboards: dict[str, tuple[list[dict], str]] | None = None, notes: list[str] | None = None,
                   date: str = "", institution: str = "", url: str = "") -> dict[str, Path]:
     """tables.md / summary.csv / differences.csv / metrics.png (as ``verl_ext.eval.compare``), per-study JSON lines,
     and ``leaderboard_<set>.csv`` for each test set that has published rows."""
-    from verl_ext.eval import compare
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}

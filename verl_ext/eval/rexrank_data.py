@@ -24,8 +24,8 @@ FINDINGS_IMPRESSION_INSTRUCTION = (
     "\"Findings: ... Impression: ...\". If there are prior studies available, please incorporate relevant details "
     "from those as well in your analysis."
 )
+#: Fields every study of the released test JSONs has (plus key_image_path, context, report, split).
 REQUIRED_KEYS = ("image_path", "frontal_lateral", "section_findings", "section_impression")
-#: Per-study metrics whose board value is their mean; 1/RadCliQ-v1 is derived from the mean RadCliQ-v1.
 
 
 class RexrankError(ValueError):
