@@ -119,6 +119,28 @@ def test_missing_images_fail_before_generation_unless_allowed(fixture):
         rdata.prepare_rows(studies, dataset="mimic_cxr", image_root=root / "nope", board="findings")
 
 
+def test_image_map_for_other_local_layouts(fixture, tmp_path):
+    """IU-Xray's ReXrank PNGs are <study>/<k>.png; a local Open-i copy needs a map (rexrank_path,local_path)."""
+    path, root = fixture
+    studies = rdata.read_test_json(path)[:1]
+    lines = ["rexrank_path,local_path"]
+    for k, rel in enumerate(studies[0].image_paths):
+        target = root / f"openi_{k}.png"
+        (root / rel.lstrip("/")).rename(target)
+        lines.append(f"{rel},{target.name}")
+    (tmp_path / "map.csv").write_text("\n".join(lines) + "\n")
+    image_map = rdata.read_image_map(tmp_path / "map.csv")
+    rows = rdata.prepare_rows(studies, dataset="iu_xray", image_root=root, board="findings", image_map=image_map).rows
+    assert [p["image"].rsplit("/", 1)[1] for p in rows[0]["images"]] == ["openi_0.png", "openi_1.png"]
+    assert "TECHNIQUE" not in rows[0]["prompt"][0]["content"]  # IU-Xray's context lines
+    with pytest.raises(rdata.RexrankError, match="missing"):
+        rdata.prepare_rows(rdata.read_test_json(path)[:2], dataset="iu_xray", image_root=root, board="findings",
+                           image_map=image_map)  # study 2 is not in the map
+    (tmp_path / "bad.csv").write_text("a,b\n")
+    with pytest.raises(rdata.RexrankError, match="rexrank_path,local_path"):
+        rdata.read_image_map(tmp_path / "bad.csv")
+
+
 def test_schema_errors_name_the_study(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"s1": {"image_path": ["a.png"], "section_findings": "x"}}))

@@ -57,6 +57,7 @@ from verl_ext.eval.rexrank_data import (
     RexrankError,
     prepare_rows,
     read_generations,
+    read_image_map,
     read_test_json,
     write_parquet,
     write_prediction_json,
@@ -245,9 +246,10 @@ def _leaderboard_source(spec: str, dataset: str, board: str) -> tuple[list[dict]
 def score_and_report(generations: dict[str, dict[str, str]], *, dataset: str, config: ScoreConfig,
                      out: str | os.PathLike, baseline: str | None = None, n_boot: int = 1000, seed: int = 0,
                      alpha: float = 0.05, leaderboard_spec: str = "auto", green_scorer: Any = None,
-                     date: str = "", institution: str = "", url: str = "") -> dict[str, Path]:
+                     date: str = "", institution: str = "", url: str = "",
+                     notes: list[str] | None = None) -> dict[str, Path]:
     """{run: {board: generations file}} -> scores -> `write_outputs`. The test set of a board is
-    ``<dataset>/<board>``."""
+    ``<dataset>/<board>``; `notes` are added to the tables' notes."""
     config.check()
     scorer = RexrankScorer(config, green_scorer=green_scorer)
     records: dict[str, dict[str, list[dict]]] = {}
@@ -263,8 +265,9 @@ def score_and_report(generations: dict[str, dict[str, str]], *, dataset: str, co
             if src is not None:
                 leaderboards[test_set] = src
     report = build_report(records, baseline=baseline, n_boot=n_boot, seed=seed, alpha=alpha)
-    return write_outputs(report, records, out, leaderboards=leaderboards, notes=list(dict.fromkeys(scorer.notes)),
-                         date=date, institution=institution, url=url)
+    return write_outputs(report, records, out, leaderboards=leaderboards,
+                         notes=list(dict.fromkeys((notes or []) + scorer.notes)), date=date, institution=institution,
+                         url=url)
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
@@ -280,6 +283,8 @@ def _add_prepare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-image-only", action="store_true", help="only key_image_path (single-image models)")
     p.add_argument("--min-pixels", type=int, default=262_144, help="per-image pixel budget (paper App. E)")
     p.add_argument("--max-pixels", type=int, default=401_408)
+    p.add_argument("--image-map", default=None,
+                   help="CSV rexrank_path,local_path when local image names differ from ReXrank's (e.g. IU-Xray)")
     p.add_argument("--allow-missing-images", action="store_true",
                    help="leave studies with missing image files out (reported) instead of failing")
 
@@ -366,12 +371,13 @@ def run_protocol(a) -> dict[str, Path]:
     studies = read_test_json(a.test_json)
     out = Path(a.out)
     name = a.name or Path(a.model).name
-    gens = {}
+    gens, notes = {}, []
     for board in a.board or ["findings"]:
         prepared = prepare_rows(studies, dataset=a.dataset, image_root=a.image_root, board=board,
                                 use_context=not a.no_context, key_image_only=a.key_image_only,
                                 min_pixels=a.min_pixels, max_pixels=a.max_pixels,
-                                allow_missing_images=a.allow_missing_images)
+                                allow_missing_images=a.allow_missing_images,
+                                image_map=read_image_map(a.image_map) if a.image_map else None)
         for reason, ids in prepared.excluded.items():
             logger.warning("%s board: %d studies left out (%s), e.g. %s", board, len(ids), reason, ids[:3])
         parquet = write_parquet(prepared.rows, out / "inputs" / f"{a.dataset}_{board}.parquet")
@@ -379,12 +385,17 @@ def run_protocol(a) -> dict[str, Path]:
         counts = generate(GenerateConfig(model=a.model, data=[str(parquet)], out=str(gen_path), backend=a.backend,
                                          batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, limit=a.limit))
         logger.info("generated %s", counts)
-        write_prediction_json(studies, read_generations(gen_path, board),
-                              out / "predictions" / f"{name}_{a.dataset}_{board}.json")
+        generated = read_generations(gen_path, board)
+        write_prediction_json(studies, generated, out / "predictions" / f"{name}_{a.dataset}_{board}.json")
+        on_board = len(prepared.rows) + len(prepared.excluded.get("missing_image", []))
+        if len(generated) < on_board:
+            notes.append(f"{a.dataset}/{board}: {len(generated)} of the board's {on_board} studies were scored "
+                         f"(--limit or missing images); not comparable with the published rows")
         gens[board] = str(gen_path)
     return score_and_report({name: gens}, dataset=a.dataset, config=cfg, out=out / "scores",
                             baseline=None, n_boot=a.n_boot, seed=a.seed, alpha=a.alpha,
-                            leaderboard_spec=a.leaderboard, date=a.date, institution=a.institution, url=a.model_url)
+                            leaderboard_spec=a.leaderboard, date=a.date, institution=a.institution, url=a.model_url,
+                            notes=notes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             prepared = prepare_rows(read_test_json(a.test_json), dataset=a.dataset, image_root=a.image_root,
                                     board=a.board, use_context=not a.no_context, key_image_only=a.key_image_only,
                                     min_pixels=a.min_pixels, max_pixels=a.max_pixels,
-                                    allow_missing_images=a.allow_missing_images)
+                                    allow_missing_images=a.allow_missing_images,
+                                image_map=read_image_map(a.image_map) if a.image_map else None)
             path = write_parquet(prepared.rows, a.out)
             print(json.dumps({"rows": len(prepared.rows), "excluded": {k: len(v) for k, v in prepared.excluded.items()},
                               "out": str(path)}, indent=2))

@@ -117,9 +117,25 @@ def parse_context(text: str | None) -> dict[str, str]:
     return out
 
 
-def image_file(root: str | os.PathLike, rel: str) -> Path:
-    """``img_root_dir + image_path`` (ReXrank's join): a leading ``/`` is part of the relative path."""
+def image_file(root: str | os.PathLike, rel: str, image_map: dict[str, str] | None = None) -> Path:
+    """``img_root_dir + image_path`` (ReXrank's join): a leading ``/`` is part of the relative path. With
+    `image_map` (ReXrank path -> path under `root`, e.g. IU-Xray's ``CXR3030_IM-1405/0.png`` -> the Open-i file
+    name), the mapped path is used; an unmapped path is treated as missing."""
+    if image_map is not None:
+        mapped = image_map.get(rel)
+        return Path(root) / (mapped if mapped is not None else f"<unmapped:{rel}>")
     return Path(root) / rel.lstrip("/")
+
+
+def read_image_map(path: str | os.PathLike) -> dict[str, str]:
+    """A two-column CSV ``rexrank_path,local_path`` (header required) for image layouts that differ from ReXrank's."""
+    import csv
+
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"rexrank_path", "local_path"} <= set(reader.fieldnames):
+            raise RexrankError(f"--image-map {path}: expected the columns rexrank_path,local_path")
+        return {row["rexrank_path"]: row["local_path"].lstrip("/") for row in reader}
 
 
 @dataclass
@@ -132,7 +148,8 @@ class Prepared:
 def prepare_rows(studies: list[RexrankStudy], *, dataset: str, image_root: str | os.PathLike, board: str,
                  use_context: bool = True, key_image_only: bool = False, min_pixels: int = 262_144,
                  max_pixels: int = 401_408, context_fields: tuple[str, ...] | None = None,
-                 instruction: str | None = None, allow_missing_images: bool = False) -> Prepared:
+                 instruction: str | None = None, allow_missing_images: bool = False,
+                 image_map: dict[str, str] | None = None) -> Prepared:
     """Data-prep rows (``verl_ext.data.schema``, path images) of the studies on `board`.
 
     Defaults: all images of a study in the JSON's order, the paper's pixel budget (App. E), the dataset's context
@@ -164,7 +181,7 @@ def prepare_rows(studies: list[RexrankStudy], *, dataset: str, image_root: str |
             pairs = [(key, st.views[st.image_paths.index(key)] if key in st.image_paths else "FRONTAL")]
         else:
             pairs = list(zip(st.image_paths, st.views))
-        files = [image_file(root, p) for p, _ in pairs]
+        files = [image_file(root, p, image_map) for p, _ in pairs]
         absent = [str(f) for f in files if not f.is_file()]
         if absent:
             missing_files.extend(absent)
