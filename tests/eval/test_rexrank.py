@@ -146,10 +146,32 @@ def test_schema_errors_name_the_study(tmp_path):
     bad.write_text(json.dumps({"s1": {"image_path": ["a.png"], "section_findings": "x"}}))
     with pytest.raises(rdata.RexrankError, match=r"study 's1': missing \['frontal_lateral', 'section_impression'\]"):
         rdata.read_test_json(bad)
-    bad.write_text(json.dumps({"s1": {"image_path": ["a.png"], "frontal_lateral": [], "section_findings": "x",
+    bad.write_text(json.dumps({"s1": {"image_path": ["a.png"], "frontal_lateral": "Frontal", "section_findings": "x",
                                       "section_impression": "y"}}))
-    with pytest.raises(rdata.RexrankError, match="one view per image"):
+    with pytest.raises(rdata.RexrankError, match="frontal_lateral must be a list"):
         rdata.read_test_json(bad)
+
+
+def test_view_lists_of_another_length_are_taken_as_unknown(tmp_path):
+    """46 of the 590 studies of ReXRank_IUXray_test.json list 1 or 3 views for 2 images (e.g. CXR3646_IM-1808-0001:
+    ["Frontal"] for 0.png and 1.png); which label is whose is unknown."""
+    root = tmp_path / "images"
+    (root / "CXR3646_IM-1808-0001").mkdir(parents=True)
+    for k in range(2):
+        Image.new("L", (40, 48)).save(root / "CXR3646_IM-1808-0001" / f"{k}.png")
+    path = tmp_path / "iu.json"
+    path.write_text(json.dumps({"CXR3646_IM-1808-0001": {
+        "key_image_path": "CXR3646_IM-1808-0001/0.png",
+        "image_path": ["CXR3646_IM-1808-0001/0.png", "CXR3646_IM-1808-0001/1.png"], "frontal_lateral": ["Frontal"],
+        "section_findings": "The lungs are clear.", "section_impression": "Normal chest.", "split": "test",
+        "context": "Indication: Chest pain Comparison: None.", "report": "..."}}))
+    (study,) = rdata.read_test_json(path)
+    assert study.views_misaligned and study.views == [None, None]
+    prepared = rdata.prepare_rows([study], dataset="iu_xray", image_root=root, board="findings")
+    assert prepared.unknown_views == ["CXR3646_IM-1808-0001"]
+    assert "Given the current image, and the current image." in prepared.rows[0]["prompt"][0]["content"]
+    key = rdata.prepare_rows([study], dataset="iu_xray", image_root=root, board="findings", key_image_only=True)
+    assert "Given the current frontal image." in key.rows[0]["prompt"][0]["content"] and not key.unknown_views
 
 
 def test_parse_context_on_published_strings():

@@ -380,6 +380,9 @@ def run_protocol(a) -> dict[str, Path]:
                                 image_map=read_image_map(a.image_map) if a.image_map else None)
         for reason, ids in prepared.excluded.items():
             logger.warning("%s board: %d studies left out (%s), e.g. %s", board, len(ids), reason, ids[:3])
+        if prepared.unknown_views:
+            logger.warning("%s board: %d studies list another number of views than images; their views are "
+                           "named unknown (e.g. %s)", board, len(prepared.unknown_views), prepared.unknown_views[:3])
         parquet = write_parquet(prepared.rows, out / "inputs" / f"{a.dataset}_{board}.parquet")
         gen_path = out / "generations" / f"{name}_{a.dataset}_{board}.jsonl"
         counts = generate(GenerateConfig(model=a.model, data=[str(parquet)], out=str(gen_path), backend=a.backend,
@@ -410,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                                 image_map=read_image_map(a.image_map) if a.image_map else None)
             path = write_parquet(prepared.rows, a.out)
             print(json.dumps({"rows": len(prepared.rows), "excluded": {k: len(v) for k, v in prepared.excluded.items()},
-                              "out": str(path)}, indent=2))
+                              "unknown_views": len(prepared.unknown_views), "out": str(path)}, indent=2))
             return 0
         if a.cmd == "score":
             runs = {n: {a.board: p} for n, p in _parse_runs(a.run).items()}

@@ -41,11 +41,15 @@ class RexrankStudy:
     image_paths: list[str]
     key_image_path: str | None
     views: list[str | None]
+    """One label per image; all None when the file's ``frontal_lateral`` does not list one per image."""
     findings: str | None
     impression: str | None
     context: str | None
     split: str | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    views_misaligned: bool = False
+    """The released ``frontal_lateral`` has another length than ``image_path`` (46 of IU-Xray's 590 test
+    studies): which label belongs to which image is unknown, so every view is taken as unknown."""
 
 
 def _text(value: Any) -> str | None:
@@ -77,13 +81,15 @@ def read_test_json(path: str | os.PathLike) -> list[RexrankStudy]:
         images, views = entry["image_path"], entry["frontal_lateral"]
         if not isinstance(images, list) or not images or not all(isinstance(p, str) and p for p in images):
             raise RexrankError(f"{where}: image_path must be a non-empty list of paths")
-        if not isinstance(views, list) or len(views) != len(images):
-            raise RexrankError(f"{where}: frontal_lateral must list one view per image ({len(images)})")
+        if not isinstance(views, list):
+            raise RexrankError(f"{where}: frontal_lateral must be a list of view labels")
+        misaligned = len(views) != len(images)
         studies.append(RexrankStudy(
             study_id=str(sid), image_paths=list(images), key_image_path=_text(entry.get("key_image_path")),
-            views=[_text(v) for v in views], findings=_text(entry["section_findings"]),
-            impression=_text(entry["section_impression"]), context=_text(entry.get("context")),
-            split=_text(entry.get("split")), raw=entry))
+            views=[None] * len(images) if misaligned else [_text(v) for v in views],
+            findings=_text(entry["section_findings"]), impression=_text(entry["section_impression"]),
+            context=_text(entry.get("context")), split=_text(entry.get("split")), raw=entry,
+            views_misaligned=misaligned))
     return studies
 
 
@@ -143,6 +149,8 @@ class Prepared:
     rows: list[dict]
     excluded: dict[str, list[str]]
     """reason -> study ids left out (``no_findings`` on the findings board, ``missing_image`` when allowed)."""
+    unknown_views: list[str] = field(default_factory=list)
+    """Studies on the board whose views could not be aligned with their images (named "the current image")."""
 
 
 def prepare_rows(studies: list[RexrankStudy], *, dataset: str, image_root: str | os.PathLike, board: str,
@@ -169,7 +177,7 @@ def prepare_rows(studies: list[RexrankStudy], *, dataset: str, image_root: str |
                else tuple(context_fields)) if use_context else ()
     if instruction is None and board == "findings_impression":
         instruction = FINDINGS_IMPRESSION_INSTRUCTION
-    rows, excluded = [], {"no_findings": [], "missing_image": []}
+    rows, excluded, unknown = [], {"no_findings": [], "missing_image": []}, []
     missing_files: list[str] = []
     for index, st in enumerate(studies):
         reference = board_reference(st, board)
@@ -178,7 +186,9 @@ def prepare_rows(studies: list[RexrankStudy], *, dataset: str, image_root: str |
             continue
         if key_image_only:
             key = st.key_image_path or st.image_paths[0]
-            pairs = [(key, st.views[st.image_paths.index(key)] if key in st.image_paths else "FRONTAL")]
+            # README: key_image_path is "the frontal image from the study"
+            label = st.views[st.image_paths.index(key)] if key in st.image_paths else None
+            pairs = [(key, label or "FRONTAL")]
         else:
             pairs = list(zip(st.image_paths, st.views))
         files = [image_file(root, p, image_map) for p, _ in pairs]
@@ -199,13 +209,15 @@ def prepare_rows(studies: list[RexrankStudy], *, dataset: str, image_root: str |
                  "findings": st.findings,
                  "impression": st.impression}
         images = [{"image": str(f.resolve()), "min_pixels": min_pixels, "max_pixels": max_pixels} for f in files]
+        if st.views_misaligned and not key_image_only:
+            unknown.append(st.study_id)
         rows.append(make_row(data_source=dataset, prompt_text=prompt, findings=reference, images=images,
                              extra_info=extra))
     if missing_files and not allow_missing_images:
         raise RexrankError(f"{len(excluded['missing_image'])} studies have image files missing under "
                            f"--image-root {image_root} (e.g. {missing_files[:3]}); fix the root or pass "
                            f"--allow-missing-images to leave them out (the board is then not comparable)")
-    return Prepared(rows=rows, excluded={k: v for k, v in excluded.items() if v})
+    return Prepared(rows=rows, excluded={k: v for k, v in excluded.items() if v}, unknown_views=unknown)
 
 
 def write_parquet(rows: list[dict], path: str | os.PathLike) -> Path:
