@@ -310,3 +310,15 @@ def test_cli_help_lists_the_subcommands(capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert all(cmd in text for cmd in ("prepare", "score", "run")) and "ReXrank" in text
+
+
+def test_a_wrong_leaderboard_fails_before_scoring(tmp_path):
+    gen = tmp_path / "g.jsonl"
+    gen.write_text(json.dumps({"id": "1", "generated": "a", "reference": "b"}) + "\n")
+    cfg = rexrank.ScoreConfig(skip=tuple(rexrank.METRICS))
+    with pytest.raises(rdata.RexrankError, match="no such file"):
+        rexrank.score_and_report({"A": {"findings": str(gen)}}, dataset="mimic_cxr", config=cfg, out=tmp_path / "o",
+                                 leaderboard_spec=str(tmp_path / "missing.csv"))
+    with pytest.raises(rdata.RexrankError, match="one results CSV cannot serve"):
+        rexrank.score_and_report({"A": {"findings": str(gen), "findings_impression": str(gen)}}, dataset="mimic_cxr",
+                                 config=cfg, out=tmp_path / "o", leaderboard_spec=str(gen))

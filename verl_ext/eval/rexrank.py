@@ -251,19 +251,24 @@ def score_and_report(generations: dict[str, dict[str, str]], *, dataset: str, co
     """{run: {board: generations file}} -> scores -> `write_outputs`. The test set of a board is
     ``<dataset>/<board>``; `notes` are added to the tables' notes."""
     config.check()
+    leaderboards = {}  # read before any model loads: a wrong --leaderboard fails here
+    boards = list(dict.fromkeys(b for per_board in generations.values() for b in per_board))
+    if leaderboard_spec not in ("auto", "none", "") and len(boards) > 1:
+        raise RexrankError(f"--leaderboard {leaderboard_spec}: one results CSV cannot serve the boards {boards}; "
+                           f"use 'auto' or score one board at a time")
+    for b in boards:
+        src = _leaderboard_source(leaderboard_spec, dataset, b) if leaderboard_spec else None
+        if src is not None:
+            leaderboards[f"{dataset}/{b}"] = src
+    inputs = {(run, b): read_generations(path, b) for run, per_board in generations.items()
+              for b, path in per_board.items()}
+    empty = [generations[run][b] for (run, b), rows in inputs.items() if not rows]
+    if empty:
+        raise RexrankError(f"no generations in {empty}")
     scorer = RexrankScorer(config, green_scorer=green_scorer)
     records: dict[str, dict[str, list[dict]]] = {}
-    leaderboards = {}
-    for run, per_board in generations.items():
-        for b, path in per_board.items():
-            rows = read_generations(path, b)
-            if not rows:
-                raise RexrankError(f"{path}: no generations")
-            test_set = f"{dataset}/{b}"
-            records.setdefault(run, {})[test_set] = scorer.score(rows)
-            src = _leaderboard_source(leaderboard_spec, dataset, b) if leaderboard_spec else None
-            if src is not None:
-                leaderboards[test_set] = src
+    for (run, b), rows in inputs.items():
+        records.setdefault(run, {})[f"{dataset}/{b}"] = scorer.score(rows)
     report = build_report(records, baseline=baseline, n_boot=n_boot, seed=seed, alpha=alpha)
     return write_outputs(report, records, out, leaderboards=leaderboards,
                          notes=list(dict.fromkeys((notes or []) + scorer.notes)), date=date, institution=institution,

@@ -152,6 +152,8 @@ def build_report(runs: dict[str, dict[str, list[dict]]], *, baseline: str | None
 def read_results_csv(path: str | os.PathLike) -> list[dict]:
     """Rows of a ReXrank results CSV (``results/*result_*.csv``)."""
     path = Path(path)
+    if not path.is_file():
+        raise RexrankError(f"--leaderboard {path}: no such file (a ReXrank results CSV, 'auto' or 'none')")
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
