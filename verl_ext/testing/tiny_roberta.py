@@ -2,8 +2,8 @@
 
 `build_tiny_distilroberta(out_dir)` writes what ``bert_score`` loads with ``AutoModel`` / ``AutoTokenizer``: a
 ``RobertaModel`` (6 layers like distilroberta-base, so bert-score's default layer 5 exists; hidden 32) and a
-byte-level BPE ``RobertaTokenizer`` (``<s> <pad> </s> <unk>`` at ids 0-3 as in the real vocabulary, then ``<mask>``) trained
-on the radiology corpus of ``verl_ext.testing.tiny_qwen``. The scores it gives are meaningless; the loading,
+byte-level BPE ``RobertaTokenizer`` (``<s> <pad> </s> <unk>`` at ids 0-3 as in the real vocabulary, then
+``<mask>``) trained on the radiology corpus of ``verl_ext.testing.tiny_qwen``. The scores it gives are meaningless; the loading,
 tokenising, layer selection, greedy matching and baseline rescaling of bert-score all run for real.
 """
 from __future__ import annotations
