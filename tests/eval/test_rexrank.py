@@ -301,6 +301,8 @@ def test_misconfiguration_fails_before_models_load(tmp_path):
         rexrank.ScoreConfig(chexbert_checkpoint="x").check()
     with pytest.raises(rdata.RexrankError, match="--skip: unknown metrics"):
         rexrank.ScoreConfig(skip=("bleu4",)).check()
+    with pytest.raises(rdata.RexrankError, match="--green-model /nowhere: no such directory"):
+        rexrank.ScoreConfig(skip=("bertscore", "sembscore", "radgraph", "ratescore"), green_model="/nowhere").check()
     rexrank.ScoreConfig(skip=("bertscore", "sembscore", "radgraph", "ratescore", "green")).check()
 
 

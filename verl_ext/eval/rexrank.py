@@ -108,6 +108,8 @@ class ScoreConfig:
                     raise RexrankError(f"{metric} needs --{key.replace('_', '-')} (a local path), or --skip {metric}")
                 if not Path(value).exists():
                     raise RexrankError(f"--{key.replace('_', '-')} {value}: does not exist")
+        if "green" not in self.skip and self.green_model and not Path(self.green_model).is_dir():
+            raise RexrankError(f"--green-model {self.green_model}: no such directory")
 
 
 class RexrankScorer:
