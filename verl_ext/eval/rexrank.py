@@ -16,7 +16,9 @@ M.Indication: ... Comparison: ..."), ``report`` and ``split``. ReXrank's inferen
 string concatenation (``img_root_dir + image_path``), so a leading ``/`` is relative too.
 
 **Boards.** ``findings``: the reference is ``section_findings``; studies without findings are not on this board
-(MIMIC-CXR's test JSON: all 2,347 have findings). ``findings_impression``: the reference is ReXrank's
+(MIMIC-CXR's test JSON: all 2,347 have findings). ReXrank's published script shows only the findings + impression
+reference; that the findings board scores against the bare findings section follows from the board's name (the
+ReXrank-metric repository itself could not be read for this). ``findings_impression``: the reference is ReXrank's
 ``f"Findings: {findings} Impression: {impression}"`` (``example_files/evaluation_script.md``; a missing section is
 written ``None`` there, as here), and the prompt asks for both sections (`FINDINGS_IMPRESSION_INSTRUCTION`).
 
