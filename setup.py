@@ -20,7 +20,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["verl_ext", "verl_ext.*"]),
-    package_data={"verl_ext": ["config/*.yaml", "clinical/resources/*"]},
+    package_data={"verl_ext": ["config/*.yaml", "clinical/resources/*", "eval/resources/rexrank/*"]},
     install_requires=_requirements("requirements.txt"),
     extras_require={
         # vLLM rollout + FSDP engine (flash-attn, liger) on CUDA 13 machines; wandb is already in the base set.

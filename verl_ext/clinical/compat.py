@@ -8,7 +8,9 @@ Why it exists (each point has a test in ``tests/clinical/test_compat.py`` that s
    0.0.2's ``get_label`` calls ``encode_plus`` too. ``install()`` restores both as thin wrappers around
    ``tokenizer(...)`` (BERT-style ``[CLS] ids [SEP]``; the radgraph and CheXbert tokenizers are BERT WordPiece).
    With it radgraph gives the same outputs as on transformers 4.57 (BERT WordPiece tokenizers; ModernBERT, i.e.
-   ``modern-radgraph-xl``, is untested).
+   ``modern-radgraph-xl``, is untested). bert-score 0.3.13 (ReXrank's BERTScore, ``verl_ext.clinical.bertscore``)
+   encodes an empty sentence with ``build_inputs_with_special_tokens([])`` (``<s></s>`` for RoBERTa, the same
+   ``cls + ids + sep``); ``tests/clinical/test_bertscore.py`` shows the failure without it.
 2. f1chexbert 0.0.2's ``F1CheXbert.forward`` unpacks sklearn's private ``_check_targets`` into 3 values; sklearn
    1.8 returns 4. We do not shim that: all F1s are computed in ``verl_ext.metrics`` from label vectors (and the
    CheXbert labeler here replaces ``get_label``, batched). The test documents the failure.

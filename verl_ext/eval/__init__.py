@@ -6,7 +6,9 @@
   the prompts verl's RL rollouts build (vLLM, or transformers as a slower fallback);
 * `verl_ext.eval.compare`   — per-study scores of several runs → Markdown/CSV tables and a plot, with bootstrap CIs
   and paired run-vs-baseline differences, in-domain and out-of-domain test sets (the paper's Tables 1, 2, 5, 6);
-* `verl_ext.eval.bootstrap` — the vectorised (paired) study-level bootstrap behind `compare`.
+* `verl_ext.eval.bootstrap` — the vectorised (paired) study-level bootstrap behind `compare`;
+* `verl_ext.eval.rexrank`   — ReXrank's protocol: its test JSONs, generation, its metrics, the same tables and a
+  row ranked among the leaderboard's published ones.
 
 End to end (scoring is ``verl_ext.metrics``)::
 

@@ -318,12 +318,13 @@ def _diff_cell(d: Difference, alpha: float, n_boot: int) -> str:
     return f"{d.delta:+.4f}{star} [{d.low:+.3f}, {d.high:+.3f}] {_p_text(d.p_value, n_boot)}"
 
 
-def markdown(report: Report) -> str:
+def markdown(report: Report, title: str = "Evaluation", intro: str | None = None) -> str:
+    """The tables; `title` and `intro` replace the heading and the paragraph under it (other protocols' wording)."""
     level = round(100 * (1 - report.alpha))
     lines = [
-        "# Evaluation",
+        f"# {title}",
         "",
-        (f"Corpus metrics with {level}% percentile bootstrap CIs ({report.n_boot} resamples of studies, seed "
+        intro or (f"Corpus metrics with {level}% percentile bootstrap CIs ({report.n_boot} resamples of studies, seed "
         f"{report.seed}); CheXbert F1s are recomputed from label vectors in every resample. Differences are "
         f"run − {report.baseline} on the same studies (paired bootstrap); `*` marks p < {report.alpha:g}. "
         f"Avg. is the mean of the metric columns shown (the paper's Avg. uses all seven)."),
@@ -429,7 +430,7 @@ def plot(report: Report, path: Path) -> None:
         ax.set_xticks(x, [_name(m) for m in res.metrics])
         ax.set_ylabel("score")
         top = max(e.high for r in res.runs for e in res.estimates[r].values())
-        ax.set_ylim(0, min(1.0, top * 1.08) if top > 0 else 1.0)
+        ax.set_ylim(0, (top * 1.08 if top > 1 else min(1.0, top * 1.08)) if top > 0 else 1.0)  # 1/RadCliQ > 1
         title = res.dataset + (f" ({res.domain})" if res.domain else "") + f" — {res.n_studies} studies"
         ax.set_title(title, fontsize=11, loc="left")
         ax.grid(axis="y", alpha=0.3)

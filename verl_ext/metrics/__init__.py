@@ -6,6 +6,7 @@ Pure (numpy / stdlib only):
   ``bleu``      sentence BLEU-n
   ``green``     GREEN prompt, chat template and completion parsing
   ``aggregate`` Table 1 columns from per-sample records (``table_from_per_sample``), ``format_table``
+  ``rexrank``   ReXrank's BLEU-2, RadGraph entity/relation F1, SembScore cosine and RadCliQ-v1
 
 Runner (loads models through ``verl_ext.clinical`` on use):
   ``evaluate``  ``evaluate(rows, EvalConfig) -> EvalResult``, ``read_rows``, ``write_outputs``; the CLI

@@ -1,0 +1,45 @@
+"""CheXbert report embeddings for SembScore: the [CLS] vector of CheXbert's BERT, batched.
+
+CXR-Report-Metric's ``CheXbert/src/encode.py`` runs ``bert_encoder`` (CheXbert's BERT with ``logits=False``): the
+last hidden state at position 0, no dropout, for each report tokenised like the labeler (strip, newlines to
+spaces, whitespace collapsed, WordPiece, ``[CLS] ... [SEP]`` cut to 512, an empty report ``[CLS] [SEP]``) with an
+attention mask over the padding. SembScore is then the cosine of the two reports' vectors
+(``verl_ext.metrics.rexrank.cosine``). The model and the tokenisation are the labeler's
+(``verl_ext.clinical.chexbert.CheXbertLabeler``), so one CheXbert load serves labels and embeddings.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class CheXbertEncoder:
+    def __init__(self, checkpoint: str, bert_dir: str, device: str = "auto", batch_size: int = 64):
+        from verl_ext.clinical.chexbert import CheXbertLabeler
+
+        self.labeler = CheXbertLabeler(checkpoint, bert_dir, device=device, batch_size=batch_size)
+        self.batch_size = max(1, int(batch_size))
+
+    def embeddings(self, texts: Sequence[str]) -> np.ndarray:
+        """``float64 [n, hidden]`` [CLS] vectors, in input order."""
+        import torch
+
+        m = self.labeler.m
+        all_ids = [self.labeler.input_ids(str(t)) for t in texts]
+        hidden = m.model.bert.config.hidden_size
+        out = np.zeros((len(all_ids), hidden), dtype=np.float64)
+        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
+        pad = m.tokenizer.pad_token_id or 0
+        with torch.inference_mode():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s: s + self.batch_size]
+                width = max(len(all_ids[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.float)
+                for row, i in enumerate(idx):
+                    ids[row, : len(all_ids[i])] = torch.tensor(all_ids[i])
+                    mask[row, : len(all_ids[i])] = 1.0
+                final_hidden = m.model.bert(ids.to(m.device), attention_mask=mask.to(m.device))[0]
+                out[idx] = final_hidden[:, 0, :].float().cpu().numpy()
+        return out
