@@ -262,3 +262,109 @@ def dpo_row_loss(
     margins = beta * sign[:, None] * (delta[:, None] - partners)
     per_pair = -F.logsigmoid(margins) * partner_mask
     return coef * per_pair.sum(-1) * (sign != 0).to(dtype)
+
+
+@dataclass
+class BatchRow:
+    """One trajectory of a training batch, as the OraPO advantage step sees it."""
+
+    uid: str
+    """group id (verl's per-step ``uid``)"""
+    prompt_id: Hashable
+    """stable prompt id across steps (the dataset ``index``): the key of the EMA"""
+    reward: float
+    delta_old: float
+    """length-normalised log-ratio ``(log pi_old - log pi_ref) / |y|`` of the response"""
+    oracle: bool = False
+    oracle_usable: bool = True
+    """False when the reference was cut at the response limit"""
+    padding: bool = False
+    """verl's synthetic padding rows: no loss, no statistics"""
+
+
+@dataclass
+class BatchPlan:
+    grpo_weight: torch.Tensor
+    """(R,) ``(1 - w_i) * n / (n - 1)`` on rollouts, 0 on oracle and padding rows"""
+    terms: RowTerms
+    plans: dict
+    """uid -> PromptPlan"""
+    metrics: dict
+
+
+def plan_batch(
+    rows: Sequence[BatchRow],
+    ema: ZeroRewardEMA,
+    group_size: int,
+    negatives: str = DEFAULT_NEGATIVES,
+    w_min: float = DEFAULT_W_MIN,
+    w_max: float = DEFAULT_W_MAX,
+    gamma: float = DEFAULT_GAMMA,
+    beta: float = DEFAULT_BETA,
+    zero_tol: float = 0.0,
+) -> BatchPlan:
+    """OraPO's per-row loss inputs and per-step metrics for one batch; updates ``ema`` once per prompt.
+
+    Every group (``uid``) must hold ``group_size`` rows: K = group_size - 1 rollouts and exactly one oracle row.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size={group_size}: OraPO needs K >= 1 rollouts plus the oracle")
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        if not row.padding:
+            groups.setdefault(row.uid, []).append(i)
+    grpo_weight = torch.zeros(len(rows))
+    delta_old = torch.tensor([float(r.delta_old) for r in rows])
+    pair_groups, plans = [], {}
+    margins, losses, zs, z_emas, weights = [], [], [], [], []
+    truncated, rollout_rewards, oracle_rewards = 0, [], []
+    for uid, idx in groups.items():
+        oracles = [i for i in idx if rows[i].oracle]
+        rollouts = [i for i in idx if not rows[i].oracle]
+        if len(oracles) != 1 or len(idx) != group_size:
+            raise ValueError(f"OraPO: group uid={uid} has {len(idx)} rows with {len(oracles)} oracle row(s); "
+                             f"expected {group_size} rows with exactly one oracle (rollout.n = K + 1)")
+        oracle = oracles[0]
+        rewards = [rows[i].reward for i in rollouts]
+        z = zero_reward_rate(rewards, zero_tol)
+        z_ema = ema.update(rows[oracle].prompt_id, z)
+        plan = plan_prompt(rewards, z_ema, rows[oracle].oracle_usable, negatives, w_min, w_max, gamma, zero_tol)
+        plans[uid] = plan
+        truncated += not rows[oracle].oracle_usable
+        zs.append(z)
+        z_emas.append(z_ema)
+        weights.append(plan.weight)
+        rollout_rewards.extend(rewards)
+        oracle_rewards.append(rows[oracle].reward)
+        grpo_weight[rollouts] = (1.0 - plan.weight) * group_size / (group_size - 1)
+        if plan.in_dpo:
+            rejected = [rollouts[k] for k in plan.negatives]
+            pair_groups.append((oracle, rejected, plan.weight))
+            m = delta_old[oracle] - delta_old[rejected]
+            margins.extend(m.tolist())
+            losses.append(ln_dpo_loss(delta_old[oracle], delta_old[rejected], beta).mean().item())
+    terms = dpo_row_terms(delta_old, pair_groups, num_partners=group_size - 1, rows_per_prompt=group_size)
+    n_prompts = len(groups)
+    dpo_weights = [w for w, g in zip(weights, plans.values()) if g.in_dpo]
+    metrics = {
+        "orapo/prompts": float(n_prompts),
+        "orapo/zrr/mean": _mean(zs),
+        "orapo/all_zero_share": _mean([float(z == 1.0) for z in zs]),
+        "orapo/z_ema/mean": _mean(z_emas),
+        "orapo/w/mean": _mean(weights),
+        "orapo/w/mean_in_dpo": _mean(dpo_weights),
+        "orapo/dpo_share": len(pair_groups) / n_prompts if n_prompts else 0.0,
+        "orapo/dpo/pairs": float(len(margins)),
+        "orapo/dpo/margin/mean": _mean(margins),
+        "orapo/dpo/accuracy": _mean([float(m > 0) for m in margins]),
+        "orapo/dpo/loss": _mean(losses),
+        "orapo/oracle_truncated": float(truncated),
+        "orapo/rollout_reward/mean": _mean(rollout_rewards),
+        "orapo/oracle_reward/mean": _mean(oracle_rewards),
+        "orapo/ema_prompts": float(len(ema)),
+    }
+    return BatchPlan(grpo_weight=grpo_weight, terms=terms, plans=plans, metrics=metrics)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if len(values) else 0.0
