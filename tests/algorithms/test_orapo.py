@@ -141,3 +141,52 @@ def test_row_terms_scale_and_checks():
         dpo_row_terms(delta, [(0, [1, 2], 0.1)], num_partners=1)
     with pytest.raises(ValueError, match="two DPO"):
         dpo_row_terms(delta, [(0, [1], 0.1), (1, [2], 0.1)], num_partners=1)
+
+
+def _rows(uid, prompt_id, rewards, oracle_reward=1.0, deltas=None, usable=True):
+    from verl_ext.algorithms.orapo import BatchRow
+
+    deltas = deltas or [0.0] * (len(rewards) + 1)
+    rows = [BatchRow(uid, prompt_id, r, d) for r, d in zip(rewards, deltas)]
+    rows.append(BatchRow(uid, prompt_id, oracle_reward, deltas[-1], oracle=True, oracle_usable=usable))
+    return rows
+
+
+def test_plan_batch_known_answer():
+    from verl_ext.algorithms.orapo import BatchRow, plan_batch
+
+    ema = ZeroRewardEMA()
+    rows = (_rows("a", 1, [0.0, 0.0, 0.0], deltas=[0.1, -0.1, 0.3, 0.5])  # all-zero group
+            + _rows("b", 2, [0.2, 0.6, 0.0])  # one failure
+            + [BatchRow("pad", None, 0.0, 0.0, padding=True)])
+    plan = plan_batch(rows, ema, group_size=4)
+    assert plan.plans["a"].weight == pytest.approx(0.15) and plan.plans["a"].negatives == [0, 1, 2]
+    assert plan.plans["b"].z == pytest.approx(1 / 3)
+    assert plan.plans["b"].weight == pytest.approx(0.05 + 0.1 / 9)
+    torch.testing.assert_close(plan.grpo_weight, torch.tensor(
+        [0.85 * 4 / 3] * 3 + [0.0] + [(1 - plan.plans["b"].weight) * 4 / 3] * 3 + [0.0] + [0.0]))
+    assert plan.terms.sign.tolist() == [-1, -1, -1, 1, 0, 0, -1, 1, 0]
+    # chosen of "a": w * rows_per_prompt / #rejected = 0.15 * 4 / 3
+    assert plan.terms.coef[3].item() == pytest.approx(0.2)
+    m = plan.metrics
+    assert m["orapo/prompts"] == 2 and m["orapo/dpo_share"] == 1.0 and m["orapo/all_zero_share"] == 0.5
+    assert m["orapo/zrr/mean"] == pytest.approx((1 + 1 / 3) / 2)
+    assert m["orapo/dpo/pairs"] == 4
+    # margins of "a": 0.5 - (0.1, -0.1, 0.3); of "b": 0 - 0
+    assert m["orapo/dpo/margin/mean"] == pytest.approx((0.4 + 0.6 + 0.2 + 0.0) / 4)
+    assert m["orapo/dpo/accuracy"] == pytest.approx(3 / 4)
+    assert m["orapo/oracle_reward/mean"] == 1.0 and m["orapo/ema_prompts"] == 2
+    # next step: prompt 1 now succeeds once; its EMA halves, the weight follows the power map
+    plan2 = plan_batch(_rows("c", 1, [0.0, 0.0, 0.9]), ema, group_size=4)
+    assert plan2.plans["c"].z_ema == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert plan2.plans["c"].weight == pytest.approx(0.05 + 0.1 * (5 / 6) ** 2)
+
+
+def test_plan_batch_rejects_malformed_groups_and_skips_truncated_oracles():
+    from verl_ext.algorithms.orapo import plan_batch
+
+    with pytest.raises(ValueError, match="oracle"):
+        plan_batch(_rows("a", 1, [0.0, 0.0])[:-1] + _rows("a", 1, [0.0])[:1], ZeroRewardEMA(), group_size=3)
+    plan = plan_batch(_rows("a", 1, [0.0, 0.0], usable=False), ZeroRewardEMA(), group_size=3)
+    assert not plan.plans["a"].in_dpo and plan.metrics["orapo/oracle_truncated"] == 1
+    assert plan.grpo_weight[:2].tolist() == pytest.approx([1.5, 1.5]) and plan.terms.sign.abs().sum() == 0
