@@ -186,7 +186,7 @@ def test_each_group_has_k_rollouts_and_the_oracle(rollout):
         assert extra[oracle]["reward_extra_info"]["is_oracle"] == 1.0  # scored by the reward loop like the rest
 
 
-def test_all_zero_group_enters_the_dpo_branch_and_changes_the_parameters(rollout):
+def test_all_zero_group_enters_the_dpo_branch_and_changes_the_parameters(rollout, monkeypatch):
     import transfer_queue as tq
     from tensordict import TensorDict
     from transformers import AutoModelForImageTextToText
@@ -256,6 +256,14 @@ def test_all_zero_group_enters_the_dpo_branch_and_changes_the_parameters(rollout
         expected = scores[i] - np.mean([scores[j] for j in group])  # Dr. GRPO over the K rollouts only
         assert torch.allclose(adv, torch.full_like(adv, expected), atol=1e-6)
     assert all(float(data["orapo_dpo_sign"][i]) == -1.0 for i in hard_rollouts)  # rejected: zero-reward rollouts
+    # verl's step metrics are computed over the rollouts (the oracle rows have the orapo/* metrics)
+    from verl_ext.trainer import editgrpo_trainer
+
+    seen = []
+    monkeypatch.setattr(editgrpo_trainer._trainer_cls, "_compute_metrics",
+                        lambda self, batch, *args: seen.extend(batch.keys))
+    trainer._compute_metrics(meta, {}, {}, 1, 0)
+    assert sorted(seen) == sorted(k for i, k in enumerate(keys) if not extra[i]["orapo_oracle"])
 
     # 3) the installed loss on the hard group alone: Dr. GRPO gives nothing, the DPO branch moves the policy
     loss_fn = trainer.actor_rollout_wg.loss_fn

@@ -2,7 +2,7 @@
 
 Select with ``trainer.v1.trainer_mode=orapo`` together with the oracle agent-loop manager (the whole setup is checked
 by ``verl_ext.trainer.orapo_config.validate_orapo_setup`` when the trainer is constructed, before workers start).
-It is the ``editgrpo`` trainer (metrics, optional DiTPO weights) plus three hooks:
+It is the ``editgrpo`` trainer (metrics, optional DiTPO weights) plus these hooks:
 
 1. ``on_init_end`` installs OraPO's actor loss on the actor workers (``ActorRolloutRefWorker.set_loss_fn``, verl's
    loss-function hook; ``verl_ext.trainer.orapo_loss``);
@@ -14,8 +14,9 @@ It is the ``editgrpo`` trainer (metrics, optional DiTPO weights) plus three hook
    log-probs, oracle rewards, truncated references);
 3. ``_save_checkpoint`` / ``_load_checkpoint`` keep the EMA state (``orapo_ema.json`` in the step folder).
 
-verl's own ``critic/score`` metrics include the oracle rows (reference scored against itself); ``orapo/
-rollout_reward/mean`` is the rollouts' mean reward.
+4. ``_compute_metrics``: verl's metrics (``critic/score``, ``response_length``, ``perf/*`` ...) and the editgrpo
+   metrics are computed over the rollouts, without the oracle rows (whose reward is the reference scored against
+   itself); the oracle rows' tokens are therefore not in ``perf/*`` token counts.
 """
 from __future__ import annotations
 
@@ -132,6 +133,7 @@ def _define_trainer_class() -> type:
             with marked_timer("orapo", self.timing_raw, color="brown"):
                 rows = read_batch_rows(keys, batch.partition_id, tags)
             rollout_keys = [k for k, r in zip(keys, rows) if not r.oracle]
+            self._orapo_oracle_keys = set(keys) - set(rollout_keys)
             super()._compute_advantage(batch.select_keys(rollout_keys), metrics)
             with marked_timer("orapo", self.timing_raw, color="brown"):
                 zero_advantages([k for k, r in zip(keys, rows) if r.oracle], batch.partition_id)
@@ -141,6 +143,12 @@ def _define_trainer_class() -> type:
                 write_row_fields(keys, batch.partition_id, plan)
             metrics.update(plan.metrics)
             return batch
+
+        def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
+            # verl's and the editgrpo metrics describe the rollouts; the oracle rows have their own orapo/* metrics
+            oracle = getattr(self, "_orapo_oracle_keys", set())
+            rollouts = batch.select_keys([k for k in batch.keys if k not in oracle]) if oracle else batch
+            super()._compute_metrics(rollouts, metrics, timing_raw, global_steps, epoch)
 
         def _save_checkpoint(self):
             super()._save_checkpoint()
