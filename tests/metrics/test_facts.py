@@ -137,3 +137,23 @@ def test_no_finding_is_present_when_abnormality_is_absent():
     facts = analyzer_facts(analysis, labels("No Finding"))
     assert facts == [Fact("No Finding: present", "entailed", "No Finding")]
     assert facts_score(facts, labels("No Finding")).f_beta == 1.0
+
+
+def test_radgraph_observations_as_facts():
+    from verl_ext.metrics.facts import entity_facts, radgraph_entities
+
+    annotation = {"entities": {
+        "1": {"tokens": "pleural", "label": "Anatomy::definitely present", "relations": [["modify", "2"]]},
+        "2": {"tokens": "effusion", "label": "Observation::definitely present", "relations": []},
+        "3": {"tokens": "pneumothorax", "label": "OBS-DA", "relations": []},
+        "4": {"tokens": "enlarged", "label": "Observation::uncertain", "relations": [["modify", "5"]]},
+        "5": {"tokens": "heart", "label": "Anatomy::definitely present", "relations": []},
+    }}
+    ents = radgraph_entities(annotation)
+    assert [(e.text, e.presence) for e in ents] == [("pleural effusion", "present"), ("pneumothorax", "absent"),
+                                                    ("enlarged", "uncertain")]
+    facts = entity_facts([ents], REF)
+    assert Fact("Pleural Effusion: present", "entailed", "Pleural Effusion") in facts
+    assert Fact("Pneumothorax: absent", "entailed", "Pneumothorax") in facts
+    r = facts_score(facts, REF)
+    assert r.recall == pytest.approx(0.5)  # cardiomegaly not named ("enlarged" alone maps to nothing)

@@ -16,6 +16,7 @@ def _labels(*present):
 def test_registered_with_their_needs():
     assert REGISTRY["facts"].needs == frozenset({"rate", "chexbert"})
     assert REGISTRY["facts_llm"].needs == frozenset({"chexbert"})
+    assert REGISTRY["facts_radgraph"].needs == frozenset({"radgraph", "chexbert"})
 
 
 def test_facts_component_known_answer():
@@ -47,14 +48,15 @@ def test_facts_llm_component_needs_a_model_and_uses_the_scorer():
 
 def test_facts_through_the_reward_scorer(scorer_paths):
     cfg = RadiologyRewardConfig.from_any({"models": scorer_paths.as_dict(), "device": "cpu",
-                                          "components": {"facts": 1.0, "chexbert_micro_f1_14": 1.0}})
+                                          "components": {"facts": 1.0, "facts_radgraph": 1.0,
+                                                         "chexbert_micro_f1_14": 1.0}})
     pairs = [("the heart is enlarged. small left pleural effusion.", "mild cardiomegaly. small effusion."),
              ("", "lungs are clear.")]
     out = RewardScorer(cfg).score_batch([ScoreRequest(*p) for p in pairs])
     for o in out:
         info = o["reward_extra_info"]
-        assert 0.0 <= info["facts"] <= 1.0
-        assert o["reward_score"] == pytest.approx(info["facts"] + info["chexbert_micro_f1_14"])
+        assert 0.0 <= info["facts"] <= 1.0 and 0.0 <= info["facts_radgraph"] <= 1.0
+        assert o["reward_score"] == pytest.approx(info["facts"] + info["facts_radgraph"] + info["chexbert_micro_f1_14"])
         if info["invalid"]:
             assert info["invalid_reason"]  # counted with its reason
     assert out[1]["reward_extra_info"]["facts"] == 0.0  # empty response

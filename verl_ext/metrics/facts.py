@@ -14,8 +14,9 @@ an F_beta with beta > 1 (recall-weighted). This module is the backend-independen
 * the LLM backend's prompts and the parsing of its completions (`extraction_prompt`, `parse_facts`,
   `judgement_prompt`, `parse_verdicts`), tested on canned completions; the model runs in
   ``verl_ext.clinical.facts``;
-* the analyzer backend's facts (`analyzer_facts`): the clinical entities of each generated sentence (RaTE-NER or
-  RadGraph, ``verl_ext.editing.ReportAnalysis``) mapped to CheXpert conditions by the project's CXR lexicon
+* the analyzer backend's facts (`analyzer_facts`, `radgraph_entities`): the clinical entities of each generated
+  sentence (RaTE-NER, ``verl_ext.editing.ReportAnalysis``) or the report's RadGraph observations, mapped to CheXpert
+  conditions by the project's CXR lexicon
   (``verl_ext/clinical/resources/lexicon_cxr.json``, field ``chexpert``), their presence from the entity type, and
   their verdict read directly off the reference's labels.
 
@@ -196,7 +197,7 @@ def condition_of(text: str, terms: Iterable[tuple[str, str]] = None) -> Optional
 
 
 def analyzer_facts(analysis, reference_labels: Sequence[int]) -> list[Fact]:
-    """The analyzer backend's judged facts of a generated report's ``ReportAnalysis``.
+    """The analyzer backend's judged facts of a generated report's ``ReportAnalysis`` (RaTE-NER or lexicon).
 
     One fact per (sentence, condition, presence) among the sentence's entities; an entity that names no CheXpert
     condition is a neutral fact; anatomy is no fact. The verdict is read off the reference's binary labels: a
@@ -204,12 +205,41 @@ def analyzer_facts(analysis, reference_labels: Sequence[int]) -> list[Fact]:
     the reverse. For "No Finding" (the lexicon's "acute cardiopulmonary abnormality"), absence of the abnormality
     means the label is present.
     """
+    return entity_facts([s.entities for s in analysis.sentences], reference_labels)
+
+
+def radgraph_entities(annotation: dict) -> list:
+    """RadGraph observations of one report as ``Entity`` s: the observation's tokens preceded by the tokens of the
+    entities that ``modify`` it (so "pleural" + "effusion" names Pleural Effusion), presence from the label
+    ("definitely present" / "definitely absent" / "uncertain"; also the short OBS-DP / OBS-DA / OBS-U labels)."""
+    from verl_ext.editing import Entity
+
+    ents = annotation.get("entities", {}) if isinstance(annotation, dict) else {}
+    modifiers: dict[str, list[str]] = {}
+    for ent in ents.values():
+        for rel_type, target in ent.get("relations", []):
+            if rel_type == "modify":
+                modifiers.setdefault(str(target), []).append(ent["tokens"])
+    out = []
+    for key, ent in ents.items():
+        label = str(ent.get("label", "")).lower()
+        if not (label.startswith("observation") or label.startswith("obs")):
+            continue
+        presence = ("absent" if "absent" in label or label.endswith("-da") else
+                    "uncertain" if "uncertain" in label or label.endswith("-u") else "present")
+        text = " ".join([*modifiers.get(str(key), []), ent["tokens"]])
+        out.append(Entity(text, "ABNORMALITY", presence_label=presence))
+    return out
+
+
+def entity_facts(entity_groups: Sequence[Sequence], reference_labels: Sequence[int]) -> list[Fact]:
+    """Judged facts from groups (sentences) of entities; see `analyzer_facts`."""
     label_statements(reference_labels)
     ref = {c: int(x) for c, x in zip(CONDITIONS, reference_labels)}
     facts: list[Fact] = []
-    for sentence in analysis.sentences:
+    for entities in entity_groups:
         seen = set()
-        for entity in sentence.entities:
+        for entity in entities:
             presence = entity.presence
             if presence is None:  # anatomy
                 continue

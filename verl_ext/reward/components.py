@@ -17,6 +17,8 @@ Built in:
 | ``bleu2``                   | -        | sentence BLEU-``bleu_n`` (DEER's text term)                           |
 | ``facts``                   | rate,    | FactS F_beta (OraPO): RaTE entities as facts vs the reference's       |
 |                             | chexbert | CheXbert labels (``verl_ext.reward.facts``)                           |
+| ``facts_radgraph``          | radgraph,| FactS F_beta with RadGraph observations as the facts                  |
+|                             | chexbert |                                                                       |
 | ``facts_llm``               | chexbert | FactS F_beta with a local instruction model (vLLM, ``facts_model``)   |
 
 Add one with ``@register_component("name", needs=("chexbert",))`` on ``fn(pair: PairData, cfg) -> float | Invalid``

@@ -2,12 +2,15 @@
 
 Two offline backends, registered in the reward-component registry (``reward.reward_kwargs.components``):
 
-| name        | needs          | facts of the generated report                      | checked against                 |
-|-------------|----------------|----------------------------------------------------|---------------------------------|
-| ``facts``   | rate, chexbert | RaTE-NER entities per sentence, mapped to CheXpert | the reference's 14 CheXbert     |
-|             |                | conditions by the CXR lexicon; presence from type  | labels (exact label lookup)     |
-| ``facts_llm`` | chexbert     | a local instruction model (vLLM) lists the atomic  | the same labels, judged by the  |
-|             |                | facts                                              | same model (entailed/contra/neutral) |
+| name          | needs          | facts of the generated report                  | checked against               |
+|---------------|----------------|------------------------------------------------|-------------------------------|
+| ``facts``     | rate, chexbert | RaTE-NER entities per sentence, mapped to      | the reference's 14 CheXbert   |
+|               |                | CheXpert conditions by the CXR lexicon;        | labels (exact label lookup)   |
+|               |                | presence from the entity type                  |                               |
+| ``facts_radgraph`` | radgraph, | RadGraph observations (with their modifiers),  | the same labels               |
+|               | chexbert       | mapped the same way; presence from the label   |                               |
+| ``facts_llm`` | chexbert       | a local instruction model (vLLM) lists the     | the same labels, judged by    |
+|               |                | atomic facts                                   | the same model                |
 
 How they differ from the paper (GPT-4.1 extracting facts and checking entailment against the 14 labels):
 ``facts_llm`` runs the paper's two steps with a local model and this project's prompts, so its quality depends on
@@ -24,13 +27,20 @@ from __future__ import annotations
 
 from typing import Union
 
-from verl_ext.metrics.facts import analyzer_facts, facts_score
+from verl_ext.metrics.facts import analyzer_facts, entity_facts, facts_score, radgraph_entities
 from verl_ext.reward.components import Invalid, PairData, register_component
 
 
 @register_component("facts", needs=("rate", "chexbert"))
 def _facts(p: PairData, cfg) -> Union[float, Invalid]:
     facts = analyzer_facts(p.rate_response, p.chexbert_reference)
+    result = facts_score(facts, p.chexbert_reference, cfg.facts_beta, cfg.facts_neutral_as_fp)
+    return Invalid("reference_without_present_labels") if result.f_beta is None else result.f_beta
+
+
+@register_component("facts_radgraph", needs=("radgraph", "chexbert"))
+def _facts_radgraph(p: PairData, cfg) -> Union[float, Invalid]:
+    facts = entity_facts([radgraph_entities(p.radgraph_response)], p.chexbert_reference)
     result = facts_score(facts, p.chexbert_reference, cfg.facts_beta, cfg.facts_neutral_as_fp)
     return Invalid("reference_without_present_labels") if result.f_beta is None else result.f_beta
 

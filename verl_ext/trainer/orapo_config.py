@@ -92,7 +92,8 @@ def validate_orapo_setup(config: Any) -> OraPOConfig:
     mode = _get(config, "trainer.v1.trainer_mode")
     manager = _get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
     if mode != TRAINER_MODE:
-        problems.append(f"trainer.v1.trainer_mode={mode!r}: OraPO's loss and advantages need trainer_mode={TRAINER_MODE}")
+        problems.append(f"trainer.v1.trainer_mode={mode!r}: OraPO's loss and advantages need "
+                        f"trainer_mode={TRAINER_MODE}")
     if manager != MANAGER_CLASS:
         problems.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r}: the oracle trajectory "
                         f"(reference report) is added by {MANAGER_CLASS}")
