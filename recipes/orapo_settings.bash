@@ -8,8 +8,9 @@
 #                   before dropping over-long prompts, so a few of the drawn studies may be filtered out
 #   ORAPO_K         sampled rollouts per prompt (default 8, reconstructed); the group is K + 1 with the oracle
 #   ORAPO_EPOCHS    passes over the subset (default 5, reconstructed: the paper's schedule is not available)
-#   FACTS_BACKEND   facts (default: RaTE entities vs CheXbert labels) | facts_llm (needs FACTS_MODEL, a local
-#                   instruction-model directory served in-process by vLLM)
+#   FACTS_BACKEND   facts (default: RaTE entities vs CheXbert labels) | facts_radgraph (RadGraph observations) |
+#                   facts_llm (needs FACTS_MODEL, a local instruction-model directory run in-process by vLLM)
+#   ORAPO_NEGATIVES rejected responses of the DPO branch: zero_reward (default) | all | below_mean
 
 orapo_variant_args() {
   local k="${ORAPO_K:-8}"
