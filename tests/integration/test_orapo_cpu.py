@@ -292,8 +292,7 @@ def test_all_zero_group_enters_the_dpo_branch_and_changes_the_parameters(rollout
     assert no_dpo_norm == pytest.approx(0.0, abs=1e-9)  # all-zero group, policy == reference: no signal without DPO
     loss, out, grad_norm = loss_on(hard)
     assert grad_norm > 0 and torch.isfinite(loss)
-    assert float(out["actor/orapo_dpo_surrogate"].aggregate() if hasattr(out["actor/orapo_dpo_surrogate"],
-                                                                          "aggregate") else 0) > 0
+    assert float(out["actor/orapo_dpo_surrogate"].aggregate()) > 0
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     torch.optim.SGD(model.parameters(), lr=1.0).step()
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
