@@ -35,6 +35,7 @@ def _assert_registered(names: dict) -> None:
     assert "dr_grpo" in names["adv"]
     assert names["reward"].get("radiology") == "verl_ext.reward.manager"
     assert names["trainer"].get("editgrpo") == "verl_ext.trainer.editgrpo_trainer"
+    assert names["trainer"].get("orapo") == "verl_ext.trainer.orapo_trainer"
 
 
 @pytest.fixture(scope="module")

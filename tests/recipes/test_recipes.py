@@ -15,8 +15,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*.sh") if p.name != "common.sh")
 DATASETS = {"mimic": (6, 4, "mimic_cxr"), "rexgradient": (6, 4, "rexgradient"), "iu_xray": (2, 2, "iu_xray"),
-            "padchest_gr": (2, 2, "padchest_gr")}
-VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
+            "padchest_gr": (2, 2, "padchest_gr"), "chexpert_plus": (2, 4, "chexpert_plus")}
+VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft", "orapo")
+# EditGRPO's variants on its four datasets; OraPO (arXiv 2509.18600) on the datasets of its paper.
+EDITGRPO_DATASETS = ("mimic", "rexgradient", "iu_xray", "padchest_gr")
+EXPECTED = {f"{d}_{v}" for d in EDITGRPO_DATASETS for v in VARIANTS if v != "orapo"} | {
+    "mimic_orapo", "chexpert_plus_orapo"}
 
 
 def _split(recipe: Path) -> tuple[str, str]:
@@ -51,7 +55,7 @@ def _command(recipe: Path, env: dict, *args: str) -> list[str]:
 
 def test_every_dataset_has_every_variant():
     names = {p.stem for p in RECIPES}
-    assert names == {f"{d}_{v}" for d in DATASETS for v in VARIANTS}
+    assert names == EXPECTED
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -70,6 +74,15 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     assert f"actor_rollout_ref.rollout.limit_images={limit_images}" in cmd
     assert f"trainer.experiment_name={dataset}_{variant}" in cmd
     assert "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=verl_ext.register" in cmd
+    if variant == "orapo":
+        assert ("actor_rollout_ref.rollout.agent.agent_loop_manager_class="
+                "verl_ext.rollout.oracle_worker.OraPOAgentLoopManagerTQ") in cmd
+        assert "trainer.v1.trainer_mode=orapo" in cmd and "actor_rollout_ref.rollout.n=9" in cmd
+        assert "editgrpo.scheme=none" in cmd and "algorithm.adv_estimator=dr_grpo" in cmd
+        assert "+reward.reward_kwargs.components={facts:1.0}" in cmd
+        assert "data.train_max_samples=1000" in cmd and "data.seed=1" in cmd
+        assert not any(c.startswith("trainer.total_training_steps=") for c in cmd)
+        return
     edits = variant.startswith("editgrpo")
     manager = "verl_ext.rollout.EditAgentLoopManagerTQ" if edits else "null"
     assert f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}" in cmd
@@ -114,6 +127,10 @@ BROKEN = {
     "model not given": ("mimic_editgrpo", ["actor_rollout_ref.model.path=null"],
                         ["required values: set actor_rollout_ref.model.path"]),
     "sft validation without data": ("mimic_sft", ["trainer.test_freq=after_each_epoch"], ["trainer.test_freq"]),
+    "orapo without reference policy": ("chexpert_plus_orapo",
+                                       ["actor_rollout_ref.actor.use_kl_loss=false",
+                                        "actor_rollout_ref.actor.loss_agg_mode=token-mean"],
+                                       ["use_kl_loss=False", "loss_agg_mode='token-mean'"]),
 }
 
 
@@ -171,6 +188,25 @@ def test_resolved_settings_of_the_main_recipe(batch_reports):
     assert s["actor_rollout_ref.model.enable_gradient_checkpointing"] is True
     sft = batch_reports["mimic_sft"]["settings"]
     assert "hf_model" in sft["checkpoint.save_contents"] and sft["trainer.save_freq"] == "after_each_epoch"
+
+
+def test_orapo_subset_and_backend_options(env):
+    cmd = _command(REPO / "recipes" / "chexpert_plus_orapo.sh", {**env, "TRAIN_SUBSET": "400", "SUBSET_SEED": "7",
+                                                                  "ORAPO_K": "4", "FACTS_BACKEND": "facts_llm",
+                                                                  "FACTS_MODEL": "/models/llm"})
+    assert "data.train_max_samples=400" in cmd and "data.seed=7" in cmd and "actor_rollout_ref.rollout.n=5" in cmd
+    assert "+reward.reward_kwargs.components={facts_llm:1.0}" in cmd
+    assert "+reward.reward_kwargs.facts_model=/models/llm" in cmd
+    assert "data.train_max_samples=-1" in _command(REPO / "recipes" / "mimic_orapo.sh", {**env, "TRAIN_SUBSET": "0"})
+
+
+@pytest.mark.slow
+def test_resolved_settings_of_the_orapo_recipe(batch_reports):
+    s = batch_reports["chexpert_plus_orapo"]["settings"]
+    assert s["trainer.v1.trainer_mode"] == "orapo" and s["actor_rollout_ref.rollout.n"] == 9
+    assert s["reward.reward_kwargs"]["components"] == {"facts": 1.0}
+    assert s["data.train_max_samples"] == 1000 and s["orapo"] == {"negatives": "zero_reward"}
+    assert s["actor_rollout_ref.actor.use_kl_loss"] is True  # the LN-DPO term needs the reference policy
 
 
 @pytest.mark.slow

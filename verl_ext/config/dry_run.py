@@ -66,6 +66,7 @@ _RL_SETTINGS = (
     "reward.reward_manager.name", "trainer.v1.trainer_mode", "trainer.n_gpus_per_node", "trainer.nnodes",
     "trainer.total_epochs", "trainer.total_training_steps", "trainer.project_name", "trainer.experiment_name",
     "trainer.logger", "trainer.default_local_dir", "ditpo", "editgrpo", "reward.reward_kwargs", "ray_kwargs.ray_init",
+    "orapo", "data.train_max_samples", "data.seed",
 )
 _SFT_SETTINGS = (
     "model.path", "engine.strategy", "optim.lr", "optim.lr_scheduler_type", "optim.lr_warmup_steps_ratio",
@@ -488,6 +489,14 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
         if uses_edit_manager and edit.needs_analyzer:
             needed = set(_MODELS_FOR.get(edit.analyzer, ()))
             _check_models(report, "editgrpo.models", edit_config_models(edit), needed, strict)
+
+    # --- OraPO (verl_ext/trainer/orapo_config.py), as its trainer and agent-loop manager check it
+    if cfg.trainer.v1.get("trainer_mode") == "orapo" or str(manager).endswith("OraPOAgentLoopManagerTQ"):
+        from verl_ext.trainer.orapo_config import validate_orapo_setup
+
+        _check(report, "orapo -> validate_orapo_setup", lambda: validate_orapo_setup(cfg),
+               lambda c: f"negatives={c.negatives}, w=[{c.w_min}, {c.w_max}], gamma={c.gamma}, alpha={c.alpha}, "
+                         f"beta={c.beta}; K={int(cfg.actor_rollout_ref.rollout.n) - 1} rollouts + 1 oracle")
 
     # --- the radiology reward's models
     rm = cfg.reward.reward_manager

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from verl_ext.metrics.chexbert import CONDITIONS, INDEX_5
+from verl_ext.metrics.clinical_efficacy import CE_METRICS, example_based_prf
 
 CHEXBERT_METRICS: tuple[str, ...] = (
     "chexbert_micro_f1_14",
@@ -44,6 +45,9 @@ DISPLAY_NAMES: dict[str, str] = {
     "radgraph_f1": "RadGraph F1",
     "ratescore": "RaTE",
     "green": "GREEN",
+    "chexbert_ce_precision": "CE-P",
+    "chexbert_ce_recall": "CE-R",
+    "chexbert_ce_f1": "CE-F1",
     AVG: "Avg.",
 }
 
@@ -61,6 +65,9 @@ class StudyScores:
     """(n, 14) binary CheXbert labels of the generated reports (conditions in ``CONDITIONS`` order)."""
     ref_labels: np.ndarray | None = None
     """(n, 14) binary CheXbert labels of the reference reports."""
+    ce_metrics: bool = False
+    """Also report the example-based CheXpert-label P/R/F1 of the MambaXray-VL line (OraPO's tables;
+    ``verl_ext.metrics.clinical_efficacy``); not part of ``avg``."""
 
     def __post_init__(self):
         self.ids = np.asarray(self.ids, dtype=object).astype(str)
@@ -95,6 +102,7 @@ class StudyScores:
     def metrics(self) -> list[str]:
         """The corpus metrics this input supports, in the paper's column order, then others, then ``avg``."""
         names = [m for m in CHEXBERT_METRICS if self.hyp_labels is not None]
+        names += [m for m in CE_METRICS if self.hyp_labels is not None and self.ce_metrics]
         names += [m for m in MEAN_METRICS if m in self.values]
         names += sorted(m for m in self.values if m not in MEAN_METRICS)
         return names + ([AVG] if any(m in PAPER_METRICS for m in names) else [])
@@ -111,6 +119,7 @@ class StudyScores:
             values={k: v[idx] for k, v in self.values.items()},
             hyp_labels=None if self.hyp_labels is None else self.hyp_labels[idx],
             ref_labels=None if self.ref_labels is None else self.ref_labels[idx],
+            ce_metrics=self.ce_metrics,
         )
 
 
@@ -143,6 +152,8 @@ def corpus_metrics(scores: StudyScores, weights: np.ndarray | None = None) -> di
             t, p, f = tp[:, cols], fp[:, cols], fn[:, cols]
             out[f"chexbert_micro_f1_{suffix}"] = _f1(t.sum(axis=1), p.sum(axis=1), f.sum(axis=1))
             out[f"chexbert_macro_f1_{suffix}"] = _f1(t, p, f).mean(axis=1)
+        if scores.ce_metrics:  # means of per-study values
+            out.update({name: (w @ v) / total for name, v in example_based_prf(h, r).items()})
     for name, v in scores.values.items():
         scored = ~np.isnan(v)
         if scored.all():

@@ -189,6 +189,7 @@ def _concat(parts: list[StudyScores], where: str) -> StudyScores:
             values={k: np.concatenate([p.values[k] for p in parts]) for k in keys},
             hyp_labels=None if parts[0].hyp_labels is None else np.concatenate([p.hyp_labels for p in parts]),
             ref_labels=None if parts[0].ref_labels is None else np.concatenate([p.ref_labels for p in parts]),
+            ce_metrics=parts[0].ce_metrics,
         )
     except ValueError as err:
         raise CompareError(f"{where}: {err}") from None
@@ -238,7 +239,7 @@ def _restrict_metrics(scores: StudyScores, metrics: set[str]) -> StudyScores:
     keep_labels = any(m.startswith("chexbert_") for m in metrics)
     return StudyScores(ids=scores.ids, values={k: v for k, v in scores.values.items() if k in metrics},
                        hyp_labels=scores.hyp_labels if keep_labels else None,
-                       ref_labels=scores.ref_labels if keep_labels else None)
+                       ref_labels=scores.ref_labels if keep_labels else None, ce_metrics=scores.ce_metrics)
 
 
 def compare(runs: dict[str, dict[str, StudyScores]], *, baseline: str | None = None,
@@ -485,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - CI level")
+    parser.add_argument("--ce-metrics", action="store_true",
+                        help="add the example-based CheXpert-label P/R/F1 (CE-P/R/F1) of the MambaXray-VL line, as "
+                             "OraPO reports them (verl_ext.metrics.clinical_efficacy)")
     parser.add_argument("--all-ids", action="store_true",
                         help="do not restrict runs to their common studies (columns may then differ in studies)")
     args = parser.parse_args(argv)
@@ -492,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         specs = _parse_runs(args.run, args.dataset)
         runs = {name: load_run(name, paths) for name, paths in specs.items()}
+        for scores in (s for run in runs.values() for s in run.values()):
+            scores.ce_metrics = args.ce_metrics
         report = compare(runs, baseline=args.baseline, in_domain=args.in_domain, n_boot=args.n_boot,
                          seed=args.seed, alpha=args.alpha, common_ids=not args.all_ids)
     except CompareError as err:

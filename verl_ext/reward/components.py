@@ -15,6 +15,11 @@ Built in:
 |                             |          | entities -> Invalid (the package would give every response 0.5)       |
 | ``chexbert_inverse_frequency`` | chexbert | the "IF" reward of the paper's Fig. 3 (needs ``class_frequencies``) |
 | ``bleu2``                   | -        | sentence BLEU-``bleu_n`` (DEER's text term)                           |
+| ``facts``                   | rate,    | FactS F_beta (OraPO): RaTE entities as facts vs the reference's       |
+|                             | chexbert | CheXbert labels (``verl_ext.reward.facts``)                           |
+| ``facts_radgraph``          | radgraph,| FactS F_beta with RadGraph observations as the facts                  |
+|                             | chexbert |                                                                       |
+| ``facts_llm``               | chexbert | FactS F_beta with a local instruction model (vLLM, ``facts_model``)   |
 
 Add one with ``@register_component("name", needs=("chexbert",))`` on ``fn(pair: PairData, cfg) -> float | Invalid``
 in a module imported before the reward manager is built (e.g. listed in ``VERL_USE_EXTERNAL_MODULES``).
@@ -132,3 +137,7 @@ def _chexbert_inverse_frequency(p: PairData, cfg) -> float:
 @register_component("bleu2")
 def _bleu(p: PairData, cfg) -> float:
     return bleu(p.response, p.reference, n=cfg.bleu_n)
+
+
+# FactS (OraPO): registered from its own module (imports this one, hence last).
+from verl_ext.reward import facts as _facts  # noqa: E402,F401

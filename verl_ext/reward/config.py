@@ -79,6 +79,12 @@ class RadiologyRewardConfig:
     the chexbert_inverse_frequency component."""
     bleu_n: int = 2
     """n of the BLEU component (DEER uses BLEU-2)."""
+    facts_beta: float = 2.0
+    """beta of the FactS components' F_beta (OraPO: beta > 1; 2 is our choice, verl_ext.reward.facts)."""
+    facts_neutral_as_fp: bool = False
+    """Count FactS facts that no CheXpert label concerns as false positives."""
+    facts_model: Optional[str] = None
+    """Local instruction-model directory of the facts_llm component (vLLM)."""
 
     on_invalid: str = "count"
     """A sample that cannot be scored (empty reference, reference without RaTE entities, ...): "count" it (reward =

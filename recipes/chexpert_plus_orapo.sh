@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# OraPO + FactS on CheXpert Plus (arXiv 2509.18600): RL only, from the base Qwen2.5-VL-3B-Instruct, on a seeded
+# subset of ~1K training studies (TRAIN_SUBSET, SUBSET_SEED). Each prompt's group is K sampled rollouts plus the
+# reference report (the oracle); prompts whose rollouts fail get a ZRR-weighted LN-DPO term (verl_ext/trainer).
+#
+#   MODEL_PATH=<Qwen2.5-VL-3B-Instruct> DATA_DIR=<data_prep output> MODELS_DIR=<scorer models> \
+#     bash recipes/chexpert_plus_orapo.sh [--dry-run] [overrides]
+#
+# Data: $DATA_DIR/chexpert_plus/{train,test}*.parquet (data_prep's CheXpert Plus converter). OraPO settings:
+# recipes/orapo_settings.bash; shared settings: verl_ext/config/editgrpo_trainer.yaml; environment: recipes/common.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/orapo_settings.bash"
+use_dataset chexpert_plus
+VARIANT=orapo
+orapo_variant_args
+run_rl "$@"

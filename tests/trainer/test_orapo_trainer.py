@@ -1,0 +1,47 @@
+"""The orapo trainer mode: registration and the EMA state across checkpoint save / resume."""
+import pytest
+from omegaconf import OmegaConf
+
+
+@pytest.fixture()
+def trainer_cls():
+    from verl_ext.trainer.orapo_trainer import OraPOTrainer
+
+    return OraPOTrainer
+
+
+def test_registered_as_orapo_on_top_of_editgrpo(trainer_cls):
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    from verl_ext.trainer import editgrpo_trainer
+
+    assert get_trainer_cls("orapo") is trainer_cls
+    assert issubclass(trainer_cls, editgrpo_trainer._trainer_cls)
+
+
+def test_ema_survives_save_and_resume(trainer_cls, tmp_path, monkeypatch):
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    from verl_ext.algorithms.orapo import ZeroRewardEMA
+
+    config = OmegaConf.create({"trainer": {"default_local_dir": str(tmp_path), "resume_mode": "auto",
+                                           "resume_from_path": None}})
+    monkeypatch.setattr(PPOTrainer, "_save_checkpoint", lambda self: None)
+    saver = object.__new__(trainer_cls)
+    saver.config, saver.global_steps = config, 7
+    saver.orapo_ema = ZeroRewardEMA()
+    saver.orapo_ema.update(3, 1.0)
+    saver.orapo_ema.update("study-9", 0.5)
+    saver._save_checkpoint()
+    assert (tmp_path / "global_step_7" / "orapo_ema.json").is_file()
+
+    def fake_load(self):
+        self.global_steps = 7
+
+    monkeypatch.setattr(PPOTrainer, "_load_checkpoint", fake_load)
+    loader = object.__new__(trainer_cls)
+    loader.config = config
+    loader.orapo_ema = ZeroRewardEMA()
+    loader._load_checkpoint()
+    assert loader.orapo_ema.get(3) == 1.0 and loader.orapo_ema.get("study-9") == 0.5
+    assert loader.orapo_ema.update(3, 0.0) == pytest.approx(0.5)  # the history continues
