@@ -417,6 +417,7 @@ def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
         _check(report, f"actor_rollout_ref.model.external_lib {lib}", lambda lib=lib: __import__(lib))
 
     _check_rl_blocks(report, cfg, strict)
+    _check_startup(report, cfg)
     _check_paths(report, "data.train_files", cfg.data.train_files, strict)
     _check_paths(report, "data.val_files", cfg.data.val_files, strict)
     _report_pixel_budget(report, cfg.data.train_files, cfg.data.get("image_key", "images"))
@@ -533,6 +534,21 @@ def _report_pixel_budget(report: Report, train_files, image_key: str) -> None:
         return
     report.ok("image pixel budget (first training row)",
               f"{len(images)} image(s), (min_pixels, max_pixels) {budgets}; paper App. E: 262,144..401,408")
+
+
+def _check_startup(report: Report, cfg) -> None:
+    """The settings the editgrpo trainer checks before loading anything (verl_ext.config.startup); model paths are
+    reported above (a warning when missing here, since dry runs often run where the models are not)."""
+    from verl_ext.config.startup import startup_problems, wandb_credentials
+
+    problems = startup_problems(cfg, check_models=False)
+    for problem in problems:
+        report.fail(problem.split(" ", 1)[0], problem.split(" ", 1)[1])
+    if not problems:
+        loggers = cfg.trainer.get("logger", [])
+        wandb = "wandb" in (loggers if not isinstance(loggers, str) else [loggers])
+        report.ok("start-up settings", f"data.val_batch_size={cfg.data.get('val_batch_size')}"
+                  + (f", wandb credentials: {wandb_credentials()}" if wandb else ""))
 
 
 def _check_ray_env(report: Report, cfg) -> None:
