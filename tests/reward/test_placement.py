@@ -149,3 +149,52 @@ def test_actor_calls_time_out_with_a_clear_error(fake_gpu_cluster):
 
     with pytest.raises(TimeoutError, match="scoring a response took longer than 1 s.*actor_call_timeout_s"):
         call_actor(slow.remote(), 1, "scoring a response")
+
+
+def _share_helpers():
+    def analyze_in_worker(models: dict, texts: list):
+        """An agent-loop worker's start-up and one analysis batch, then one reward request, through the node actor."""
+        import asyncio
+
+        import ray
+        from omegaconf import OmegaConf
+
+        from verl_ext.reward.config import RadiologyRewardConfig
+        from verl_ext.reward.scoring import ScoreRequest
+        from verl_ext.reward.service import ActorScoringService, get_or_create_scorer_actor
+        from verl_ext.rollout.analysis import RemoteAnalyzer, prepare_analyzer
+        from verl_ext.rollout.config import EditRolloutConfig
+
+        trainer_cfg = OmegaConf.create({"reward": {"reward_manager": {"name": "radiology"},
+                                                   "reward_kwargs": {"models": models,
+                                                                     "components": {"ratescore": 1.0}}}})
+        edit_cfg = EditRolloutConfig(analyzer="rate", models={"rate_ner": models["rate_ner"],
+                                                              "biolord": models["biolord"]})
+        analyzer = prepare_analyzer(edit_cfg, trainer_cfg)
+        assert isinstance(analyzer, RemoteAnalyzer)
+        analyses = analyzer.analyze(texts)
+        reward = ActorScoringService(RadiologyRewardConfig.from_trainer_config(trainer_cfg))
+        reward.start()
+        score = asyncio.new_event_loop().run_until_complete(reward.score(ScoreRequest(texts[0], texts[1])))
+        handle = get_or_create_scorer_actor(RadiologyRewardConfig.from_trainer_config(trainer_cfg))
+        stats = ray.get(handle.stats.remote())
+        n_actors = len([a for a in ray.util.list_named_actors(all_namespaces=True) if "radiology_scorer" in a["name"]])
+        return [len(a.sentences) for a in analyses], score["reward_score"], stats["model_loads"], n_actors
+
+    return analyze_in_worker
+
+
+@pytest.mark.slow
+def test_analyzer_and_reward_share_one_node_actor_and_one_rate_model(fake_gpu_cluster):
+    from verl_ext.testing.scorer_models import shared_models
+
+    ray = fake_gpu_cluster
+    analyze_in_worker = _share_helpers()
+    models = {k: v for k, v in shared_models().as_dict().items()}
+    texts = ["Mild cardiomegaly. Small left pleural effusion.", "Heart size is normal. No pleural effusion."]
+    first = ray.get(ray.remote(num_cpus=0.25)(analyze_in_worker).remote(models, texts), timeout=300)
+    assert first[0] == [2, 2]
+    # one actor on the node, one RaTE-NER and one BioLORD load serving the analyzer and the reward
+    # (the actor lives as long as the worker that created it: in training, a reward or agent-loop worker)
+    assert first[3] == 1
+    assert first[2].get("rate_ner") == 1 and first[2].get("biolord") == 1

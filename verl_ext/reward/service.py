@@ -249,7 +249,9 @@ class ScorerActor:
         return await loop.run_in_executor(self.service._executor, analyze_locally, edit_cfg, list(texts))
 
     async def stats(self) -> dict:
-        return self.service.stats()
+        from verl_ext.clinical.models import LOAD_COUNTS
+
+        return dict(self.service.stats(), model_loads=dict(LOAD_COUNTS))
 
 
 class ActorScoringService:
