@@ -49,7 +49,8 @@ attn="sdpa (flash-attn not installed)"
 if [ "$profile" = "gpu" ]; then
   mode="${FLASH_ATTN:-auto}"
   nvcc_bin="$(command -v nvcc || true)"
-  [ -z "$nvcc_bin" ] && [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] && nvcc_bin="${CUDA_HOME:-/usr/local/cuda}/bin/nvcc"
+  cuda_home="${CUDA_HOME:-/usr/local/cuda}"
+  [ -z "$nvcc_bin" ] && [ -x "$cuda_home/bin/nvcc" ] && nvcc_bin="$cuda_home/bin/nvcc"
   case "$mode" in
     skip) echo "install.sh: FLASH_ATTN=skip: flash-attn not installed" ;;
     auto|build)

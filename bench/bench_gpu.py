@@ -56,7 +56,8 @@ QWEN25_VL_3B = dict(
 TINY = dict(
     tokens=dict(image_token_id=1000, video_token_id=1001, vision_start_token_id=1002, vision_end_token_id=1003,
                 tie_word_embeddings=True),
-    text=dict(bos_token_id=1004, eos_token_id=1005, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    text=dict(bos_token_id=1004, eos_token_id=1005,
+              hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
               num_key_value_heads=2, vocab_size=1024, max_position_embeddings=8192, rms_norm_eps=1e-6,
               rope_theta=1000000.0, tie_word_embeddings=True,
               rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
@@ -169,7 +170,8 @@ def _loss_settings() -> dict:
     cfg = yaml.safe_load((REPO / "verl_ext" / "config" / "editgrpo_trainer.yaml").read_text())
     actor = cfg["actor_rollout_ref"]["actor"]
     return {"clip": float(actor["clip_ratio"]), "agg": actor["loss_agg_mode"],
-            "scale": float(cfg["data"]["max_response_length"]), "response_length": int(cfg["data"]["max_response_length"])}
+            "scale": float(cfg["data"]["max_response_length"]),
+            "response_length": int(cfg["data"]["max_response_length"])}
 
 
 def ppo_loss(logp, old_logp, advantages, mask, clip: float, scale: float):
@@ -195,7 +197,8 @@ def _batch(processor_cfg: dict, n_samples: int, n_images: int, image_px: int, pr
     for _ in range(n_samples):
         ids = [config.vision_start_token_id]
         for _ in range(n_images):
-            ids += [config.image_token_id] * tokens_per_image + [config.vision_end_token_id, config.vision_start_token_id]
+            ids += [config.image_token_id] * tokens_per_image
+            ids += [config.vision_end_token_id, config.vision_start_token_id]
         ids = ids[:-1]
         ids += torch.randint(0, vocab - 1000, (prompt_tokens + response_tokens,), generator=g).tolist()
         rows.append(ids)

@@ -120,3 +120,50 @@ def test_gpu_profile_resolves_on_pypi(tmp_path):
             assert req.specifier.contains(resolved[name], prereleases=True), (str(req), resolved[name])
     # The CUDA 13 runtime comes with torch's own wheels.
     assert any(name.startswith("nvidia-") and name.endswith("cu13") for name in resolved)
+
+
+def _install_sh(tmp_path, profile: str, **env: str):
+    """Run install.sh with a stand-in pip that records its arguments (and the build switches) instead of
+    installing: the order and flags of the steps are what is checked."""
+    log = tmp_path / "pip.log"
+    fake_pip = tmp_path / "pip"
+    fake_pip.write_text(f'#!/bin/sh\necho "FORCE_BUILD=$FLASH_ATTENTION_FORCE_BUILD ARCHS=$FLASH_ATTN_CUDA_ARCHS $*" '
+                        f'>> {log}\n')
+    fake_pip.chmod(0o755)
+    path = f"{tmp_path / 'bin'}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    full = {"PATH": path, "HOME": str(tmp_path), "PIP": str(fake_pip), "CUDA_HOME": str(tmp_path / "nocuda"), **env}
+    proc = subprocess.run(["bash", str(REPO / "install.sh"), profile], env=full, capture_output=True, text=True,
+                          timeout=120)
+    calls = log.read_text().splitlines() if log.exists() else []
+    return proc, calls
+
+
+def test_install_sh_cpu_steps(tmp_path):
+    proc, calls = _install_sh(tmp_path, "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "-c requirements-lock.txt" in calls[1] and "requirements-gpu.txt" not in calls[1]
+    assert "--no-deps -r requirements-nodeps.txt" in calls[2] and "--no-deps -e ." in calls[3]
+    assert not any("flash" in c for c in calls)
+
+
+def test_install_sh_gpu_steps(tmp_path):
+    # no CUDA compiler: flash-attn is skipped (auto) or the install fails (build)
+    proc, calls = _install_sh(tmp_path, "gpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "-r requirements-gpu.txt" in calls[1] and "requirements-lock" not in calls[1]
+    assert not any("flash-attn" in c for c in calls) and "flash-attn skipped" in proc.stdout
+    proc, _ = _install_sh(tmp_path, "gpu", FLASH_ATTN="build")
+    assert proc.returncode == 1 and "no nvcc" in proc.stderr
+    # with nvcc (a stand-in) and a GPU's compute capability: built without isolation, never a downloaded wheel
+    (tmp_path / "bin").mkdir()
+    for tool, out in (("nvcc", ""), ("nvidia-smi", "9.0")):
+        (tmp_path / "bin" / tool).write_text(f"#!/bin/sh\necho {out}\n")
+        (tmp_path / "bin" / tool).chmod(0o755)
+    (tmp_path / "pip.log").unlink()
+    proc, calls = _install_sh(tmp_path, "gpu")
+    assert proc.returncode == 0, proc.stderr
+    build = [c for c in calls if "requirements-flash-attn.txt" in c]
+    assert len(build) == 1 and "--no-build-isolation" in build[0]
+    assert build[0].startswith("FORCE_BUILD=TRUE ARCHS=90 ")
+    assert calls.index(build[0]) > max(i for i, c in enumerate(calls) if "-e ." in c)  # after torch is installed
+    assert proc.returncode == 0 and "flash-attn built in" in proc.stdout

@@ -106,4 +106,5 @@ def check_before_loading(config: Any) -> None:
     """Raise ``ValueError`` naming every late-failing setting of ``config`` (see the module docstring)."""
     problems = startup_problems(config)
     if problems:
-        raise ValueError("verl_ext start-up check failed (nothing has been loaded yet):\n  - " + "\n  - ".join(problems))
+        raise ValueError("verl_ext start-up check failed (nothing has been loaded yet):\n  - "
+                         + "\n  - ".join(problems))

@@ -370,8 +370,8 @@ def scorer_actor_options(cfg: RadiologyRewardConfig, node_id: str) -> tuple[dict
         if want > 0 and available.get(resource, 0.0) + 1e-9 < want:
             if resource == "GPU":
                 hint = ("verl's resource pool holds trainer.n_gpus_per_node GPUs of every node for the whole run: use "
-                        "actor_placement=pool (a Ray-accounted share of a training GPU), lower trainer.n_gpus_per_node, "
-                        "or actor_num_gpus=0 (CPU)")
+                        "actor_placement=pool (a Ray-accounted share of a training GPU), lower "
+                        "trainer.n_gpus_per_node, or actor_num_gpus=0 (CPU)")
             else:
                 hint = "lower reward.reward_kwargs.actor_num_cpus"
             raise RuntimeError(
