@@ -426,7 +426,8 @@ def memory_estimate(cfg, params: int, scorer_bytes: int, devices: list[dict], ki
     peak = sum(known.values())
     detail = ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if v == v) + f" = {peak:.1f} GB"
     if total_gpu is None:
-        return "ok", detail + " + vLLM's share (no GPU here to size it); activations not included"
+        vllm = " + vLLM's share (no GPU here to size it)" if kind == "rl" else ""
+        return "ok", detail + vllm + "; activations not included"
     status = "FAIL" if peak > total_gpu else ("warn" if peak > 0.9 * total_gpu else "ok")
     return status, detail + f" of {total_gpu:.0f} GB per GPU (activations not included)"
 
