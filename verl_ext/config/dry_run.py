@@ -549,6 +549,23 @@ def _check_startup(report: Report, cfg) -> None:
         wandb = "wandb" in (loggers if not isinstance(loggers, str) else [loggers])
         report.ok("start-up settings", f"data.val_batch_size={cfg.data.get('val_batch_size')}"
                   + (f", wandb credentials: {wandb_credentials()}" if wandb else ""))
+    if cfg.reward.reward_manager.get("name") == "radiology":
+        from verl_ext.reward.config import RadiologyRewardConfig
+
+        try:
+            rc = RadiologyRewardConfig.from_trainer_config(cfg)
+        except ValueError:
+            return  # reported by the reward_kwargs check
+        gpus = rc.actor_num_gpus
+        if rc.actor_placement == "node" and gpus:
+            report.warn("scorer placement", f"actor_placement=node with actor_num_gpus={gpus:g} needs GPUs that "
+                        f"trainer.n_gpus_per_node={cfg.trainer.n_gpus_per_node} leaves free on every node (else "
+                        "the run fails at start); actor_placement=pool shares a training GPU instead")
+        else:
+            where = {"auto": f"a {0.2 if gpus is None else gpus:g} share of a training GPU when verl's pool has GPUs, "
+                             "else CPU", "pool": f"a {0.2 if gpus is None else gpus:g} share of a training GPU",
+                     "node": f"CPU ({rc.actor_num_cpus:g} CPUs)"}[rc.actor_placement]
+            report.ok("scorer placement", f"one actor per node (reward models + edit analyzer) on {where}")
 
 
 def _check_ray_env(report: Report, cfg) -> None:
