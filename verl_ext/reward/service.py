@@ -27,12 +27,14 @@ Placement (``actor_placement``). No model runs on a GPU that Ray did not assign 
 
 * ``pool`` (what ``auto`` picks when the trainer's colocated pool has a GPU bundle on this node): the actor goes into
   one of those placement-group bundles with ``actor_num_gpus`` (default 0.2) of its GPU. verl's worker groups take
-  1/3 of each bundle (``max_colocate_count=3``), so Ray accounts for the share and narrows ``CUDA_VISIBLE_DEVICES``
-  to that bundle's GPU; the models run there next to the FSDP actor and vLLM.
+  1/3 of each bundle (``max_colocate_count=3``; the vLLM servers reserve no Ray GPU, they run on their workers'
+  devices), so Ray accounts for the share and narrows ``CUDA_VISIBLE_DEVICES`` to that bundle's GPU; the models run
+  there next to the FSDP actor and vLLM.
 * ``node``: outside any placement group, pinned to this node. ``actor_num_gpus=0`` (the default here) runs on CPU
   with ``actor_cpu_threads`` torch threads (Ray starts workers with ``OMP_NUM_THREADS=1``); ``actor_num_gpus>0``
   needs GPUs that the training pool leaves free (``trainer.n_gpus_per_node`` below the node's GPU count).
 
+The actor lives as long as the worker that created it (a reward or agent-loop worker, alive for the whole run).
 A request the node can never satisfy fails when the actor is created; an actor that Ray does not schedule within
 ``actor_start_timeout_s`` fails the run instead of pending forever; every call has ``actor_call_timeout_s``.
 
