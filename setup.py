@@ -21,10 +21,14 @@ setup(
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["verl_ext", "verl_ext.*"]),
     package_data={"verl_ext": ["config/*.yaml", "clinical/resources/*", "eval/resources/rexrank/*"]},
+    # Runtime dependencies only; test tooling and the GPU stack are extras (install.sh installs them in order).
     install_requires=_requirements("requirements.txt"),
     extras_require={
-        # vLLM rollout + FSDP engine (flash-attn, liger) on CUDA 13 machines; wandb is already in the base set.
-        "gpu": ["verl[vllm,fsdp]==0.9.1"],
+        "dev": _requirements("requirements-dev.txt"),
+        # vLLM rollout + the FSDP engine's kernels on CUDA 13 machines (verl[fsdp] without flash-attn).
+        "gpu": _requirements("requirements-gpu.txt"),
+        # Needs torch installed first and `pip install --no-build-isolation` (its setup.py imports torch).
+        "flash-attn": _requirements("requirements-flash-attn.txt"),
     },
     entry_points={
         # verl imports every module of this group at `import verl`, in every process (driver, Ray workers).

@@ -18,7 +18,13 @@
 #                   CHEXBERT_BERT_PATH, RADGRAPH_CACHE; with MODELS_DIR set they default to $MODELS_DIR/RaTE-NER-Deberta,
 #                   BioLORD-2023-C, chexbert.pth, bert-base-uncased, radgraph (see verl_ext/clinical/models.py).
 #   PYTHON          interpreter (default python3)
+#   ATTN_IMPL       attention of the trained model: auto (default: flash_attention_2 when flash-attn is installed, else
+#                   sdpa), flash_attention_2, sdpa or eager. Without flash-attn verl's padding-free path cannot run
+#                   (its Qwen2.5-VL attention patch calls flash_attn_varlen_func), so sdpa also sets
+#                   use_remove_padding=False (padded micro-batches: slower, more memory; see README "Install").
 # Arguments: --dry-run checks the composed config without a GPU (python -m verl_ext.config.dry_run) and exits;
+# --preflight runs the pre-flight check of the composed config on this machine (python -m verl_ext.preflight:
+# GPUs, versions, models, data, a vLLM generation, a reward batch, the edit step, memory) and exits;
 # every other argument is passed to Hydra as an override (they come last, so they win).
 # VERL_EXT_PRINT_CMD=1 prints the command (NUL-separated arguments) instead of running it (used by the tests).
 
@@ -63,14 +69,39 @@ _split_files() {
   fi
 }
 
-# Splits "$@" into DRY_RUN (0/1) and USER_ARGS (the Hydra overrides).
+# Splits "$@" into DRY_RUN (0/1), PREFLIGHT (0/1) and USER_ARGS (the Hydra overrides).
 _parse_args() {
   DRY_RUN=0
+  PREFLIGHT=0
   USER_ARGS=()
   local arg
   for arg in "$@"; do
-    if [[ "$arg" == "--dry-run" ]]; then DRY_RUN=1; else USER_ARGS+=("$arg"); fi
+    case "$arg" in
+      --dry-run) DRY_RUN=1 ;;
+      --preflight) PREFLIGHT=1 ;;
+      *) USER_ARGS+=("$arg") ;;
+    esac
   done
+}
+
+# ATTN_OVERRIDES for the model config at $1 (actor_rollout_ref.model | model), per ATTN_IMPL (see the header).
+_attn_overrides() {
+  ATTN_OVERRIDES=()
+  local impl="${ATTN_IMPL:-auto}"
+  if [[ "$impl" == "auto" ]]; then
+    if "$PYTHON" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("flash_attn") is None)' 2>/dev/null
+    then impl=flash_attention_2; else impl=sdpa; fi
+    if [[ "$impl" == "sdpa" ]]; then
+      echo "common.sh: flash-attn is not installed: using attn_implementation=sdpa with use_remove_padding=False" >&2
+    fi
+  fi
+  case "$impl" in
+    flash_attention_2) ;;
+    sdpa|eager)
+      ATTN_OVERRIDES=("+$1.override_config.attn_implementation=$impl" "$1.use_remove_padding=False")
+      if [[ "$1" == "model" ]]; then ATTN_OVERRIDES+=("data.pad_mode=right"); fi ;;
+    *) echo "common.sh: ATTN_IMPL=$impl: expected auto, flash_attention_2, sdpa or eager" >&2; exit 2 ;;
+  esac
 }
 
 _launch() {
@@ -126,10 +157,12 @@ run_rl() {
   if (( NNODES > 1 )); then overrides+=("+ray_kwargs.ray_init.address=${RAY_ADDRESS:-auto}"); fi
   MODEL_OVERRIDES=()
   _model_overrides
-  overrides+=("${MODEL_OVERRIDES[@]}" "${VARIANT_ARGS[@]}" "${USER_ARGS[@]}")
+  _attn_overrides actor_rollout_ref.model
+  overrides+=("${MODEL_OVERRIDES[@]}" "${ATTN_OVERRIDES[@]}" "${VARIANT_ARGS[@]}" "${USER_ARGS[@]}")
 
   local entry=(-m verl.trainer.main_ppo)
   if (( DRY_RUN )); then entry=(-m verl_ext.config.dry_run); fi
+  if (( PREFLIGHT )); then entry=(-m verl_ext.preflight); fi
   _launch "$PYTHON" "${entry[@]}" "--config-path=$CONFIG_DIR" --config-name=editgrpo_trainer "${overrides[@]}"
 }
 
@@ -147,10 +180,13 @@ run_sft() {
     "trainer.default_local_dir=$CKPT_DIR/$project/$experiment"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("model.path=$MODEL_PATH"); fi
-  overrides+=("${SFT_ARGS[@]}" "${USER_ARGS[@]}")
+  _attn_overrides model
+  overrides+=("${ATTN_OVERRIDES[@]}" "${SFT_ARGS[@]}" "${USER_ARGS[@]}")
 
   if (( DRY_RUN )); then
     _launch "$PYTHON" -m verl_ext.config.dry_run "--config-path=$CONFIG_DIR" --config-name=editgrpo_sft "${overrides[@]}"
+  elif (( PREFLIGHT )); then
+    _launch "$PYTHON" -m verl_ext.preflight "--config-path=$CONFIG_DIR" --config-name=editgrpo_sft "${overrides[@]}"
   else
     _launch "$PYTHON" -m torch.distributed.run "--nnodes=$NNODES" "--nproc_per_node=$N_GPUS" "--node_rank=${NODE_RANK:-0}" \
       "--master_addr=${MASTER_ADDR:-127.0.0.1}" "--master_port=${MASTER_PORT:-29500}" \

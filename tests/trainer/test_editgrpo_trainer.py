@@ -23,7 +23,9 @@ from verl_ext.config import CONFIG_DIR
 cls = get_trainer_cls("editgrpo")
 with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
     cfg = compose(config_name="editgrpo_trainer",
-                  overrides=["data.train_files=a", "data.val_files=b", "actor_rollout_ref.model.path=/x"])
+                  overrides=["data.train_files=a", "data.val_files=b", "actor_rollout_ref.model.path=/x",
+                             # no model paths here: the trainer's start-up check would (rightly) refuse them
+                             "editgrpo.scheme=none", "reward.reward_manager.name=naive"])
 trainer = cls(cfg)
 
 # Without the pin, a subclass of the sync trainer registered under another name takes verl's async paths.

@@ -156,11 +156,10 @@ def _plural(term: str) -> Optional[str]:
 
 
 def _resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
+    """``verl_ext.clinical.models.resolve_device``: inside Ray only a GPU that Ray assigned to this process."""
+    from verl_ext.clinical.models import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(resolve_device(device))
 
 
 class _MiniLMEmbedder:

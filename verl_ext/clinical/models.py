@@ -8,7 +8,11 @@ cached objects, so every analyzer, labeler and scorer in a process shares one co
 * ``load_chexbert(ckpt, bert, dev)``-> ``CheXbertModel`` (f1chexbert's ``bert_labeler`` + uncased tokenizer)
 * ``load_radgraph(cache, type, dev)``-> ``radgraph.RadGraph`` (the package's own model object)
 
-Devices: ``"auto"`` means ``cuda`` when available, else ``cpu``; ``"cuda:1"``/``"cpu"`` are taken as given.
+Devices (``resolve_device``): outside Ray, ``"auto"`` means ``cuda`` when available, else ``cpu``, and
+``"cuda:1"``/``"cpu"`` are taken as given. Inside a Ray worker only the GPUs Ray assigned to that worker count: Ray
+leaves ``CUDA_VISIBLE_DEVICES`` untouched for a worker that asked for no GPU, so every GPU of the node would look
+free there while verl has reserved them all for its actor/rollout workers. With no assigned GPU ``"auto"`` is
+``cpu`` and an explicit ``cuda`` device is an error; with assigned GPUs ``"auto"``/``"cuda"`` is the first of them.
 
 Where the real weights come from (download once, on a machine with network access, then point the config at them):
 ``Angelakeke/RaTE-NER-Deberta`` and ``FremyCompany/BioLORD-2023-C`` (HF model dirs), ``StanfordAIMI/RRG_scorers``
@@ -25,6 +29,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -87,9 +93,61 @@ def require(value: Optional[str], key: str, what: str, kind: str = "dir") -> str
     return str(p)
 
 
-def resolve_device(device: str = "auto"):
+def ray_gpu_ids() -> Optional[list[str]]:
+    """The GPU ids Ray assigned to this process (``[]``: none), or None when this is not a Ray worker."""
+    ray = sys.modules.get("ray")  # a Ray worker has imported ray long before any model loads
+    if ray is None:
+        return None
+    try:
+        if not ray.is_initialized():
+            return None
+        ctx = ray.get_runtime_context()
+        if ctx.worker.mode != ray.WORKER_MODE:
+            return None
+        return [str(i) for i in ctx.get_accelerator_ids().get("GPU", [])]
+    except Exception:  # noqa: BLE001 - no runtime context: not a Ray worker
+        return None
+
+
+def _ray_device(device: str, gpu_ids: list[str]):
+    """``resolve_device`` inside a Ray worker that was assigned ``gpu_ids`` (see the module docstring)."""
     import torch
 
+    auto = device in (None, "", "auto")
+    dev = None if auto else torch.device(device)
+    if not gpu_ids:
+        if auto or dev.type == "cpu":
+            return torch.device("cpu")
+        raise RuntimeError(
+            f"device={device!r}: Ray assigned no GPU to this process (it was started with num_gpus=0), so every "
+            "CUDA device it can see belongs to other workers (verl reserves the node's GPUs for the actor/rollout "
+            "workers). Use device=cpu (or auto), or reserve a GPU for the scorer actor: "
+            "reward.reward_kwargs.actor_num_gpus>0 with actor_placement=pool (a share of the training GPUs that Ray "
+            "accounts for) or with GPUs that trainer.n_gpus_per_node leaves free (see verl_ext/reward/service.py)"
+        )
+    if dev is not None and dev.type == "cpu":
+        return dev
+    if not torch.cuda.is_available():
+        if auto:
+            logger.warning("Ray assigned GPU(s) %s but CUDA is not available in this process: using cpu", gpu_ids)
+            return torch.device("cpu")
+        raise RuntimeError(f"device={device!r}: Ray assigned GPU(s) {gpu_ids} but CUDA is not available here")
+    # Ray narrows CUDA_VISIBLE_DEVICES to the assigned ids, unless told not to (then the ids are physical indices).
+    noset = os.environ.get("RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES", "").lower() in ("1", "true")
+    allowed = [int(i) for i in gpu_ids] if noset else list(range(len(gpu_ids)))
+    index = allowed[0] if dev is None or dev.index is None else dev.index
+    if index not in allowed:
+        raise RuntimeError(f"device={device!r}: this Ray worker may use cuda:{allowed} only (Ray GPU ids {gpu_ids})")
+    return torch.device("cuda", index)
+
+
+def resolve_device(device: str = "auto"):
+    """The torch device for ``device`` in this process; inside Ray, only GPUs that Ray assigned to it."""
+    import torch
+
+    gpu_ids = ray_gpu_ids()
+    if gpu_ids is not None:
+        return _ray_device(device, gpu_ids)
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)

@@ -418,6 +418,7 @@ def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
         _check(report, f"actor_rollout_ref.model.external_lib {lib}", lambda lib=lib: __import__(lib))
 
     _check_rl_blocks(report, cfg, strict)
+    _check_startup(report, cfg)
     _check_paths(report, "data.train_files", cfg.data.train_files, strict)
     _check_paths(report, "data.val_files", cfg.data.val_files, strict)
     _report_pixel_budget(report, cfg.data.train_files, cfg.data.get("image_key", "images"))
@@ -542,6 +543,38 @@ def _report_pixel_budget(report: Report, train_files, image_key: str) -> None:
         return
     report.ok("image pixel budget (first training row)",
               f"{len(images)} image(s), (min_pixels, max_pixels) {budgets}; paper App. E: 262,144..401,408")
+
+
+def _check_startup(report: Report, cfg) -> None:
+    """The settings the editgrpo trainer checks before loading anything (verl_ext.config.startup); model paths are
+    reported above (a warning when missing here, since dry runs often run where the models are not)."""
+    from verl_ext.config.startup import startup_problems, wandb_credentials
+
+    problems = startup_problems(cfg, check_models=False)
+    for problem in problems:
+        report.fail(problem.split(" ", 1)[0], problem.split(" ", 1)[1])
+    if not problems:
+        loggers = cfg.trainer.get("logger", [])
+        wandb = "wandb" in (loggers if not isinstance(loggers, str) else [loggers])
+        report.ok("start-up settings", f"data.val_batch_size={cfg.data.get('val_batch_size')}"
+                  + (f", wandb credentials: {wandb_credentials()}" if wandb else ""))
+    if cfg.reward.reward_manager.get("name") == "radiology":
+        from verl_ext.reward.config import RadiologyRewardConfig
+
+        try:
+            rc = RadiologyRewardConfig.from_trainer_config(cfg)
+        except ValueError:
+            return  # reported by the reward_kwargs check
+        gpus = rc.actor_num_gpus
+        if rc.actor_placement == "node" and gpus:
+            report.warn("scorer placement", f"actor_placement=node with actor_num_gpus={gpus:g} needs GPUs that "
+                        f"trainer.n_gpus_per_node={cfg.trainer.n_gpus_per_node} leaves free on every node (else "
+                        "the run fails at start); actor_placement=pool shares a training GPU instead")
+        else:
+            where = {"auto": f"a {0.2 if gpus is None else gpus:g} share of a training GPU when verl's pool has GPUs, "
+                             "else CPU", "pool": f"a {0.2 if gpus is None else gpus:g} share of a training GPU",
+                     "node": f"CPU ({rc.actor_num_cpus:g} CPUs)"}[rc.actor_placement]
+            report.ok("scorer placement", f"one actor per node (reward models + edit analyzer) on {where}")
 
 
 def _check_ray_env(report: Report, cfg) -> None:

@@ -38,20 +38,36 @@ class RadiologyRewardConfig:
     """Local model locations (``verl_ext.clinical.models.ModelPaths``); only the ones the components need."""
 
     device: str = "auto"
-    """Where the scorer models run: "auto" (cuda when the scoring process sees one), "cpu", "cuda[:i]"."""
+    """Where the scorer models run: "auto" (inside Ray: the GPU Ray assigned to the scorer actor, else CPU; outside
+    Ray: cuda when visible), "cpu", "cuda[:i]" (``verl_ext.clinical.models.resolve_device``)."""
 
     service: str = "auto"
     """"local": models in each reward-loop worker process, requests batched per process. "actor": one shared Ray
     actor per node holds the models and batches the requests of all reward workers on that node. "auto": "actor"
     inside a Ray worker, else "local". See ``verl_ext.reward.service``."""
 
+    actor_placement: str = "auto"
+    """Where the per-node scorer actor (which also hosts the edit step's analyzer) runs; see
+    ``verl_ext.reward.service``. "pool": inside a bundle of verl's colocated GPU pool on this node, with a fraction
+    ``actor_num_gpus`` of that bundle's GPU (Ray accounts for it; verl's worker groups use 1/3 of each bundle).
+    "node": on this node outside any placement group, with ``actor_num_gpus`` GPUs that the training pool leaves
+    free (0: CPU). "auto": "pool" when verl's pool has a GPU bundle on this node, else "node"."""
+    actor_num_gpus: Optional[float] = None
+    """Ray GPUs reserved by the scorer actor. None: 0.2 with placement "pool", 0 (CPU) with "node"."""
     actor_num_cpus: float = 1.0
-    """Ray CPUs reserved by the scorer actor."""
-    actor_num_gpus: float = 0.0
-    """Ray GPUs reserved by the scorer actor (e.g. 0.1). Needs a GPU that the trainer's resource pool leaves free."""
-    actor_share_gpus: bool = False
-    """Let the scorer actor see the node's GPUs without reserving any (Ray then does not hide them); it shares the
-    rollout/training GPUs, so leave memory for it (vLLM gpu_memory_utilization)."""
+    """Ray CPUs reserved by the scorer actor with placement "node" (in a pool bundle it reserves none: the bundle's
+    CPUs belong to verl's workers). On CPU, give it what the scoring should use, e.g. 8."""
+    actor_cpu_threads: Optional[int] = None
+    """torch intra-op threads of the scorer actor (Ray starts workers with OMP_NUM_THREADS=1). None:
+    ``actor_num_cpus`` (at least 1)."""
+    actor_pool_name: str = "global_pool"
+    """Name prefix of verl's colocated resource pool placement groups (verl 0.9.1: "global_pool")."""
+    actor_start_timeout_s: float = 300.0
+    """How long creating the scorer actor may wait for Ray to schedule it before the run fails (instead of hanging
+    on an actor that can never be placed)."""
+    actor_call_timeout_s: float = 1800.0
+    """How long one call to the scorer actor (a scoring request, an analysis batch, loading the models) may take
+    before it fails with a clear error."""
 
     max_batch: int = 512
     """Most requests scored in one batch by the micro-batcher."""
@@ -106,6 +122,13 @@ class RadiologyRewardConfig:
             raise ValueError(f"on_invalid={self.on_invalid!r}: expected 'count' or 'raise'")
         if self.chexbert_uncertain not in ("positive", "negative"):
             raise ValueError(f"chexbert_uncertain={self.chexbert_uncertain!r}: expected 'positive' or 'negative'")
+        if self.actor_placement not in ("auto", "pool", "node"):
+            raise ValueError(f"actor_placement={self.actor_placement!r}: expected 'auto', 'pool' or 'node'")
+        if self.actor_num_gpus is not None and not 0 <= float(self.actor_num_gpus):
+            raise ValueError(f"actor_num_gpus={self.actor_num_gpus!r} must be >= 0")
+        if self.actor_placement == "pool" and self.actor_num_gpus is not None and not 0 < self.actor_num_gpus < 1:
+            raise ValueError(f"actor_num_gpus={self.actor_num_gpus} with actor_placement=pool: a fraction in (0, 1) of "
+                             "one pool bundle's GPU")
         if self.radgraph_level not in ("simple", "partial", "complete"):
             raise ValueError(f"radgraph_level={self.radgraph_level!r}: expected simple, partial or complete")
 

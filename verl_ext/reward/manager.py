@@ -65,6 +65,9 @@ class RadiologyRewardManager(RewardManagerBase):
         super().__init__(config, tokenizer, compute_score)
         self.reward_config = RadiologyRewardConfig.from_trainer_config(config, **kwargs)
         self._service = None
+        # In training (inside Ray) place the node's scorer actor and load its models now: a placement or model-path
+        # problem then fails the run at start-up, not at the first step (verl_ext.reward.service).
+        self.service.start()
 
     @property
     def service(self):

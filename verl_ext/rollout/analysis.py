@@ -1,8 +1,15 @@
 """Analyzers for the edit step: built by name, once per process, and fed in batches across concurrent prompts.
 
 ``build_analyzer(cfg)`` constructs the configured ``verl_ext.editing.ReportAnalyzer`` (``rate`` | ``radgraph`` |
-``lexicon``) from local model paths; the result is cached per process, so every agent-loop worker thread shares one
-analyzer (and ``verl_ext.clinical.models`` shares the underlying models).
+``lexicon``) from local model paths; ``get_analyzer`` caches it per process (and ``verl_ext.clinical.models`` shares
+the underlying models with anything else in that process).
+
+``prepare_analyzer(cfg, trainer_config)`` is what an agent-loop worker calls at start-up: it checks the model paths
+(an error names the config key and the path) and loads the analyzer before the first step. Inside Ray
+(``editgrpo.service=auto``) the analyzer lives once per node in the reward's per-node scorer actor
+(``verl_ext.reward.service``), so the 8 agent-loop workers of a node share one copy, a ``rate`` analyzer shares the
+reward's RaTE-NER/BioLORD models, and the models sit where that actor was placed (a Ray-reserved GPU share or CPU);
+the worker gets a ``RemoteAnalyzer`` whose calls have the actor's call timeout.
 
 ``AnalysisBatcher`` collects the texts that concurrent ``_run_prompt`` coroutines of one agent-loop worker ask for
 within a few milliseconds and runs them as one ``analyze`` call on a dedicated thread, so the event loop never
@@ -16,13 +23,16 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from verl_ext.rollout.config import EditRolloutConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AnalysisBatcher", "build_analyzer", "get_analyzer"]
+__all__ = ["AnalysisBatcher", "RemoteAnalyzer", "analyze_locally", "build_analyzer", "check_analyzer_paths",
+           "get_analyzer", "prepare_analyzer"]
 
 _ANALYZERS: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -82,6 +92,90 @@ def get_analyzer(cfg: EditRolloutConfig):
             logger.info("edit step: building the %r analyzer", cfg.analyzer)
             analyzer = _ANALYZERS[key] = build_analyzer(cfg)
         return analyzer
+
+
+def check_analyzer_paths(cfg: EditRolloutConfig) -> list[str]:
+    """Raise (naming ``editgrpo.models.<key>`` and the path) unless the analyzer's local models exist."""
+    from verl_ext.clinical.models import ModelPaths, require
+
+    paths = ModelPaths.from_dict(cfg.models)
+    if not cfg.needs_analyzer:
+        return []
+    if cfg.analyzer == "rate":
+        return [require(paths.rate_ner, "editgrpo.models.rate_ner", "RaTE-NER model directory"),
+                require(paths.biolord, "editgrpo.models.biolord", "BioLORD model directory")]
+    if cfg.analyzer == "radgraph":
+        cache = require(paths.radgraph_cache, "editgrpo.models.radgraph_cache", "radgraph model cache directory")
+        return [require(str(Path(cache) / paths.radgraph_model_type), "editgrpo.models.radgraph_cache",
+                        f"radgraph {paths.radgraph_model_type} model directory inside the cache")]
+    return []
+
+
+def analyze_locally(cfg_dict: dict, texts: list[str]) -> list:
+    """Analyze ``texts`` with this process's analyzer for ``EditRolloutConfig.from_mapping(cfg_dict)`` (built on
+    first use; ``texts=[]`` only builds it). This is what the per-node actor runs."""
+    analyzer = get_analyzer(EditRolloutConfig.from_mapping(cfg_dict))
+    if not texts:
+        return []
+    out = analyzer.analyze(list(texts))
+    if len(out) != len(texts):
+        raise RuntimeError(f"analyzer returned {len(out)} analyses for {len(texts)} texts")
+    return list(out)
+
+
+class RemoteAnalyzer:
+    """A ``ReportAnalyzer`` that forwards ``analyze`` to the node's scorer actor (blocking, with a timeout; called
+    from ``AnalysisBatcher``'s worker thread, never from the event loop)."""
+
+    def __init__(self, handle, cfg: EditRolloutConfig, timeout_s: float):
+        self.handle = handle
+        self.cfg_dict = asdict(cfg)
+        self.timeout_s = float(timeout_s)
+
+    def warmup(self) -> None:
+        from verl_ext.reward.service import call_actor
+
+        call_actor(self.handle.analyze.remote(self.cfg_dict, []), self.timeout_s,
+                   f"loading the edit step's {self.cfg_dict['analyzer']!r} analyzer")
+
+    def analyze(self, texts: Sequence[str]) -> list:
+        from verl_ext.reward.service import call_actor
+
+        return call_actor(self.handle.analyze.remote(self.cfg_dict, list(texts)), self.timeout_s,
+                          f"analysing {len(texts)} texts for the edit step")
+
+
+def _reward_config_of(trainer_config):
+    """The radiology reward's config from the trainer config (the node actor is created with it), or the defaults
+    when the run uses another reward manager."""
+    from verl_ext.reward.config import RadiologyRewardConfig
+
+    reward = trainer_config.get("reward", None) if trainer_config is not None else None
+    manager = (reward or {}).get("reward_manager", None) or {}
+    if manager.get("name", None) == "radiology":
+        return RadiologyRewardConfig.from_trainer_config(trainer_config)
+    return RadiologyRewardConfig()
+
+
+def prepare_analyzer(cfg: EditRolloutConfig, trainer_config=None):
+    """Check the analyzer's model paths and load it now (agent-loop worker start-up, before the first step).
+
+    Returns the analyzer the worker should call: a ``RemoteAnalyzer`` on the node's scorer actor
+    (``cfg.service`` ``actor``, or ``auto`` inside Ray) or this process's own analyzer (``local``); None when the
+    edit step needs no analyzer.
+    """
+    if not cfg.needs_analyzer:
+        return None
+    check_analyzer_paths(cfg)
+    from verl_ext.reward.service import get_or_create_scorer_actor, in_ray_worker
+
+    mode = cfg.service if cfg.service != "auto" else ("actor" if in_ray_worker() else "local")
+    if mode == "local":
+        return get_analyzer(cfg)
+    reward_cfg = _reward_config_of(trainer_config)
+    remote = RemoteAnalyzer(get_or_create_scorer_actor(reward_cfg), cfg, reward_cfg.actor_call_timeout_s)
+    remote.warmup()
+    return remote
 
 
 class AnalysisBatcher:

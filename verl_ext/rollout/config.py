@@ -91,8 +91,16 @@ class EditRolloutConfig:
     or the ``LexiconAnalyzerConfig`` fields (e.g. ``model_dir``, ``lexicon_path``, ``cpu_threads``)."""
 
     device: str = "auto"
-    """Device of the analyzer models in the agent-loop worker process: ``auto`` (cuda if visible), ``cpu``,
-    ``cuda:0``. verl's agent-loop workers are CPU Ray actors, so ``auto`` means CPU there unless GPUs are visible."""
+    """Device of the analyzer models in the process that hosts them: ``auto``, ``cpu``, ``cuda[:i]``. Inside Ray only
+    a GPU that Ray assigned to that process counts (``verl_ext.clinical.models.resolve_device``): with ``service``
+    ``actor``, ``auto`` is the scorer actor's device (its reserved GPU share, or CPU)."""
+
+    service: str = "auto"
+    """Where the analyzer is loaded. ``actor``: once per node, inside the reward's per-node scorer actor
+    (``verl_ext.reward.service``; its placement settings ``reward.reward_kwargs.actor_*`` apply), which every
+    agent-loop worker of the node calls; a ``rate`` analyzer with the reward's RaTE-NER/BioLORD paths then uses the
+    reward's own loaded models. ``local``: in each agent-loop worker process (8 copies per node by default; on CPU,
+    as verl's workers get no GPU). ``auto``: ``actor`` inside Ray, else ``local``."""
 
     analysis_batch_size: int = 256
     """At most this many texts per analyzer call. Concurrent prompts of one worker are batched together."""
@@ -122,6 +130,8 @@ class EditRolloutConfig:
             raise ValueError(
                 f"editgrpo.analyzer={self.analyzer!r}: expected one of {ANALYZERS} or '<module path>:<ClassName>'"
             )
+        if self.service not in ("auto", "local", "actor"):
+            raise ValueError(f"editgrpo.service={self.service!r}: expected 'auto', 'local' or 'actor'")
         if self.num_edits is not None and self.num_edits < 0:
             raise ValueError(f"editgrpo.num_edits={self.num_edits} must be >= 0")
         if self.matching is not None and self.matching not in ("embedding", "exact"):

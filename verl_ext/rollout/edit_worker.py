@@ -59,7 +59,7 @@ import transfer_queue as tq
 from verl.experimental.agent_loop import AgentLoopOutput, AgentLoopWorker
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ, apply_greedy_sampling_params
 
-from verl_ext.rollout.analysis import AnalysisBatcher, get_analyzer
+from verl_ext.rollout.analysis import AnalysisBatcher, get_analyzer, prepare_analyzer
 from verl_ext.rollout.config import EditRolloutConfig, GroupPlan, plan_group
 from verl_ext.rollout.splice import decode_response, splice_pieces, stop_token_ids
 
@@ -111,6 +111,8 @@ class EditAgentLoopWorker(AgentLoopWorker):
         eos = self.tokenizer.eos_token_id
         self.end_of_turn_id = int(eos) if eos is not None and eos in self.stop_ids else self.stop_ids[0]
         self._batcher: Optional[AnalysisBatcher] = None
+        # Checked and loaded before the first step; inside Ray it is the node's shared analyzer (rollout.analysis).
+        self._analyzer = prepare_analyzer(self.edit_cfg, config) if self.edit_cfg.needs_analyzer else None
         self._edit_config = self.edit_cfg.edit_config() if self.edit_cfg.edits_enabled else None
 
     # verl's TransferQueue behaviour, borrowed by reference (see the module docstring).
@@ -228,7 +230,8 @@ class EditAgentLoopWorker(AgentLoopWorker):
         if self._batcher is None:
             cfg = self.edit_cfg
             self._batcher = AnalysisBatcher(
-                lambda: get_analyzer(cfg), max_batch=cfg.analysis_batch_size, wait_s=cfg.analysis_wait_ms / 1000.0
+                lambda: self._analyzer if self._analyzer is not None else get_analyzer(cfg), max_batch=cfg.analysis_batch_size,
+                wait_s=cfg.analysis_wait_ms / 1000.0,
             )
         return self._batcher
 

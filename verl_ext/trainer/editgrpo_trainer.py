@@ -108,6 +108,14 @@ def _define_trainer_class() -> type:
     class EditGRPOTrainer(PPOTrainerSync):
         """verl's synchronous V1 trainer with sampled-vs-edited metrics and optional DiTPO token weights."""
 
+        def __init__(self, config, *args, **kwargs):
+            # Late-failing settings (val_batch_size, wandb credentials, model paths) fail here, before verl's
+            # init() loads datasets and models (verl_ext.config.startup).
+            from verl_ext.config.startup import check_before_loading
+
+            check_before_loading(config)
+            super().__init__(config, *args, **kwargs)
+
         @property
         def trainer_mode(self) -> str:
             # Behave as verl's "sync" mode everywhere verl compares the mode (see the module docstring).

@@ -1,0 +1,110 @@
+"""Settings that verl would only trip over after loading the models, checked before anything is loaded.
+
+``check_before_loading(config)`` runs in the ``editgrpo`` trainer's constructor (``verl_ext.trainer.editgrpo_trainer``,
+i.e. in verl's TaskRunner before ``trainer.init()`` builds datasets, workers and models), in the dry run and in the
+pre-flight check. It raises one ``ValueError`` listing every problem, each naming its setting:
+
+* ``data.val_batch_size`` unset: verl's V1 trainer then builds the validation loader with
+  ``batch_size=len(val_dataset)`` (``trainer_base.py:754``), so the whole validation split, pixel values included,
+  goes through TransferQueue in one batch. ``editgrpo_trainer.yaml`` sets a default; this catches an explicit null.
+* ``wandb`` in ``trainer.logger`` without credentials: ``wandb.init`` runs in ``fit`` after every model is loaded and
+  fails there without an API key. Credentials are ``WANDB_API_KEY``, a ``wandb login`` entry in ``~/.netrc`` (or
+  ``$NETRC``) for the W&B host, or ``WANDB_MODE=offline`` / ``disabled``.
+* the edit step's and the reward's model paths (``editgrpo.models.*``, ``reward.reward_kwargs.models.*``): each must
+  exist, as the workers would only find out when they load them.
+"""
+from __future__ import annotations
+
+import netrc
+import os
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+__all__ = ["check_before_loading", "startup_problems", "wandb_credentials"]
+
+_OFFLINE_MODES = ("offline", "disabled", "dryrun")
+
+
+def wandb_credentials(env: Optional[dict] = None) -> Optional[str]:
+    """How this process would authenticate to W&B (a short description), or None when it could not."""
+    env = os.environ if env is None else env
+    mode = env.get("WANDB_MODE", "").strip().lower()
+    if mode in _OFFLINE_MODES:
+        return f"WANDB_MODE={mode}"
+    if env.get("WANDB_API_KEY", "").strip():
+        return "WANDB_API_KEY"
+    host = urlparse(env.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    path = env.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    try:
+        entry = netrc.netrc(path).authenticators(host)
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        entry = None
+    if entry and entry[2]:
+        return f"{path} entry for {host}"
+    return None
+
+
+def _get(config: Any, dotted: str, default: Any = None) -> Any:
+    node = config
+    for part in dotted.split("."):
+        if node is None:
+            return default
+        node = node.get(part, None) if hasattr(node, "get") else getattr(node, part, None)
+    return default if node is None else node
+
+
+def _loggers(config: Any) -> list[str]:
+    value = _get(config, "trainer.logger", [])
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def startup_problems(config: Any, env: Optional[dict] = None, check_models: bool = True) -> list[str]:
+    """Every problem ``check_before_loading`` would raise for, one line each (empty: none)."""
+    problems = []
+    if "data" in config and "val_batch_size" in config.data and _get(config, "data.val_batch_size") in (None, 0):
+        problems.append(
+            "data.val_batch_size is not set: verl would put the whole validation split (with pixel values) "
+            "through TransferQueue as one batch. Set data.val_batch_size (editgrpo_trainer.yaml: 64)."
+        )
+    if any(name in ("wandb", "vemlp_wandb") for name in _loggers(config)) and wandb_credentials(env) is None:
+        problems.append(
+            "trainer.logger includes wandb but this machine has no W&B credentials (WANDB_API_KEY, `wandb login`) "
+            "and WANDB_MODE is not offline: the run would die in wandb.init after loading every model. Set "
+            "WANDB_API_KEY, run `wandb login`, export WANDB_MODE=offline, or drop wandb from trainer.logger "
+            "(e.g. trainer.logger='[console,file]')."
+        )
+    if check_models:
+        problems += _model_path_problems(config)
+    return problems
+
+
+def _model_path_problems(config: Any) -> list[str]:
+    problems = []
+    if config.get("editgrpo", None) is not None:
+        try:
+            from verl_ext.rollout.analysis import check_analyzer_paths
+            from verl_ext.rollout.config import EditRolloutConfig
+
+            cfg = EditRolloutConfig.from_trainer_config(config)
+            manager = str(_get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class", "") or "")
+            if cfg.needs_analyzer and manager.startswith("verl_ext.rollout"):
+                check_analyzer_paths(cfg)
+        except (ValueError, FileNotFoundError) as exc:
+            problems.append(str(exc))
+    if _get(config, "reward.reward_manager.name") == "radiology":
+        try:
+            from verl_ext.reward.config import RadiologyRewardConfig
+            from verl_ext.reward.service import check_model_paths
+
+            check_model_paths(RadiologyRewardConfig.from_trainer_config(config))
+        except (ValueError, FileNotFoundError) as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def check_before_loading(config: Any) -> None:
+    """Raise ``ValueError`` naming every late-failing setting of ``config`` (see the module docstring)."""
+    problems = startup_problems(config)
+    if problems:
+        raise ValueError("verl_ext start-up check failed (nothing has been loaded yet):\n  - "
+                         + "\n  - ".join(problems))
