@@ -32,7 +32,8 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from verl_ext.trainer.post_import import when_imported
+# the post-import hook the advantage estimators register with (registration waits for verl's core_algos import)
+from verl_ext.algorithms.advantages import when_imported
 
 INSERTED_MASKED = "inserted_masked"
 INSERTED_LUFFY = "inserted_luffy"
