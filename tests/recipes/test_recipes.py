@@ -15,8 +15,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*.sh") if p.name != "common.sh")
 DATASETS = {"mimic": (6, 4, "mimic_cxr"), "rexgradient": (6, 4, "rexgradient"), "iu_xray": (2, 2, "iu_xray"),
-            "padchest_gr": (2, 2, "padchest_gr")}
-VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
+            "padchest_gr": (2, 2, "padchest_gr"), "chexpert_plus": (6, 4, "chexpert_plus")}
+EDITGRPO_DATASETS = ("mimic", "rexgradient", "iu_xray", "padchest_gr")
+EDITGRPO_VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
+DEER_DATASETS = ("mimic", "chexpert_plus")
+DEER_VARIANTS = ("deer", "ditpo_rule", "ditpo_grad")
+VARIANTS = EDITGRPO_VARIANTS + DEER_VARIANTS
 
 
 def _split(recipe: Path) -> tuple[str, str]:
@@ -51,7 +55,8 @@ def _command(recipe: Path, env: dict, *args: str) -> list[str]:
 
 def test_every_dataset_has_every_variant():
     names = {p.stem for p in RECIPES}
-    assert names == {f"{d}_{v}" for d in DATASETS for v in VARIANTS}
+    assert names == ({f"{d}_{v}" for d in EDITGRPO_DATASETS for v in EDITGRPO_VARIANTS}
+                     | {f"{d}_{v}" for d in DEER_DATASETS for v in DEER_VARIANTS})
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -62,7 +67,8 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     assert cmd[:3] == [sys.executable, "-m", "verl_ext.config.dry_run"]
     assert cmd[-1] == "trainer.logger=[console]"  # caller overrides come last, so they win
     assert f"trainer.n_gpus_per_node={n_gpus}" in cmd
-    assert f"data.train_files={env['DATA_DIR']}/{data_name}/train.parquet" in cmd
+    if variant != "deer":  # DEER trains on the DDSampling subset (_check_deer)
+        assert f"data.train_files={env['DATA_DIR']}/{data_name}/train.parquet" in cmd
     if variant == "sft":
         assert "--config-name=editgrpo_sft" in cmd and f"model.path={env['MODEL_PATH']}" in cmd
         return
@@ -70,6 +76,9 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     assert f"actor_rollout_ref.rollout.limit_images={limit_images}" in cmd
     assert f"trainer.experiment_name={dataset}_{variant}" in cmd
     assert "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=verl_ext.register" in cmd
+    if variant in DEER_VARIANTS:
+        _check_deer(cmd, variant, env, data_name)
+        return
     edits = variant.startswith("editgrpo")
     manager = "verl_ext.rollout.EditAgentLoopManagerTQ" if edits else "null"
     assert f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}" in cmd
@@ -81,6 +90,29 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     models = env["MODELS_DIR"]
     assert f"editgrpo.models.rate_ner={models}/RaTE-NER-Deberta" in cmd
     assert f"reward.reward_kwargs.models.chexbert_checkpoint={models}/chexbert.pth" in cmd
+
+
+def _check_deer(cmd, variant, env, data_name):
+    """DEER Sec. 3.1 / 4: no edits, GRPO (/ std), 8 rollouts, 64 prompts, lr 1e-6, F1 then F1 + 0.25 BLEU-2."""
+    assert "actor_rollout_ref.rollout.agent.agent_loop_manager_class=null" in cmd and "editgrpo.scheme=none" in cmd
+    assert "algorithm.adv_estimator=grpo" in cmd and "algorithm.norm_adv_by_std_in_grpo=true" in cmd
+    assert "actor_rollout_ref.rollout.n=8" in cmd and "data.train_batch_size=64" in cmd
+    assert "+reward.reward_kwargs.components={chexbert_example_f1:1.0,bleu2:0.0}" in cmd
+    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[500,0.25]]}" in cmd
+    weighting = "tfidf" if variant == "ditpo_rule" else "gradient"
+    assert f"ditpo.weighting={weighting}" in cmd
+    subset = f"data.train_files={env['DATA_DIR']}/{data_name}_ddsampling/train.parquet"
+    assert (subset in cmd) == (variant == "deer")
+
+
+def test_deer_subset_and_switch_step_from_the_environment(env, tmp_path):
+    (tmp_path / "train-00000.parquet").write_bytes(b"")
+    cmd = _command(REPO / "recipes" / "mimic_deer.sh", {**env, "DDS_DIR": str(tmp_path),
+                                                        "DEER_BLEU_SWITCH_STEP": "120"})
+    assert f"data.train_files=[{tmp_path}/train-00000.parquet]" in cmd
+    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[120,0.25]]}" in cmd
+    given = _command(REPO / "recipes" / "mimic_deer.sh", {**env, "TRAIN_FILES": "/x/train.parquet"})
+    assert "data.train_files=/x/train.parquet" in given
 
 
 def test_multi_node_and_environment(env):

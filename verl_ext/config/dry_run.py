@@ -458,7 +458,12 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
         elif weighting != "none" and cfg.trainer.v1.trainer_mode != "editgrpo":
             report.fail("ditpo.weighting", f"{weighting!r} is applied only by trainer.v1.trainer_mode=editgrpo")
         else:
-            report.ok("ditpo", f"weighting={weighting}, alpha={ditpo.get('alpha')}")
+            report.ok("ditpo", f"weighting={weighting}, alpha={ditpo.get('alpha')}, beta={ditpo.get('beta')}")
+
+    from verl_ext.trainer.token_channel_step import check_config as check_token_channel
+
+    for problem in check_token_channel(cfg):
+        report.fail("token channel", problem)
 
     # --- the edit step, parsed and validated as the agent-loop workers do
     manager = cfg.actor_rollout_ref.rollout.agent.get("agent_loop_manager_class", None)

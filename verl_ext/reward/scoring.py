@@ -117,10 +117,12 @@ class RewardScorer:
             texts = list(dict.fromkeys(resp_texts + ref_texts))
             rg_of = dict(zip(texts, self.clinical.radgraph_annotations(texts)))
         cx_of: dict[str, Any] = {}
+        cx_raw_of: dict[str, Any] = {}
         if "chexbert" in self.needs and (resp_texts or ref_texts):
             texts = list(dict.fromkeys(resp_texts + ref_texts))
-            labels = binarize(self.clinical.chexbert_classes(texts), uncertain=cfg.chexbert_uncertain)
-            cx_of = dict(zip(texts, labels))
+            classes = self.clinical.chexbert_classes(texts)
+            cx_raw_of = dict(zip(texts, classes))
+            cx_of = dict(zip(texts, binarize(classes, uncertain=cfg.chexbert_uncertain)))
 
         results = []
         for i in range(n):
@@ -145,6 +147,8 @@ class RewardScorer:
                     radgraph_reference=rg_of.get(ref),
                     chexbert_response=cx_of.get(resp),
                     chexbert_reference=cx_of.get(ref),
+                    chexbert_response_classes=cx_raw_of.get(resp),
+                    chexbert_reference_classes=cx_raw_of.get(ref),
                     rate_analyzer=self.clinical._rate,
                     context=self.context,
                 )
@@ -182,7 +186,8 @@ class RewardScorer:
         from verl_ext.reward.token_weights import ditpo_gradient_channels
         from verl_ext.token_channel import put_reward_info
 
-        todo = [i for i in scorable if requests[i].token_spans is not None and not results[i]["reward_extra_info"]["invalid"]]
+        todo = [i for i in scorable
+                if requests[i].token_spans is not None and not results[i]["reward_extra_info"]["invalid"]]
         channels: dict[int, Any] = {}
         if todo:
             start = time.perf_counter()
