@@ -19,7 +19,7 @@ DATASETS = {"mimic": (6, 4, "mimic_cxr"), "rexgradient": (6, 4, "rexgradient"), 
 EDITGRPO_DATASETS = ("mimic", "rexgradient", "iu_xray", "padchest_gr")
 EDITGRPO_VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
 DEER_DATASETS = ("mimic", "chexpert_plus")
-DEER_VARIANTS = ("deer", "ditpo_rule", "ditpo_grad")
+DEER_VARIANTS = ("deer", "ditpo_rule", "ditpo_grad", "deer_sft")
 VARIANTS = EDITGRPO_VARIANTS + DEER_VARIANTS
 
 
@@ -69,8 +69,11 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     assert f"trainer.n_gpus_per_node={n_gpus}" in cmd
     if variant != "deer":  # DEER trains on the DDSampling subset (_check_deer)
         assert f"data.train_files={env['DATA_DIR']}/{data_name}/train.parquet" in cmd
-    if variant == "sft":
+    if variant in ("sft", "deer_sft"):
         assert "--config-name=editgrpo_sft" in cmd and f"model.path={env['MODEL_PATH']}" in cmd
+        if variant == "deer_sft":  # DEER Sec. 4: language model frozen, lr 1e-5, batch 64
+            assert "model.external_lib=verl_ext.freeze" in cmd and "optim.lr=1e-5" in cmd
+            assert "+model.override_config.verl_ext_freeze=language_model" in cmd
         return
     assert "--config-name=editgrpo_trainer" in cmd and f"actor_rollout_ref.model.path={env['MODEL_PATH']}" in cmd
     assert f"actor_rollout_ref.rollout.limit_images={limit_images}" in cmd
@@ -174,6 +177,8 @@ def test_recipe_dry_run_passes(recipe, batch_reports):
     report = batch_reports[recipe.stem]
     assert report["ok"], "\n".join(report["errors"])
     assert report["kind"] == ("sft" if recipe.stem.endswith("_sft") else "rl")
+    if recipe.stem.endswith("_deer_sft"):
+        assert report["settings"]["model.override_config"]["verl_ext_freeze"] == "language_model"
     # the data files and scorer models of the tests do not exist: warnings, not errors
     assert any(w.startswith("data.train_files") for w in report["warnings"])
     if not recipe.stem.endswith("_sft"):
