@@ -116,8 +116,8 @@ def bench_channel(args) -> None:
     t_adv = timed(lambda: compute_grpo_outcome_advantage(scores, mask, index))
     size = np.mean([len(i[tc.CHANNEL_KEY]) for i in infos])
     print(f"channel for {args.step} trajectories of ~{args.tokens} tokens (half of them edited)")
-    print(f"  reward side, encode weights    {1000 * t_encode:8.1f} ms / step   ({size / lengths.mean():.2f} bytes per token,"
-          f" {size / 1024:.1f} KiB per trajectory)")
+    print(f"  reward side, encode weights    {1000 * t_encode:8.1f} ms / step   "
+          f"({size / lengths.mean():.2f} bytes per token, {size / 1024:.1f} KiB per trajectory)")
     print(f"  trainer side, read + stack x2  {1000 * t_read:8.1f} ms / step")
     print(f"  verl's GRPO advantage (scale)  {1000 * t_adv:8.1f} ms / step   -> channel = "
           f"{(t_encode + t_read) / t_adv:.1f}x verl's advantage computation")

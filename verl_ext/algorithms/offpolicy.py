@@ -137,7 +137,9 @@ def _make_loss(mode: str):
                 "token_channel_step); use loss_mode=vanilla for the plain treatment."
             )
         if batch.inserted.shape != response_mask.shape:
-            raise ValueError(f"inserted mask {tuple(batch.inserted.shape)} vs response_mask {tuple(response_mask.shape)}")
+            raise ValueError(
+                f"inserted mask {tuple(batch.inserted.shape)} vs response_mask {tuple(response_mask.shape)}"
+            )
         clip = config.clip_ratio
         low = config.clip_ratio_low if config.clip_ratio_low is not None else clip
         high = config.clip_ratio_high if config.clip_ratio_high is not None else clip

@@ -1,1 +1,1 @@
-"""Training-data selection for RL: DDSampling (DEER Sec. 3.2) as a command, ``python -m verl_ext.selection.ddsampling``."""
+"""Training-data selection for RL: DDSampling (DEER Sec. 3.2), ``python -m verl_ext.selection.ddsampling``."""

@@ -38,7 +38,8 @@ def _settings(config) -> tuple[str, str, float]:
     inserted = config.get("inserted_tokens", None) or {}
     from verl_ext.algorithms.offpolicy import DEFAULT_GAMMA
 
-    return str(ditpo.get("weighting", "none") or "none"), _loss_mode(config), float(inserted.get("gamma", DEFAULT_GAMMA))
+    weighting = str(ditpo.get("weighting", "none") or "none")
+    return weighting, _loss_mode(config), float(inserted.get("gamma", DEFAULT_GAMMA))
 
 
 def check_config(config) -> list[str]:
