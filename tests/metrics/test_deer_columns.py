@@ -45,3 +45,24 @@ def test_nlg_scores_identity_and_columns():
         assert out["rouge_l"] == pytest.approx(1.0)
     cols = deer_columns(["heart enlarged", "lungs clear"], refs, np.eye(2, 14, dtype=int), np.eye(2, 14, dtype=int))
     assert cols["ce_f1"] == 1.0 and cols["n"] == 2.0 and 0 <= cols["bleu4"] < 1
+
+
+def test_cli_table(tmp_path, capsys):
+    import json
+
+    from verl_ext.metrics.deer import main
+    from verl_ext.testing.scorer_models import build_chexbert
+
+    cx = build_chexbert(tmp_path / "cx")
+    rows = [{"generated": "small left pleural effusion .", "reference": "small left pleural effusion ."},
+            {"generated": "lungs are clear .", "reference": "mild cardiomegaly ."}]
+    src = tmp_path / "gen.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["--input", str(src), "--chexbert-checkpoint", str(cx / "chexbert.pth"), "--chexbert-bert",
+                 str(cx / "bert"), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
+    table = json.loads((tmp_path / "o" / "deer_table.json").read_text())
+    assert table["n"] == 2.0 and 0 <= table["ce_f1"] <= 1 and "| P | R | F1" in capsys.readouterr().out
+    src.write_text(json.dumps({"generated": "x", "reference": ""}) + "\n")
+    with pytest.raises(SystemExit):
+        main(["--input", str(src), "--chexbert-checkpoint", str(cx / "chexbert.pth"), "--chexbert-bert",
+              str(cx / "bert"), "--out", str(tmp_path / "o2")])

@@ -10,10 +10,16 @@
   ROUGE-L from ``nltk`` / ``rouge-score`` and METEOR reported as missing — never silently replaced by another metric.
   Tokenisation: lower-cased words and punctuation marks (``verl_ext.metrics.bleu.tokenize``).
 
-``deer_columns(generated, references, gen_labels, ref_labels, ce="example")`` returns the columns as a dict.
+``deer_columns(generated, references, gen_labels, ref_labels, ce="example")`` returns the columns as a dict;
+``python -m verl_ext.metrics.deer --input gen.jsonl --chexbert-checkpoint ... --chexbert-bert ... --out DIR
+[--ce macro]`` labels ``verl_ext.eval.generate``'s rows with CheXbert and writes ``deer_table.json`` / ``.md``.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -86,3 +92,40 @@ def deer_columns(generated: Sequence[str], references: Sequence[str], gen_labels
     out.update(nlg_scores(generated, references))
     out["n"] = float(len(generated))
     return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m verl_ext.metrics.deer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="JSON lines with generated and reference (verl_ext.eval.generate)")
+    p.add_argument("--chexbert-checkpoint", required=True)
+    p.add_argument("--chexbert-bert", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--ce", choices=CE_MODES, default="example",
+                   help="example (MIMIC-CXR, IU-Xray; PromptMRG) or macro (CheXpert Plus; MambaXray-VL)")
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
+    from verl_ext.clinical.chexbert import CheXbertLabeler
+
+    rows = [json.loads(line) for line in Path(a.input).read_text(encoding="utf-8").splitlines() if line.strip()]
+    bad = [i for i, r in enumerate(rows) if not isinstance(r.get("generated"), str)
+           or not isinstance(r.get("reference"), str) or not r["reference"].strip()]
+    if bad:
+        p.error(f"{len(bad)} rows lack a generated text or a non-empty reference (first: line {bad[0] + 1})")
+    labeler = CheXbertLabeler(a.chexbert_checkpoint, a.chexbert_bert, device=a.device)
+    gen, ref = [r["generated"] for r in rows], [r["reference"] for r in rows]
+    table = deer_columns(gen, ref, labeler.labels(gen, "negative"), labeler.labels(ref, "negative"), ce=a.ce)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "deer_table.json").write_text(json.dumps(table, indent=2) + "\n")
+    cells = ["-" if table[c] is None else f"{table[c]:.3f}" for c in COLUMNS]
+    md = "| P | R | F1 | B-4 | MTR | R-L |\n|---|---|---|---|---|---|\n| " + " | ".join(cells) + " |\n"
+    (out / "deer_table.md").write_text(md)
+    print(md, end="")
+    if table["meteor"] is None:
+        print("METEOR not computed: install pycocoevalcap (Java METEOR 1.5) for the R2Gen-protocol NLG metrics")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
