@@ -41,8 +41,8 @@ use_dataset() {
     rexgradient) DATA_NAME=rexgradient; LIMIT_IMAGES=6; TOTAL_STEPS=600;  DEFAULT_GPUS=4 ;;
     iu_xray)     DATA_NAME=iu_xray;     LIMIT_IMAGES=2; TOTAL_STEPS=;     DEFAULT_GPUS=2 ;;
     padchest_gr) DATA_NAME=padchest_gr; LIMIT_IMAGES=2; TOTAL_STEPS=;     DEFAULT_GPUS=2 ;;
-    # DEER's third dataset (data_prep/chexpert_plus.py); DEER gives no step count: one epoch.
-    chexpert_plus) DATA_NAME=chexpert_plus; LIMIT_IMAGES=6; TOTAL_STEPS=; DEFAULT_GPUS=4 ;;
+    # OraPO (arXiv 2509.18600): CheXpert Plus, 4 GPUs (the paper's 4 x A10).
+    chexpert_plus) DATA_NAME=chexpert_plus; LIMIT_IMAGES=2; TOTAL_STEPS=;   DEFAULT_GPUS=4 ;;
     *) echo "common.sh: unknown dataset '$DATASET' (mimic | rexgradient | iu_xray | padchest_gr | chexpert_plus)" >&2
        exit 2 ;;
   esac

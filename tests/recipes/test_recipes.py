@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*.sh") if p.name != "common.sh")
 DATASETS = {"mimic": (6, 4, "mimic_cxr"), "rexgradient": (6, 4, "rexgradient"), "iu_xray": (2, 2, "iu_xray"),
-            "padchest_gr": (2, 2, "padchest_gr"), "chexpert_plus": (6, 4, "chexpert_plus")}
+            "padchest_gr": (2, 2, "padchest_gr"), "chexpert_plus": (2, 4, "chexpert_plus")}
 EDITGRPO_DATASETS = ("mimic", "rexgradient", "iu_xray", "padchest_gr")
 EDITGRPO_VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
 DEER_DATASETS = ("mimic", "chexpert_plus")
