@@ -77,9 +77,11 @@ use_ddsampling_subset() {
 
 # DEER's RL settings (Sec. 3.1 and 4): GRPO advantages (Eq. 2, / std), 8 rollouts, 64 prompts per step, reward
 # F1 (PromptMRG example-based CheXbert F1), then F1 + 0.25 BLEU-2 from step DEER_BLEU_SWITCH_STEP (the paper
-# gives no step: default 500), no edit step. Usage: deer_rl_args <weighting> -> DEER_ARGS.
+# gives no step: default 500), no edit step, one pass over the (sub)set (DEER gives no step count, so the
+# EditGRPO step caps of use_dataset are dropped). Usage: deer_rl_args <weighting> -> DEER_ARGS.
 deer_rl_args() {
   local weighting="$1"
+  TOTAL_STEPS=
   local switch="${DEER_BLEU_SWITCH_STEP:-500}"
   DEER_ARGS=(
     actor_rollout_ref.rollout.agent.agent_loop_manager_class=null

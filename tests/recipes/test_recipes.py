@@ -106,6 +106,7 @@ def _check_deer(cmd, variant, env, data_name):
     assert f"ditpo.weighting={weighting}" in cmd
     subset = f"data.train_files={env['DATA_DIR']}/{data_name}_ddsampling/train.parquet"
     assert (subset in cmd) == (variant == "deer")
+    assert not any(c.startswith("trainer.total_training_steps=") for c in cmd)  # one pass over the (sub)set
 
 
 def test_deer_subset_and_switch_step_from_the_environment(env, tmp_path):
