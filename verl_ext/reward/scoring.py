@@ -175,8 +175,7 @@ class RewardScorer:
             self.counters["analyses_reused"] += info["analysis_reused"]
             results.append({"reward_score": float(score), "reward_extra_info": info})
         if cfg.token_weights != "none":
-            self._add_token_weights(requests, results, [i for i in scorable if ref_problem[i] is None], cx_of,
-                                    references)
+            self._add_token_weights(requests, results, scorable, cx_of, references)
         return results
 
     def _add_token_weights(self, requests, results, scorable: list[int], cx_of: dict, references: list[str]) -> None:
@@ -186,8 +185,7 @@ class RewardScorer:
         from verl_ext.reward.token_weights import ditpo_gradient_channels
         from verl_ext.token_channel import put_reward_info
 
-        todo = [i for i in scorable
-                if requests[i].token_spans is not None and not results[i]["reward_extra_info"]["invalid"]]
+        todo = [i for i in scorable if requests[i].token_spans is not None]  # non-empty response, valid reference
         channels: dict[int, Any] = {}
         if todo:
             start = time.perf_counter()
