@@ -72,3 +72,10 @@ def test_cli_writes_the_table(tiny, tmp_path, capsys):
                  "--device", "cpu"]) == 0
     assert "Label Mod. Ratio" in capsys.readouterr().out
     assert set(json.loads((tmp_path / "o" / "masking.json").read_text())) == {"random", "tfidf", "gradient"}
+    # verl's rollout dump layout (trainer.rollout_data_dir)
+    dump = tmp_path / "1.jsonl"
+    dump.write_text("".join(json.dumps({"input": "p", "output": r["generated"], "gts": r["reference"], "score": 0.0})
+                            + "\n" for r in rows))
+    assert main(["--input", str(dump), "--tokenizer", str(path / "bert"), "--chexbert-checkpoint",
+                 str(path / "chexbert.pth"), "--chexbert-bert", str(path / "bert"), "--out", str(tmp_path / "v"),
+                 "--device", "cpu", "--generated-key", "output", "--reference-key", "gts", "--group-key", "input"]) == 0

@@ -15,7 +15,9 @@ Choices where the paper is silent (documented, flags where useful): masking remo
 remaining tokens are decoded as they are); ``k = max(1, round(share * n_tokens))`` tokens, ties broken by position;
 labels are binary with positive = CheXbert class 1 (PromptMRG); ``random`` draws uniform scores from a seeded
 generator. Input rows: JSON lines with ``generated``, ``reference`` and optionally ``group`` (responses of one
-prompt, for TF-IDF; default: rows with the same reference form a group).
+prompt, for TF-IDF; default: rows with the same reference form a group). verl's own rollout dumps
+(``trainer.rollout_data_dir``: ``input``, ``output``, ``gts`` per line) read with
+``--generated-key output --reference-key gts --group-key input``.
 """
 from __future__ import annotations
 
@@ -127,6 +129,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--alpha", type=float, default=4.0, help="TF-IDF weight strength (DEER: 4)")
     p.add_argument("--beta", type=float, default=1.0, help="gradient weight strength (DEER: 1)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--generated-key", default="generated")
+    p.add_argument("--reference-key", default="reference")
+    p.add_argument("--group-key", default="group", help="rows sharing it form a TF-IDF group (default: reference)")
     a = p.parse_args(argv)
     if not 0 < a.share <= 1:
         p.error("--share must be in (0, 1]")
@@ -135,11 +140,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from verl_ext.clinical.chexbert import CheXbertLabeler
 
     rows = [json.loads(line) for line in Path(a.input).read_text(encoding="utf-8").splitlines() if line.strip()]
-    missing = [i for i, r in enumerate(rows) if "generated" not in r or "reference" not in r]
+    gk, rk = a.generated_key, a.reference_key
+    missing = [i for i, r in enumerate(rows) if gk not in r or rk not in r]
     if missing:
-        p.error(f"{len(missing)} rows lack 'generated' or 'reference' (first: line {missing[0] + 1})")
-    table = masking_analysis([r["generated"] for r in rows], [r["reference"] for r in rows],
-                             [r.get("group", r["reference"]) for r in rows],
+        p.error(f"{len(missing)} rows lack {gk!r} or {rk!r} (first: line {missing[0] + 1})")
+    table = masking_analysis([r[gk] for r in rows], [r[rk] for r in rows],
+                             [str(r.get(a.group_key, r[rk])) for r in rows],
                              tokenizer=AutoTokenizer.from_pretrained(a.tokenizer),
                              labeler=CheXbertLabeler(a.chexbert_checkpoint, a.chexbert_bert, device=a.device),
                              share=a.share, seed=a.seed, alpha=a.alpha, beta=a.beta)
