@@ -512,6 +512,8 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
             needs = set()
             for name in rc.components:
                 needs |= set(get_component(name).needs)
+            if rc.token_weights != "none":  # the gradient DiTPO weights run CheXbert (verl_ext.reward.token_weights)
+                needs.add("chexbert")
             return rc, needs
 
         result = _check(report, "reward.reward_kwargs -> RadiologyRewardConfig", reward_config,
