@@ -92,3 +92,15 @@ def reward_diversity(groups: Sequence[Sequence[float]], decimals: Optional[int] 
         "unique_rewards_mean": float(np.mean(unique)),
         "reward_std_mean": float(np.mean(stds)),
     }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m verl_ext.algorithms.ddsampling`` runs the command, `verl_ext.selection.ddsampling` (generation,
+    CheXbert labels, selection, shards, manifest, report); this module stays pure."""
+    from verl_ext.selection.ddsampling import main as command
+
+    return command(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
