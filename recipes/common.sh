@@ -53,6 +53,7 @@ use_dataset() {
        exit 2 ;;
   esac
   N_GPUS="${N_GPUS:-$DEFAULT_GPUS}"
+  _TRAIN_FILES_GIVEN="${TRAIN_FILES:+1}"
   TRAIN_FILES="${TRAIN_FILES:-$(_split_files train)}"
   # The authors validate on the test split (before training only); point VAL_FILES elsewhere if you have a val split.
   VAL_FILES="${VAL_FILES:-$(_split_files test)}"
@@ -60,13 +61,51 @@ use_dataset() {
 
 # The data_prep shards of one split as a Hydra list; <split>.parquet when no shard exists yet (dry runs before prep).
 _split_files() {
-  local shards=("$DATA_DIR/$DATA_NAME/$1"-[0-9]*.parquet)
+  _dir_split_files "$DATA_DIR/$DATA_NAME" "$1"
+}
+
+_dir_split_files() {
+  local shards=("$1/$2"-[0-9]*.parquet)
   if [[ -e "${shards[0]}" ]]; then
     local IFS=,
     echo "[${shards[*]}]"
   else
-    echo "$DATA_DIR/$DATA_NAME/$1.parquet"
+    echo "$1/$2.parquet"
   fi
+}
+
+# DEER: train on the DDSampling subset (python -m verl_ext.selection.ddsampling --out $DDS_DIR ...), default
+# $DATA_DIR/<dataset>_ddsampling; an explicit TRAIN_FILES wins.
+use_ddsampling_subset() {
+  DDS_DIR="${DDS_DIR:-$DATA_DIR/${DATA_NAME}_ddsampling}"
+  if [[ -z "${_TRAIN_FILES_GIVEN:-}" ]]; then TRAIN_FILES="$(_dir_split_files "$DDS_DIR" train)"; fi
+}
+
+# DEER's RL settings (Sec. 3.1 and 4): GRPO advantages (Eq. 2, / std), 8 rollouts, 64 prompts per step, reward
+# F1 (PromptMRG example-based CheXbert F1), then F1 + 0.25 BLEU-2 from step DEER_BLEU_SWITCH_STEP (the paper
+# gives no step: default 500), no edit step, one pass over the (sub)set (DEER gives no step count, so the
+# EditGRPO step caps of use_dataset are dropped). Usage: deer_rl_args <weighting> -> DEER_ARGS.
+deer_rl_args() {
+  local weighting="$1"
+  TOTAL_STEPS=
+  local switch="${DEER_BLEU_SWITCH_STEP:-500}"
+  DEER_ARGS=(
+    actor_rollout_ref.rollout.agent.agent_loop_manager_class=null
+    editgrpo.scheme=none
+    algorithm.adv_estimator=grpo
+    algorithm.norm_adv_by_std_in_grpo=true
+    actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-mean
+    actor_rollout_ref.rollout.n=8
+    data.train_batch_size=64
+    actor_rollout_ref.actor.ppo_mini_batch_size=64
+    actor_rollout_ref.actor.optim.lr=1e-6
+    "~reward.reward_kwargs.components"
+    "+reward.reward_kwargs.components={chexbert_example_f1:1.0,bleu2:0.0}"
+    "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[$switch,0.25]]}"
+    +reward.reward_kwargs.bleu_n=2
+    +reward.reward_kwargs.chexbert_uncertain=negative
+    "ditpo.weighting=$weighting"
+  )
 }
 
 # Splits "$@" into DRY_RUN (0/1), PREFLIGHT (0/1) and USER_ARGS (the Hydra overrides).

@@ -9,6 +9,7 @@ import importlib
 
 PLUGIN_MODULES = (
     "verl_ext.algorithms.advantages",  # advantage estimators: dr_grpo, ditpo
+    "verl_ext.algorithms.offpolicy",  # policy losses: inserted_masked, inserted_luffy
     "verl_ext.reward.manager",  # reward-loop manager: radiology
     "verl_ext.trainer.editgrpo_trainer",  # V1 trainer mode: editgrpo (training metrics sampled vs edited)
     "verl_ext.trainer.orapo_trainer",  # V1 trainer mode: orapo (oracle-educated GRPO/DPO mixing)

@@ -16,11 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(p for p in (REPO / "recipes").glob("*.sh") if p.name != "common.sh")
 DATASETS = {"mimic": (6, 4, "mimic_cxr"), "rexgradient": (6, 4, "rexgradient"), "iu_xray": (2, 2, "iu_xray"),
             "padchest_gr": (2, 2, "padchest_gr"), "chexpert_plus": (2, 4, "chexpert_plus")}
-VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft", "orapo")
-# EditGRPO's variants on its four datasets; OraPO (arXiv 2509.18600) on the datasets of its paper.
 EDITGRPO_DATASETS = ("mimic", "rexgradient", "iu_xray", "padchest_gr")
-EXPECTED = {f"{d}_{v}" for d in EDITGRPO_DATASETS for v in VARIANTS if v != "orapo"} | {
-    "mimic_orapo", "chexpert_plus_orapo"}
+EDITGRPO_VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "editgrpo_para", "sft")
+DEER_DATASETS = ("mimic", "chexpert_plus")
+DEER_VARIANTS = ("deer", "ditpo_rule", "ditpo_grad", "deer_sft")
+VARIANTS = EDITGRPO_VARIANTS + DEER_VARIANTS + ("orapo",)
+# EditGRPO's variants on its four datasets; DEER and OraPO (arXiv 2509.18600) on the datasets of their papers.
+EXPECTED = ({f"{d}_{v}" for d in EDITGRPO_DATASETS for v in EDITGRPO_VARIANTS}
+            | {f"{d}_{v}" for d in DEER_DATASETS for v in DEER_VARIANTS} | {"mimic_orapo", "chexpert_plus_orapo"})
 
 
 def _split(recipe: Path) -> tuple[str, str]:
@@ -66,9 +69,13 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     assert cmd[:3] == [sys.executable, "-m", "verl_ext.config.dry_run"]
     assert cmd[-1] == "trainer.logger=[console]"  # caller overrides come last, so they win
     assert f"trainer.n_gpus_per_node={n_gpus}" in cmd
-    assert f"data.train_files={env['DATA_DIR']}/{data_name}/train.parquet" in cmd
-    if variant == "sft":
+    if variant != "deer":  # DEER trains on the DDSampling subset (_check_deer)
+        assert f"data.train_files={env['DATA_DIR']}/{data_name}/train.parquet" in cmd
+    if variant in ("sft", "deer_sft"):
         assert "--config-name=editgrpo_sft" in cmd and f"model.path={env['MODEL_PATH']}" in cmd
+        if variant == "deer_sft":  # DEER Sec. 4: language model frozen, lr 1e-5, batch 64
+            assert "model.external_lib=verl_ext.freeze" in cmd and "optim.lr=1e-5" in cmd
+            assert "+model.override_config.verl_ext_freeze=language_model" in cmd
         return
     assert "--config-name=editgrpo_trainer" in cmd and f"actor_rollout_ref.model.path={env['MODEL_PATH']}" in cmd
     assert f"actor_rollout_ref.rollout.limit_images={limit_images}" in cmd
@@ -83,6 +90,9 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
         assert "data.train_max_samples=1000" in cmd and "data.seed=1" in cmd
         assert not any(c.startswith("trainer.total_training_steps=") for c in cmd)
         return
+    if variant in DEER_VARIANTS:
+        _check_deer(cmd, variant, env, data_name)
+        return
     edits = variant.startswith("editgrpo")
     manager = "verl_ext.rollout.EditAgentLoopManagerTQ" if edits else "null"
     assert f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager}" in cmd
@@ -94,6 +104,30 @@ def test_recipe_builds_its_dry_run_command(recipe, env):
     models = env["MODELS_DIR"]
     assert f"editgrpo.models.rate_ner={models}/RaTE-NER-Deberta" in cmd
     assert f"reward.reward_kwargs.models.chexbert_checkpoint={models}/chexbert.pth" in cmd
+
+
+def _check_deer(cmd, variant, env, data_name):
+    """DEER Sec. 3.1 / 4: no edits, GRPO (/ std), 8 rollouts, 64 prompts, lr 1e-6, F1 then F1 + 0.25 BLEU-2."""
+    assert "actor_rollout_ref.rollout.agent.agent_loop_manager_class=null" in cmd and "editgrpo.scheme=none" in cmd
+    assert "algorithm.adv_estimator=grpo" in cmd and "algorithm.norm_adv_by_std_in_grpo=true" in cmd
+    assert "actor_rollout_ref.rollout.n=8" in cmd and "data.train_batch_size=64" in cmd
+    assert "+reward.reward_kwargs.components={chexbert_example_f1:1.0,bleu2:0.0}" in cmd
+    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[500,0.25]]}" in cmd
+    weighting = "tfidf" if variant == "ditpo_rule" else "gradient"
+    assert f"ditpo.weighting={weighting}" in cmd
+    subset = f"data.train_files={env['DATA_DIR']}/{data_name}_ddsampling/train.parquet"
+    assert (subset in cmd) == (variant == "deer")
+    assert not any(c.startswith("trainer.total_training_steps=") for c in cmd)  # one pass over the (sub)set
+
+
+def test_deer_subset_and_switch_step_from_the_environment(env, tmp_path):
+    (tmp_path / "train-00000.parquet").write_bytes(b"")
+    cmd = _command(REPO / "recipes" / "mimic_deer.sh", {**env, "DDS_DIR": str(tmp_path),
+                                                        "DEER_BLEU_SWITCH_STEP": "120"})
+    assert f"data.train_files=[{tmp_path}/train-00000.parquet]" in cmd
+    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[120,0.25]]}" in cmd
+    given = _command(REPO / "recipes" / "mimic_deer.sh", {**env, "TRAIN_FILES": "/x/train.parquet"})
+    assert "data.train_files=/x/train.parquet" in given
 
 
 def test_multi_node_and_environment(env):
@@ -159,6 +193,8 @@ def test_recipe_dry_run_passes(recipe, batch_reports):
     report = batch_reports[recipe.stem]
     assert report["ok"], "\n".join(report["errors"])
     assert report["kind"] == ("sft" if recipe.stem.endswith("_sft") else "rl")
+    if recipe.stem.endswith("_deer_sft"):
+        assert report["settings"]["model.override_config"]["verl_ext_freeze"] == "language_model"
     # the data files and scorer models of the tests do not exist: warnings, not errors
     assert any(w.startswith("data.train_files") for w in report["warnings"])
     if not recipe.stem.endswith("_sft"):

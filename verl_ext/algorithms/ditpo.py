@@ -12,14 +12,15 @@ estimators works), ``w_i^t`` a per-token weight:
 * **gradient-based** (Eq. 9-12): ``w_i^t = 1 + beta * s~_i^t``, where ``s~`` is the L2 norm of the gradient of the
   summed CheXbert positive logits of the reference's positive classes w.r.t. CheXbert's input embeddings, mapped
   from CheXbert tokens to policy tokens by the maximum over overlapping characters (``beta = 1`` in the paper).
-  `saliency_token_weights` and `align_max_by_char_spans` implement Eq. 12 and the mapping; computing the saliency
-  itself needs a CheXbert forward/backward on each decoded response plus character offsets of the policy tokens,
-  which verl does not hand to advantage estimators, so it is **not wired into training** here (it would have to be
-  produced per trajectory by the reward worker, which holds CheXbert and the decoded text).
+  `saliency_token_weights`, `align_max_by_char_spans` / `align_max_by_chars` and `spans_from_bounds` are the pure
+  parts; the saliency itself (`verl_ext.clinical.chexbert_saliency`) runs in the reward path, where CheXbert and the
+  decoded text are (`verl_ext.reward.token_weights`), and the weights reach the advantage step through the per-token
+  channel (`verl_ext.token_channel`, applied by `verl_ext.trainer.token_channel_step`).
 
 Why not a registered ``adv_estimator``: verl calls estimators with ``token_level_rewards, response_mask, index,
 config`` only, never the response token ids, so TF-IDF cannot be computed there. The ``editgrpo`` trainer applies
-`tfidf_token_weights` after the configured estimator (``+ditpo.weighting=tfidf``).
+`tfidf_token_weights` (``ditpo.weighting=tfidf``) or the channel's gradient weights (``ditpo.weighting=gradient``)
+after the configured estimator.
 
 Pure torch; no verl import.
 """
@@ -27,11 +28,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
-WEIGHTINGS = ("none", "tfidf")
+WEIGHTINGS = ("none", "tfidf", "gradient")
 DEFAULT_ALPHA = 4.0  # DEER Sec. 4, rule-based DiTPO
 DEFAULT_BETA = 1.0  # DEER Sec. 4, gradient-based DiTPO
 
@@ -112,6 +114,48 @@ def align_max_by_char_spans(
                 best = max(best, float(score))
         out.append(best)
     return out
+
+
+def align_max_by_chars(
+    source_spans: Sequence[tuple[int, int]],
+    source_scores: Sequence[float],
+    target_spans: Sequence[Optional[tuple[int, int]]],
+) -> np.ndarray:
+    """`align_max_by_char_spans` in O(characters + tokens): a per-character maximum, then a maximum per target span.
+
+    A target span of ``None`` (a token with no characters: end-of-turn, special tokens) gets 0.0.
+    """
+    if len(source_spans) != len(source_scores):
+        raise ValueError(f"{len(source_spans)} source spans but {len(source_scores)} scores")
+    ends = [e for _, e in source_spans] + [e for span in target_spans if span is not None for e in span[1:]]
+    chars = np.zeros(max(ends, default=0) + 1, dtype=np.float64)
+    for (s0, s1), score in zip(source_spans, source_scores):
+        if s1 > s0:
+            np.maximum(chars[s0:s1], float(score), out=chars[s0:s1])
+    out = np.zeros(len(target_spans), dtype=np.float64)
+    for k, span in enumerate(target_spans):
+        if span is not None and span[1] > span[0]:
+            out[k] = chars[span[0] : span[1]].max()
+    return out
+
+
+def spans_from_bounds(bounds: Sequence[Optional[int]], n_tokens: int) -> list[Optional[tuple[int, int]]]:
+    """Character span of each of ``n_tokens`` policy tokens from decode offsets (``DecodedResponse.bounds``).
+
+    ``bounds[k]`` is the offset after the first k content tokens (``None`` inside a split multi-byte character: the
+    token then covers the whole character, start rounded down and end rounded up). Tokens past the content (stop
+    tokens) and zero-width tokens get ``None``.
+    """
+    content = len(bounds) - 1
+    spans: list[Optional[tuple[int, int]]] = []
+    for k in range(n_tokens):
+        if k >= content:
+            spans.append(None)
+            continue
+        start = next((bounds[j] for j in range(k, -1, -1) if bounds[j] is not None), 0)
+        end = next((bounds[j] for j in range(k + 1, content + 1) if bounds[j] is not None), None)
+        spans.append((start, end) if end is not None and end > start else None)
+    return spans
 
 
 def apply_token_weights(advantages: torch.Tensor, weights: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:

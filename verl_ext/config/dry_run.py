@@ -73,7 +73,8 @@ _SFT_SETTINGS = (
     "optim.weight_decay", "data.train_files", "data.val_files", "data.messages_key", "data.image_key",
     "data.train_batch_size", "data.max_length", "data.use_dynamic_bsz", "checkpoint.save_contents",
     "trainer.total_epochs", "trainer.save_freq", "trainer.n_gpus_per_node", "trainer.nnodes", "trainer.project_name",
-    "trainer.experiment_name", "trainer.logger", "trainer.default_local_dir",
+    "trainer.experiment_name", "trainer.logger", "trainer.default_local_dir", "model.external_lib",
+    "model.override_config",
 )
 
 
@@ -460,7 +461,18 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
         elif weighting != "none" and cfg.trainer.v1.trainer_mode != "editgrpo":
             report.fail("ditpo.weighting", f"{weighting!r} is applied only by trainer.v1.trainer_mode=editgrpo")
         else:
-            report.ok("ditpo", f"weighting={weighting}, alpha={ditpo.get('alpha')}")
+            report.ok("ditpo", f"weighting={weighting}, alpha={ditpo.get('alpha')}, beta={ditpo.get('beta')}")
+
+    _check_freeze(report, cfg.actor_rollout_ref.model, "actor_rollout_ref.model")
+    if cfg.actor_rollout_ref.actor.get("freeze_vision_tower", False):
+        report.fail("actor_rollout_ref.actor.freeze_vision_tower", "verl 0.9.1's FSDP engine never reads it; use "
+                    "actor_rollout_ref.model.external_lib=verl_ext.freeze "
+                    "+actor_rollout_ref.model.override_config.verl_ext_freeze=vision_tower")
+
+    from verl_ext.trainer.token_channel_step import check_config as check_token_channel
+
+    for problem in check_token_channel(cfg):
+        report.fail("token channel", problem)
 
     # --- the edit step, parsed and validated as the agent-loop workers do
     manager = cfg.actor_rollout_ref.rollout.agent.get("agent_loop_manager_class", None)
@@ -510,6 +522,8 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
             needs = set()
             for name in rc.components:
                 needs |= set(get_component(name).needs)
+            if rc.token_weights != "none":  # the gradient DiTPO weights run CheXbert (verl_ext.reward.token_weights)
+                needs.add("chexbert")
             return rc, needs
 
         result = _check(report, "reward.reward_kwargs -> RadiologyRewardConfig", reward_config,
@@ -592,12 +606,31 @@ def _check_ray_env(report: Report, cfg) -> None:
 # ------------------------------------------------------------------------------------------------------------------
 
 
+def _check_freeze(report: Report, model_cfg, prefix: str) -> None:
+    """``verl_ext_freeze`` (verl_ext/freeze.py) needs ``external_lib=verl_ext.freeze`` and a known part."""
+    from verl_ext.freeze import FREEZE_KEY, PARTS
+
+    part = (model_cfg.get("override_config", None) or {}).get(FREEZE_KEY, None)
+    if part is None:
+        return
+    libs = model_cfg.get("external_lib", None)
+    libs = [libs] if libs is None or isinstance(libs, str) else list(libs)  # verl accepts one module or a list
+    if part not in PARTS:
+        report.fail(f"{prefix}.override_config.{FREEZE_KEY}", f"{part!r} not in {PARTS}")
+    elif "verl_ext.freeze" not in libs:
+        report.fail(f"{prefix}.external_lib", f"{prefix}.override_config.{FREEZE_KEY}={part} is applied only with "
+                    f"{prefix}.external_lib=verl_ext.freeze")
+    else:
+        report.ok(f"{prefix} freeze", f"{part} frozen (verl_ext.freeze)")
+
+
 def _check_sft(report: Report, cfg, strict: bool) -> None:
     from verl.utils.config import omega_conf_to_dataclass
 
     for section in ("engine", "optim", "checkpoint", "profiler"):
         _check(report, f"{section} -> dataclass", lambda s=section: omega_conf_to_dataclass(cfg[s]),
                lambda r: type(r).__name__)
+    _check_freeze(report, cfg.model, "model")
     model_path = cfg.model.path
     if Path(os.path.expanduser(str(model_path))).exists():
         _check(report, "model -> HFModelConfig (tokenizer, processor)", lambda: omega_conf_to_dataclass(cfg.model),

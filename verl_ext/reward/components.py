@@ -20,6 +20,8 @@ Built in:
 | ``facts_radgraph``          | radgraph,| FactS F_beta with RadGraph observations as the facts                  |
 |                             | chexbert |                                                                       |
 | ``facts_llm``               | chexbert | FactS F_beta with a local instruction model (vLLM, ``facts_model``)   |
+| ``chexbert_example_f1``     | chexbert | DEER's diagnostic reward: PromptMRG's example-based F1 over the 14    |
+|                             |          | CheXbert labels, positive = class 1 only (``label == 1``)             |
 
 Add one with ``@register_component("name", needs=("chexbert",))`` on ``fn(pair: PairData, cfg) -> float | Invalid``
 in a module imported before the reward manager is built (e.g. listed in ``VERL_USE_EXTERNAL_MODULES``).
@@ -34,7 +36,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from verl_ext.metrics.bleu import bleu
-from verl_ext.metrics.chexbert import inverse_frequency_reward, sample_micro_f1
+from verl_ext.metrics.chexbert import binarize, inverse_frequency_reward, sample_micro_f1
 from verl_ext.metrics.radgraph import radgraph_f1
 
 NEEDS = ("rate", "radgraph", "chexbert")
@@ -57,6 +59,8 @@ class PairData:
     radgraph_reference: Optional[dict] = None
     chexbert_response: Optional[np.ndarray] = None  # binary [14]
     chexbert_reference: Optional[np.ndarray] = None
+    chexbert_response_classes: Optional[np.ndarray] = None  # raw CheXbert classes [14] (0 blank 1 pos 2 neg 3 unc)
+    chexbert_reference_classes: Optional[np.ndarray] = None
     rate_analyzer: Any = None  # RateAnalyzer (for ratescore's matrix and compute)
     context: Optional[dict] = None  # per-batch shared state (e.g. loaded class frequencies)
 
@@ -139,5 +143,12 @@ def _bleu(p: PairData, cfg) -> float:
     return bleu(p.response, p.reference, n=cfg.bleu_n)
 
 
+@register_component("chexbert_example_f1", needs=("chexbert",))
+def _chexbert_example_f1(p: PairData, cfg) -> float:
+    """DEER Eq. 1's F1 (Sec. 4: "the setting of PromptMRG ... sample-wise F1"): ``tp / (tp + (fp + fn) / 2)`` over
+    the 14 labels with positive = CheXbert class 1, 0 when neither report has a positive (PromptMRG's
+    ``nan_to_num``), whatever ``chexbert_uncertain`` says."""
+    return sample_micro_f1(binarize(p.chexbert_response_classes, "negative"),
+                           binarize(p.chexbert_reference_classes, "negative"))
 # FactS (OraPO): registered from its own module (imports this one, hence last).
 from verl_ext.reward import facts as _facts  # noqa: E402,F401

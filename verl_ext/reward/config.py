@@ -102,6 +102,22 @@ class RadiologyRewardConfig:
     facts_model: Optional[str] = None
     """Local instruction-model directory of the facts_llm component (vLLM)."""
 
+    component_schedules: dict[str, list] = field(default_factory=dict)
+    """Step-dependent weights: component -> ``[[from_step, weight], ...]`` (piecewise constant; before the first
+    entry the weight in ``components`` holds). DEER's two-phase reward (Sec. 3.1 / 4): ``{bleu2: [[0, 0.0],
+    [S, 0.25]]}`` = F1 only, then F1 + 0.25 BLEU-2 from step S (the paper gives no S; recipes expose it)."""
+
+    token_weights: str = "none"
+    """"chexbert_gradient": also compute DEER's gradient-based DiTPO token weights (Eq. 9-12) for each response
+    and pass them to the trainer through the per-token channel (``verl_ext.reward.token_weights``). Set from
+    ``ditpo.weighting=gradient`` by `from_trainer_config`."""
+    ditpo_beta: float = 1.0
+    """beta of Eq. 12 (DEER Sec. 4: 1)."""
+    ditpo_logit_classes: str = "positive"
+    """Eq. 9's target: "positive" logits (the formula) or "positive_uncertain" (the sentence around it)."""
+    saliency_batch_size: int = 32
+    """Responses per CheXbert forward+backward of the saliency."""
+
     on_invalid: str = "count"
     """A sample that cannot be scored (empty reference, reference without RaTE entities, ...): "count" it (reward =
     the valid components, ``invalid=1`` and the reason in reward_extra_info) or "raise"."""
@@ -129,6 +145,17 @@ class RadiologyRewardConfig:
         if self.actor_placement == "pool" and self.actor_num_gpus is not None and not 0 < self.actor_num_gpus < 1:
             raise ValueError(f"actor_num_gpus={self.actor_num_gpus} with actor_placement=pool: a fraction in (0, 1) of "
                              "one pool bundle's GPU")
+        from verl_ext.clinical.chexbert_saliency import LOGIT_CLASSES
+        from verl_ext.reward.token_weights import TOKEN_WEIGHTS
+
+        if self.token_weights not in TOKEN_WEIGHTS:
+            raise ValueError(f"token_weights={self.token_weights!r}: expected one of {TOKEN_WEIGHTS}")
+        if self.ditpo_logit_classes not in LOGIT_CLASSES:
+            raise ValueError(f"ditpo_logit_classes={self.ditpo_logit_classes!r}: expected one of {LOGIT_CLASSES}")
+        self.component_schedules = {str(k): _parse_schedule(k, v) for k, v in dict(self.component_schedules).items()}
+        unknown = set(self.component_schedules) - set(self.components)
+        if unknown:
+            raise ValueError(f"component_schedules names {sorted(unknown)}, which are not in components")
         if self.radgraph_level not in ("simple", "partial", "complete"):
             raise ValueError(f"radgraph_level={self.radgraph_level!r}: expected simple, partial or complete")
 
@@ -165,7 +192,24 @@ class RadiologyRewardConfig:
                 )
         except Exception:  # noqa: BLE001 - a config without reward.reward_kwargs simply has no settings
             kwargs = None
-        return cls.from_any(kwargs, overrides or None)
+        derived = {}
+        try:
+            ditpo = config.get("ditpo") if hasattr(config, "get") else getattr(config, "ditpo", None)
+        except Exception:  # noqa: BLE001 - no ditpo block: no token weights
+            ditpo = None
+        if ditpo is not None and ditpo.get("weighting", "none") == "gradient":
+            derived = {"token_weights": "chexbert_gradient", "ditpo_beta": float(ditpo.get("beta", 1.0))}
+        return cls.from_any(derived or None, kwargs, overrides or None)
+
+    def weight_at(self, name: str, step: Optional[int]) -> float:
+        """The weight of component ``name`` at training step ``step`` (``None``: no step known, the base weight)."""
+        weight = self.components[name]
+        if step is None:
+            return weight
+        for from_step, value in self.component_schedules.get(name, ()):
+            if step >= from_step:
+                weight = value
+        return weight
 
     def scorer_config(self) -> ClinicalScorerConfig:
         return ClinicalScorerConfig(
@@ -184,6 +228,14 @@ class RadiologyRewardConfig:
         d = asdict(self)
         d["models"] = self.models.to_dict()
         return d
+
+
+def _parse_schedule(name: str, value: Any) -> list[tuple[int, float]]:
+    try:
+        entries = sorted((int(step), float(weight)) for step, weight in value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"component_schedules.{name}={value!r}: expected [[from_step, weight], ...]") from exc
+    return entries
 
 
 def _to_plain(src: Any) -> dict:

@@ -49,6 +49,30 @@ def _as_dict(value: Any) -> dict:
         return {}
 
 
+def _step(value: Any) -> Optional[int]:
+    """The trajectory's ``global_steps`` (verl passes the prompt's kwargs as length-1 arrays) as an int, or None."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def token_spans(tokenizer, response_ids) -> tuple[str, list]:
+    """Decoded content text and the character span of every response token in it (None for stop/special tokens)."""
+    from verl_ext.algorithms.ditpo import spans_from_bounds
+    from verl_ext.rollout.splice import decode_response
+
+    ids = [int(i) for i in response_ids]
+    decoded = decode_response(tokenizer, ids, getattr(tokenizer, "all_special_ids", ()))
+    return decoded.text, spans_from_bounds(decoded.bounds, len(ids))
+
+
 @register("radiology")
 class RadiologyRewardManager(RewardManagerBase):
     """Composite clinical reward, batched across concurrent ``run_single`` calls (see the module docstring)."""
@@ -97,7 +121,12 @@ class RadiologyRewardManager(RewardManagerBase):
             reference=reference,
             analysis=extra.get(cfg.edit_analysis_key) if cfg.reuse_edit_analysis else None,
             is_edited=bool(extra.get("is_edited", False)),
+            global_step=_step(nt.get("global_steps")),
         )
+        if cfg.token_weights != "none":
+            request.saliency_text, request.token_spans = await self.loop.run_in_executor(
+                None, lambda: token_spans(self.tokenizer, valid_ids)
+            )
         result = await self.service.score(request)
         info = result["reward_extra_info"]
         if info["invalid"] and cfg.on_invalid == "raise":

@@ -35,6 +35,12 @@ class ScoreRequest:
     analysis: Any = None
     """A precomputed RaTE ``ReportAnalysis`` (or dict) of ``response``, e.g. from the edit step; optional."""
     is_edited: bool = False
+    global_step: Optional[int] = None
+    """Training step of the trajectory (for ``component_schedules``); None: base weights."""
+    token_spans: Optional[list] = None
+    """Character span (or None) of each response token in ``saliency_text``; needed for DiTPO token weights."""
+    saliency_text: Optional[str] = None
+    """The decoded text ``token_spans`` refer to (default: ``response``)."""
 
 
 class InvalidSampleError(ValueError):
@@ -46,7 +52,12 @@ def extra_info_keys(cfg: RadiologyRewardConfig) -> list[str]:
     keys = list(cfg.components)
     if "ratescore" in cfg.components:
         keys.append("response_rate_entities")
-    return keys + ["invalid", "invalid_reason", "empty_response", "analysis_reused", "is_edited"]
+    keys += ["invalid", "invalid_reason", "empty_response", "analysis_reused", "is_edited"]
+    if cfg.token_weights != "none":
+        from verl_ext.token_channel import CHANNEL_KEY
+
+        keys += ["ditpo_weighted", CHANNEL_KEY]
+    return keys
 
 
 class RewardScorer:
@@ -54,9 +65,12 @@ class RewardScorer:
         self.cfg = cfg
         self.components = [(name, float(w), get_component(name)) for name, w in cfg.components.items()]
         self.needs = set().union(*(c.needs for _, _, c in self.components))
+        if cfg.token_weights != "none":
+            self.needs.add("chexbert")
         self.clinical = clinical or ClinicalScorer(cfg.scorer_config())
         self.context: dict = {}
-        self.counters = {"requests": 0, "batches": 0, "invalid": 0, "empty_responses": 0, "analyses_reused": 0}
+        self.counters = {"requests": 0, "batches": 0, "invalid": 0, "empty_responses": 0, "analyses_reused": 0,
+                         "saliency_responses": 0, "saliency_s": 0.0}
 
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[dict]:
         cfg = self.cfg
@@ -103,10 +117,12 @@ class RewardScorer:
             texts = list(dict.fromkeys(resp_texts + ref_texts))
             rg_of = dict(zip(texts, self.clinical.radgraph_annotations(texts)))
         cx_of: dict[str, Any] = {}
+        cx_raw_of: dict[str, Any] = {}
         if "chexbert" in self.needs and (resp_texts or ref_texts):
             texts = list(dict.fromkeys(resp_texts + ref_texts))
-            labels = binarize(self.clinical.chexbert_classes(texts), uncertain=cfg.chexbert_uncertain)
-            cx_of = dict(zip(texts, labels))
+            classes = self.clinical.chexbert_classes(texts)
+            cx_raw_of = dict(zip(texts, classes))
+            cx_of = dict(zip(texts, binarize(classes, uncertain=cfg.chexbert_uncertain)))
 
         results = []
         for i in range(n):
@@ -131,6 +147,8 @@ class RewardScorer:
                     radgraph_reference=rg_of.get(ref),
                     chexbert_response=cx_of.get(resp),
                     chexbert_reference=cx_of.get(ref),
+                    chexbert_response_classes=cx_raw_of.get(resp),
+                    chexbert_reference_classes=cx_raw_of.get(ref),
                     rate_analyzer=self.clinical._rate,
                     context=self.context,
                 )
@@ -143,7 +161,8 @@ class RewardScorer:
                         reasons.append(value.reason)
                         value = 0.0
                     info[name] = float(value)
-            score = sum(w * info[name] for name, w, _ in self.components)
+            step = requests[i].global_step
+            score = sum(cfg.weight_at(name, step) * info[name] for name, _, _ in self.components)
             if "ratescore" in cfg.components:
                 info["response_rate_entities"] = n_ent
             info["invalid"] = int(bool(reasons))
@@ -155,4 +174,32 @@ class RewardScorer:
             self.counters["empty_responses"] += info["empty_response"]
             self.counters["analyses_reused"] += info["analysis_reused"]
             results.append({"reward_score": float(score), "reward_extra_info": info})
+        if cfg.token_weights != "none":
+            self._add_token_weights(requests, results, scorable, cx_of, references)
         return results
+
+    def _add_token_weights(self, requests, results, scorable: list[int], cx_of: dict, references: list[str]) -> None:
+        """Gradient-based DiTPO weights (``verl_ext.reward.token_weights``) into each result's token channel."""
+        import time
+
+        from verl_ext.reward.token_weights import ditpo_gradient_channels
+        from verl_ext.token_channel import put_reward_info
+
+        todo = [i for i in scorable if requests[i].token_spans is not None]  # non-empty response, valid reference
+        channels: dict[int, Any] = {}
+        if todo:
+            start = time.perf_counter()
+            texts = [requests[i].saliency_text if requests[i].saliency_text is not None else requests[i].response
+                     for i in todo]
+            made, _ = ditpo_gradient_channels(
+                self.clinical.chexbert.m, texts, [requests[i].token_spans for i in todo],
+                [cx_of[references[i]] for i in todo], beta=self.cfg.ditpo_beta,
+                logit_classes=self.cfg.ditpo_logit_classes, batch_size=self.cfg.saliency_batch_size,
+            )
+            channels = dict(zip(todo, made))
+            self.counters["saliency_responses"] += len(todo)
+            self.counters["saliency_s"] += time.perf_counter() - start
+        for i, res in enumerate(results):
+            info = res["reward_extra_info"]
+            info["ditpo_weighted"] = int(i in channels)
+            put_reward_info(info, channels.get(i))

@@ -7,8 +7,11 @@ Select it with ``trainer.v1.trainer_mode=editgrpo``. It behaves exactly like ver
    `verl_ext.trainer.edit_metrics.compute_edit_metrics` (share of groups edited, edits by kind, tokens inserted,
    reward and each reward component for sampled vs edited, advantage of sampled vs edited, edit time). They reach
    every ``trainer.logger`` backend (W&B, console, file) with verl's own metrics.
-2. **DiTPO token weights** (`_compute_advantage`), only with ``+ditpo.weighting=tfidf``: after the configured
+2. **DiTPO token weights** (`_compute_advantage`), with ``ditpo.weighting=tfidf``: after the configured
    estimator, advantages are multiplied by DEER's rule-based token weights (`verl_ext.algorithms.ditpo`).
+3. **The per-token channel** (`verl_ext.trainer.token_channel_step`): gradient-based DiTPO weights from the reward
+   path (``ditpo.weighting=gradient``) and the inserted-token mask for the inserted-token policy losses
+   (``actor.policy_loss.loss_mode=inserted_masked|inserted_luffy``, loss installed in ``on_init_end``).
 
 Why ``trainer_mode`` is pinned to ``"sync"`` on the instance: verl's ``PPOTrainer`` compares
 ``self.trainer_mode == "sync"`` to choose the replay buffer (``ReplayBuffer`` vs ``ReplayBufferAsync``), the
@@ -74,7 +77,7 @@ def apply_ditpo_weights(keys: list, partition_id: str, weighting: str, alpha: fl
 
     if weighting not in WEIGHTINGS:
         raise ValueError(f"ditpo.weighting={weighting!r}; expected one of {WEIGHTINGS}")
-    if weighting == "none":
+    if weighting != "tfidf":  # "gradient" comes through the per-token channel (token_channel_step)
         return {}
     data = tq.kv_batch_get(
         keys=keys, partition_id=partition_id, select_fields=["uid", "responses", "response_mask", "advantages"]
@@ -103,6 +106,7 @@ def _define_trainer_class() -> type:
     from verl.trainer.ppo.v1 import PPOTrainerSync, register_trainer
     from verl.utils.debug import marked_timer
 
+    from verl_ext.trainer import token_channel_step
     from verl_ext.trainer.edit_metrics import compute_edit_metrics
 
     class EditGRPOTrainer(PPOTrainerSync):
@@ -126,17 +130,28 @@ def _define_trainer_class() -> type:
             # PPOTrainer.__init__ assigns config.trainer.v1.trainer_mode ("editgrpo"); the behaviour stays "sync".
             pass
 
+        def init(self):
+            problems = token_channel_step.check_config(self.config)
+            if problems:
+                raise ValueError("editgrpo trainer:\n  - " + "\n  - ".join(problems))
+            super().init()
+
+        def on_init_end(self):
+            token_channel_step.install_loss(self)
+            super().on_init_end()
+
         def _compute_advantage(self, batch, metrics: dict):
             batch = super()._compute_advantage(batch, metrics)
             ditpo = self.config.get("ditpo", None) or {}
             weighting = ditpo.get("weighting", "none") or "none"
-            if weighting != "none":
+            if weighting == "tfidf":
                 with marked_timer("ditpo", self.timing_raw, color="brown"):
                     metrics.update(
                         apply_ditpo_weights(
                             list(batch.keys), batch.partition_id, weighting, float(ditpo.get("alpha", 4.0))
                         )
                     )
+            metrics.update(token_channel_step.after_advantage(list(batch.keys), batch.partition_id, self.config))
             return batch
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
