@@ -7,7 +7,8 @@ span. Whitespace between spans is the separator and is never part of a sentence.
 A sentence ends:
   * after terminal punctuation (``. ! ? … 。 ！ ？``, plus closing quotes/brackets) followed by whitespace or the end
     of the text, except after a known abbreviation ("Dr.", "e.g.", "i.e.", "vs.", "approx.", ...) or a list marker
-    at the start of a sentence ("1.", "a.", "iv.");
+    at the start of a sentence ("1.", "a.", "iv."); an abbreviation that can close a sentence ("a.m.", "p.m.",
+    "etc.") ends it when the next word is capitalised ("at 3 p.m. The lungs are clear.");
     decimals ("1.5 cm") never split, because no whitespace follows their point;
     spaced punctuation as in IU-Xray's preprocessed text ("the lungs are clear . no effusion .") splits normally;
   * at a blank line;

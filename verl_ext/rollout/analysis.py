@@ -112,7 +112,29 @@ class AnalysisBatcher:
             raise RuntimeError(f"analyzer returned {len(out)} analyses for {len(texts)} texts")
         return list(out)
 
-    async def analyze(self, texts: Sequence[str]) -> list:
+    def _analyze_isolated(self, texts: list[str]) -> list:
+        """``_analyze_sync``; if the batched call fails, each text alone, so one bad text (or a model error it
+        triggers) fails only itself: the result holds the exception in that text's place. A failure to build the
+        analyzer fails every text (retrying alone cannot help)."""
+        if self._analyzer is None:
+            self._analyzer = self._factory()
+        try:
+            return self._analyze_sync(texts)
+        except Exception as exc:  # noqa: BLE001 - narrowed down to the texts that fail on their own
+            if len(texts) == 1:
+                return [exc]
+            logger.warning("edit step: batched analysis of %d texts failed (%s); retrying one by one", len(texts), exc)
+        out: list = []
+        for text in texts:
+            try:
+                out.extend(self._analyze_sync([text]))
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
+    async def analyze(self, texts: Sequence[str], return_exceptions: bool = False) -> list:
+        """Analyses of ``texts`` in order. A text whose analysis failed raises its exception, or, with
+        ``return_exceptions``, has the exception in its place."""
         texts = [str(t) for t in texts]
         if not texts:
             return []
@@ -123,7 +145,12 @@ class AnalysisBatcher:
             self._flush(loop)
         elif self._timer is None:
             self._timer = loop.call_later(self.wait_s, self._flush, loop)
-        return await fut
+        results = await fut
+        if not return_exceptions:
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        return results
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
@@ -144,7 +171,7 @@ class AnalysisBatcher:
             for chunk in chunks:
                 self.calls += 1
                 self.texts += len(chunk)
-                analyses = await loop.run_in_executor(self._executor, self._analyze_sync, chunk)
+                analyses = await loop.run_in_executor(self._executor, self._analyze_isolated, chunk)
                 results.update(zip(chunk, analyses))
             for texts, fut in queue:
                 if not fut.done():
