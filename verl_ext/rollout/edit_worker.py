@@ -33,8 +33,14 @@ trainer reads them for metrics):
   copies: analysis + rules + splice time of the group);
 * ``edit_analysis``: the response's ``ReportAnalysis.to_dict()`` (sampled sources and edited copies; sentence level
   only) so the reward can reuse it. Dropped after scoring unless ``editgrpo.keep_analysis``.
-* ``edit_error`` (str) when the edit step failed for the group (the group is then filled like an unchanged edit and
-  training goes on; the traceback is logged).
+* ``edit_error`` (str, "<stage>: <exception>") when an edit failed: analysing a text (isolated to the group, or to
+  the one source, whose text failed: batched calls are retried text by text), an analysis that does not match its
+  text, splicing, resampling the slot, or finalising the edited copy. Only the edit is lost: the sampled responses
+  always train, the slot is filled like an unchanged edit (a copy of the source, ``edit_duplicate``, when resampling
+  or finalising failed), and the traceback is logged. More than ``editgrpo.max_failed_edit_share`` failed groups in a
+  step stop the run at the next dispatch (``check_edit_failures``);
+* ``edit_skipped="truncated"`` on a source without an end-of-turn token (it ran into ``rollout.response_length``):
+  it is not edited (see ``_edit_group``).
 
 Validation prompts go through verl's stock ``AgentLoopWorkerTQ._run_prompt`` (plain sampling, ``val_kwargs.n``).
 
