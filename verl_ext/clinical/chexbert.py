@@ -60,6 +60,12 @@ class CheXbertLabeler:
             ids = ids[:511] + [tok.sep_token_id]
         return ids
 
+    def overlong(self, text: str) -> bool:
+        """Whether the report exceeds the model's 512 positions (it is then read up to there, as f1chexbert does)."""
+        if len(text) <= 510:  # a wordpiece holds at least one character
+            return False
+        return len(self.m.tokenizer.tokenize(normalize_report(text))) > 510
+
     def classes(self, texts: Sequence[str]) -> np.ndarray:
         """Raw CheXbert classes, ``int64 [n, 14]`` (see the module docstring)."""
         texts = [str(t).strip() for t in texts]

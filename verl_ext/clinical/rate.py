@@ -170,7 +170,10 @@ class RateAnalyzer:
         per_unit = self._run_ner([u.text for u in units])
         # entities per report, with absolute char starts, in RaTEScore's order
         found: list[list[tuple[str, str, int]]] = [[] for _ in texts]
+        capped = [False] * len(texts)
         for unit, (offsets, ents) in zip(units, per_unit):
+            if len(offsets) >= 512 and max(end for _, end in offsets) < len(unit.text.rstrip()):
+                capped[unit.report] = True
             for ent_text, ent_type, span in ents:
                 if ent_type not in ENTITY_TYPES:
                     logger.warning("RaTE-NER produced entity %r of unknown type %r; skipped", ent_text, ent_type)
@@ -188,7 +191,10 @@ class RateAnalyzer:
                 k = _sentence_of(spans, pos)
                 buckets[k].append(Entity(ent_text, ent_type, vectors[ent_text]))
             sentences = tuple(Sentence(text[a:b], a, b, tuple(b_)) for (a, b), b_ in zip(spans, buckets))
-            analyses.append(ReportAnalysis(text=text, sentences=sentences))
+            analysis = ReportAnalysis(text=text, sentences=sentences)
+            if capped[len(analyses)]:
+                analysis.__dict__["_input_capped"] = True
+            analyses.append(analysis)
         return analyses
 
     def _run_ner(self, sentences: list[str]) -> list[tuple[list, list]]:
@@ -239,6 +245,13 @@ class RateAnalyzer:
             names = [id2label[l] for l in labels[i]]
             out.append((enc["offset_mapping"][i], _decode(tokens, names, tok, self._post_process)))
         return out
+
+    @staticmethod
+    def overlong(analysis: ReportAnalysis) -> bool:
+        """Whether a RaTE NER unit (a medspacy sentence) of the analysed report exceeded RaTE-NER's 512 positions:
+        it was read up to there, as ``RaTEScore.score.run_ner`` does (entity strings are embedded up to 30 tokens,
+        as ``process_embedding`` does). False for analyses adopted from elsewhere (e.g. the edit step's)."""
+        return bool(analysis.__dict__.get("_input_capped", False))
 
     def embed(self, entity_texts: Iterable[str]) -> dict[str, np.ndarray]:
         """BioLORD [CLS] vectors (float32, raw) for entity strings, cached per string."""

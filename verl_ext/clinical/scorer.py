@@ -127,6 +127,20 @@ class ClinicalScorer:
     def chexbert_classes(self, texts: Sequence[str]) -> np.ndarray:
         return self.chexbert.classes(list(texts))
 
+    def overlong(
+        self, text: str, needs: Sequence[str], rate_analysis: Any = None, radgraph_annotation: Optional[dict] = None
+    ) -> list[str]:
+        """The scorers (of ``needs``) that read ``text`` only up to their model's input limit: RaTE-NER 512 tokens
+        per sentence, RadGraph one 512-wordpiece BERT window, CheXbert 512 positions."""
+        out = []
+        if "rate" in needs and rate_analysis is not None and self.rate.overlong(rate_analysis):
+            out.append("rate")
+        if "radgraph" in needs and radgraph_annotation is not None and radgraph_annotation.get("input_capped"):
+            out.append("radgraph")
+        if "chexbert" in needs and self.chexbert.overlong(text):
+            out.append("chexbert")
+        return out
+
     def stats(self) -> dict:
         out: dict = {}
         if self._rate is not None:
