@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.metrics.chexbert import CONDITIONS, binarize
 
 __all__ = ["CheXbertLabeler", "CONDITIONS", "normalize_report"]
@@ -40,13 +40,13 @@ class CheXbertLabeler:
         bert_dir: str,
         device: str = "auto",
         batch_size: int = 64,
-        max_cached_reports: int = 500_000,
+        cache_mb: float = 64.0,
     ):
         from verl_ext.clinical import models
 
         self.m = models.load_chexbert(checkpoint, bert_dir, device)
         self.batch_size = max(1, int(batch_size))
-        self.cache = LRUCache(max_cached_reports)
+        self.cache = LRUCache(int(cache_mb * MiB))  # text -> 14 classes, bounded by bytes
         self._lock = threading.RLock()
         self.counters = {"texts": 0, "forward_passes": 0, "labelled": 0}
 

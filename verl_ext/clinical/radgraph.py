@@ -30,7 +30,7 @@ import threading
 import warnings
 from typing import Any, Optional, Sequence
 
-from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.clinical.rate import _sentence_of
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ABNORMALITY, ANATOMY, NON_ABNORMALITY, UNCERTAIN, Entity, ReportAnalysis, Sentence
@@ -62,14 +62,14 @@ class RadGraphAnnotator:
         model_type: str = "radgraph-xl",
         device: str = "auto",
         batch_size: int = 16,
-        max_cached_reports: int = 200_000,
+        cache_mb: float = 256.0,
     ):
         from verl_ext.clinical import models
 
         self.rg = models.load_radgraph(cache_dir, model_type, device)
         self.model_type = self.rg.model_type
         self.batch_size = max(1, int(batch_size))
-        self.cache = LRUCache(max_cached_reports)
+        self.cache = LRUCache(int(cache_mb * MiB))  # text -> annotation, bounded by bytes
         self._lock = threading.RLock()
         self.pack = self._packing_is_exact(self.rg.model)
         self.counters = {"texts": 0, "forward_passes": 0, "annotated": 0}

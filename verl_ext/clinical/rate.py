@@ -34,7 +34,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ENTITY_TYPES, Entity, ReportAnalysis, Sentence
 
@@ -134,19 +134,23 @@ class RateAnalyzer:
         device: str = "auto",
         ner_batch_size: int = 32,
         embed_batch_size: int = 256,
-        max_cached_reports: int = 200_000,
-        max_cached_entities: int = 500_000,
+        analysis_cache_mb: float = 256.0,
+        ner_cache_mb: float = 64.0,
+        embedding_cache_mb: float = 128.0,
         affinity: str = "long",
     ):
+        """Caches are bounded by bytes (``verl_ext.clinical.cache``): analyses per report text (each with its entity
+        vectors and the edit engine's derived matrices), NER results per NER unit, BioLORD vectors per entity
+        string. 0 disables a cache."""
         from verl_ext.clinical import models
 
         self.ner = models.load_rate_ner(ner_path, device)
         self.embedder = models.load_biolord(embedder_path, device)
         self.ner_batch_size = int(ner_batch_size)
         self.embed_batch_size = int(embed_batch_size)
-        self.analyses = LRUCache(max_cached_reports)
-        self.units = LRUCache(max_cached_reports * 4)  # NER unit text -> (token offsets, entities)
-        self.embeddings = LRUCache(max_cached_entities)
+        self.analyses = LRUCache(int(analysis_cache_mb * MiB))
+        self.units = LRUCache(int(ner_cache_mb * MiB))  # NER unit text -> (token offsets, entities)
+        self.embeddings = LRUCache(int(embedding_cache_mb * MiB))
         self.matrix = affinity_matrix(affinity)
         self._lock = threading.RLock()
         self.counters = {"texts": 0, "ner_sentences": 0, "ner_batches": 0, "embedded_entities": 0}
