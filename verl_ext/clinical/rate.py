@@ -15,7 +15,11 @@ analyzer reuses RaTEScore 0.6.0's own pipeline piece by piece:
   affinity matrix and takes the harmonic mean, exactly as ``RaTEScore.compute_score``.
 
 Concatenating a report's entities over its sentences therefore gives RaTEScore's entity list for that report, and
-``ratescore`` equals ``RaTEScore(...).compute_score([cand], [ref])`` up to float rounding from batching (tested).
+``ratescore`` equals ``RaTEScore(...).compute_score([cand], [ref])`` up to float rounding from batching (tested),
+and up to tie-breaks: when two candidate entities tie for the top-1 match (typically one entity string tagged with
+two types, hence two equal vectors with different type weights), the package breaks the tie by ~1e-6 float noise in
+its per-report embeddings and we break it by position, which changes that pair's score by up to ~8e-3 (seen on the
+benchmark workload; ``bench/bench_reward.py`` counts and reports these pairs).
 
 What differs from the package, on purpose: everything is batched across all texts of a call (NER over sentences
 sorted by length, embeddings over unique entity strings), analyses are cached per text, NER results per NER unit
@@ -148,10 +152,13 @@ class RateAnalyzer:
         self.embedder = models.load_biolord(embedder_path, device)
         self.ner_batch_size = int(ner_batch_size)
         self.embed_batch_size = int(embed_batch_size)
+        self.matrix = affinity_matrix(affinity)
+        self._init_state(analysis_cache_mb, ner_cache_mb, embedding_cache_mb)
+
+    def _init_state(self, analysis_cache_mb: float, ner_cache_mb: float, embedding_cache_mb: float) -> None:
         self.analyses = LRUCache(int(analysis_cache_mb * MiB))
         self.units = LRUCache(int(ner_cache_mb * MiB))  # NER unit text -> (token offsets, entities)
         self.embeddings = LRUCache(int(embedding_cache_mb * MiB))
-        self.matrix = affinity_matrix(affinity)
         self._lock = threading.RLock()
         self.counters = {"texts": 0, "ner_sentences": 0, "ner_batches": 0, "embedded_entities": 0}
         _, utils = _rate_modules()
@@ -259,8 +266,6 @@ class RateAnalyzer:
 
     def embed(self, entity_texts: Iterable[str]) -> dict[str, np.ndarray]:
         """BioLORD [CLS] vectors (float32, raw) for entity strings, cached per string."""
-        import torch
-
         entity_texts = list(dict.fromkeys(entity_texts))
         out: dict[str, np.ndarray] = {}
         missing = []
@@ -271,18 +276,24 @@ class RateAnalyzer:
             else:
                 out[t] = v
         if missing:
-            tok, model, dev = self.embedder.tokenizer, self.embedder.model, self.embedder.device
-            with torch.inference_mode():
-                for s in range(0, len(missing), self.embed_batch_size):
-                    chunk = missing[s : s + self.embed_batch_size]
-                    enc = tok(chunk, truncation=True, padding=True, return_tensors="pt", max_length=30).to(dev)
-                    cls = model(**enc).last_hidden_state[:, 0, :].float().cpu().numpy()
-                    for t, v in zip(chunk, cls):
-                        v = np.ascontiguousarray(v, dtype=np.float32)
-                        v.setflags(write=False)
-                        self.embeddings.put(t, v)
-                        out[t] = v
+            for t, v in zip(missing, self._embed_uncached(missing)):
+                v = np.ascontiguousarray(v, dtype=np.float32)
+                v.setflags(write=False)
+                self.embeddings.put(t, v)
+                out[t] = v
             self.counters["embedded_entities"] += len(missing)
+        return out
+
+    def _embed_uncached(self, entity_texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        tok, model, dev = self.embedder.tokenizer, self.embedder.model, self.embedder.device
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for s in range(0, len(entity_texts), self.embed_batch_size):
+                chunk = entity_texts[s : s + self.embed_batch_size]
+                enc = tok(chunk, truncation=True, padding=True, return_tensors="pt", max_length=30).to(dev)
+                out.extend(model(**enc).last_hidden_state[:, 0, :].float().cpu().numpy())
         return out
 
     # ------------------------------------------------------------------------------------------------------------
