@@ -192,9 +192,14 @@ class EditAgentLoopWorker(AgentLoopWorker):
             missing = sorted(set(range(n)) - set(final))
             if missing:
                 raise RuntimeError(f"edit step left sessions {missing} of uid={uid} without a trajectory")
+            # every session settles before the terminal status (as verl's own _run_prompt), so no sibling writes
+            # after the replay buffer clears a failed group
             results = await asyncio.gather(
-                *(self._finalize_guarded(final[sid], sid, prompt, outputs) for sid in range(n))
+                *(self._finalize_guarded(final[sid], sid, prompt, outputs) for sid in range(n)), return_exceptions=True
             )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
             failed = failed or not all(results)
             if plan.pairs:
                 self._count_group(prompt, failed)
