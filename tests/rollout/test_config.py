@@ -24,7 +24,8 @@ def test_defaults_follow_the_paper():
 @pytest.mark.parametrize(
     "bad",
     [{"scheme": "half"}, {"level": "word"}, {"on_unchanged": "drop"}, {"analyzer": "chexbert"}, {"num_edits": -1},
-     {"matching": "fuzzy"}, {"max_failed_edit_share": 1.5}, {"max_failed_edit_share": -0.1}],
+     {"matching": "fuzzy"}, {"max_failed_edit_share": 1.5}, {"max_failed_edit_share": -0.1}, {"tau": 1.0},
+     {"tau": 0.0}],
 )
 def test_invalid_values_are_rejected(bad):
     with pytest.raises(ValueError, match="editgrpo"):

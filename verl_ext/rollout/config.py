@@ -136,6 +136,8 @@ class EditRolloutConfig:
             raise ValueError(f"editgrpo.num_edits={self.num_edits} must be >= 0")
         if self.matching is not None and self.matching not in ("embedding", "exact"):
             raise ValueError(f"editgrpo.matching={self.matching!r}: expected 'embedding', 'exact' or null")
+        if not (0.0 < float(self.tau) < 1.0):
+            raise ValueError(f"editgrpo.tau={self.tau} must lie in the open interval (0, 1) (paper: 0.6)")
         if not (0.0 <= float(self.max_failed_edit_share) <= 1.0):
             raise ValueError(f"editgrpo.max_failed_edit_share={self.max_failed_edit_share} must lie in [0, 1]")
         self.edit_options = dict(self.edit_options or {})

@@ -85,6 +85,7 @@ def validate_edit_setup(config) -> EditRolloutConfig:
     cfg = EditRolloutConfig.from_trainer_config(config)
     if not cfg.edits_enabled:
         return cfg
+    cfg.edit_config()  # the rules' settings (editgrpo.edit_options) fail here, before any model loads
     rollout = config.actor_rollout_ref.rollout
     problems = []
     if rollout.get("calculate_log_probs", False):
