@@ -7,7 +7,8 @@ analyzer (and ``verl_ext.clinical.models`` shares the underlying models).
 ``AnalysisBatcher`` collects the texts that concurrent ``_run_prompt`` coroutines of one agent-loop worker ask for
 within a few milliseconds and runs them as one ``analyze`` call on a dedicated thread, so the event loop never
 blocks on model inference and the NER/embedding models see batches instead of one report at a time (the authors'
-extractor analysed one report per HTTP request, editgrpo_reference.md §8.12).
+extractor analysed one report per HTTP request, editgrpo_reference.md §8.12). A batched call that fails is retried
+text by text, so one bad text fails only the requests that asked for it.
 """
 from __future__ import annotations
 
