@@ -130,7 +130,8 @@ def _worker_run(mode: str, steps: int, prompts: int, group: int, dim: int) -> di
                 out.insert(rng.randrange(len(out) + 1), _abnormal(rng).rstrip("."))
                 responses.append(". ".join(s.rstrip(".") for s in out) + ".")
             analyses = analyzer.analyze(responses + [ref])
-            edit_reports(analyses[:-1], [analyses[-1]] * len(responses), cfg, [random.Random(k) for k in range(len(responses))])
+            rngs = [random.Random(k) for k in range(len(responses))]
+            edit_reports(analyses[:-1], [analyses[-1]] * len(responses), cfg, rngs)
         if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
             trace.append({
                 "step": step + 1,
@@ -141,7 +142,8 @@ def _worker_run(mode: str, steps: int, prompts: int, group: int, dim: int) -> di
                                    / (1 << 20), 1) if mode == "after" else None,
             })
             print(json.dumps({"mode": mode, **trace[-1]}), file=sys.stderr, flush=True)
-    return {"mode": mode, "rss_start_mib": round(rss0, 1), "trace": trace, "seconds": round(time.perf_counter() - t0, 1)}
+    seconds = round(time.perf_counter() - t0, 1)
+    return {"mode": mode, "rss_start_mib": round(rss0, 1), "trace": trace, "seconds": seconds}
 
 
 def main(argv=None) -> int:
@@ -166,14 +168,15 @@ def main(argv=None) -> int:
     before, after = results["before"], results["after"]
     print(f"\nedit-step worker memory, {args.steps} steps x {args.prompts} prompts x (G/2={args.group // 2} responses"
           f" + 1 reference), {args.dim}-d entity vectors")
-    print(f"{'step':>6} | {'before: RSS MiB':>15} {'analyses':>9} | {'after: RSS MiB':>14} {'analyses':>9} {'cache MiB':>9}")
+    print(f"{'step':>6} | {'before: RSS MiB':>15} {'analyses':>9} | {'after: RSS MiB':>14} {'analyses':>9}"
+          f" {'cache MiB':>9}")
     for b, a in zip(before["trace"], after["trace"]):
         print(f"{b['step']:>6} | {b['rss_mib']:>15.0f} {b['analyses']:>9} | {a['rss_mib']:>14.0f} {a['analyses']:>9}"
               f" {a['cache_mib']:>9.0f}")
     last_b, last_a = before["trace"][-1], after["trace"][-1]
     per_analysis = (last_b["rss_mib"] - before["rss_start_mib"]) / max(1, last_b["analyses"])
-    print(f"before: RSS grows {per_analysis * 1024:.0f} KiB per cached analysis with no plateau; at its 200,000-analysis"
-          f" bound that is {before['rss_start_mib'] + per_analysis * 200_000:,.0f} MiB")
+    print(f"before: RSS grows {per_analysis * 1024:.0f} KiB per cached analysis with no plateau; at its"
+          f" 200,000-analysis bound that is {before['rss_start_mib'] + per_analysis * 200_000:,.0f} MiB")
     full = [t for t in after["trace"] if t["evictions"] > 0]
     if full:
         lo, hi = min(t["rss_mib"] for t in full), max(t["rss_mib"] for t in full)

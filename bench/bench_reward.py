@@ -393,7 +393,8 @@ def main(argv=None) -> int:
     print(f"speed-up of ours: {t_naive / t_ours:.1f}x vs naive, {t_batched / t_ours:.1f}x vs batched (same run)")
     print(
         f"ours, next step (same prompts, new responses, references cached): {t_ours2:.2f} s "
-        f"({t_naive / t_ours2:.1f}x vs naive, {t_batched / t_ours2:.1f}x vs batched); batches {stats['batch_sizes'][:1]}"
+        f"({t_naive / t_ours2:.1f}x vs naive, {t_batched / t_ours2:.1f}x vs batched); "
+        f"batches {stats['batch_sizes'][:1]}"
     )
     print(f"model work: {stats['models']}")
     return 0

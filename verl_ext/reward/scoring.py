@@ -218,7 +218,8 @@ def _isolated(fn, texts: list[str], name: str) -> tuple[dict[str, Any], dict[str
         if len(texts) == 1:
             logger.error("reward: %s analysis failed on one text: %r", name, exc)
             return {}, {texts[0]: f"{type(exc).__name__}: {exc}"}
-        logger.warning("reward: batched %s analysis of %d texts failed (%r); retrying one by one", name, len(texts), exc)
+        logger.warning("reward: batched %s analysis of %d texts failed (%r); retrying one by one", name, len(texts),
+                       exc)
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for t in texts:
