@@ -18,8 +18,8 @@ Concatenating a report's entities over its sentences therefore gives RaTEScore's
 ``ratescore`` equals ``RaTEScore(...).compute_score([cand], [ref])`` up to float rounding from batching (tested),
 and up to tie-breaks: when two candidate entities tie for the top-1 match (typically one entity string tagged with
 two types, hence two equal vectors with different type weights), the package breaks the tie by ~1e-6 float noise in
-its per-report embeddings and we break it by position, which changes that pair's score by up to ~8e-3 (seen on the
-benchmark workload; ``bench/bench_reward.py`` counts and reports these pairs).
+its per-report embeddings and we break it by position, which changes that pair's score (by up to 8e-3 in the audit
+of issue 12). ``bench/bench_reward.py`` counts and reports such pairs (none on its 8 x 10 workload when last run).
 
 What differs from the package, on purpose: everything is batched across all texts of a call (NER over sentences
 sorted by length, embeddings over unique entity strings), analyses are cached per text, NER results per NER unit
