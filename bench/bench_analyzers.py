@@ -3,7 +3,7 @@
     python bench/bench_analyzers.py [--texts 64] [--device cpu] [--fixtures DIR] [--tiny]
 
 "one at a time" is what an extractor that serves one request per report does (the authors' Flask extractor): NER and
-embedding forward passes per report, no cache (``max_cached_reports=0``, ``max_cached_entities=0``). "batched" runs
+embedding forward passes per report, no cache (all cache budgets 0). "batched" runs
 NER once per distinct sentence of all reports (length-sorted batches) and BioLORD once per distinct entity string,
 from cold caches. Full-size random models by default (``--tiny`` for a smoke run). Asserts the same entities and
 embeddings (to float rounding) both ways, and prints the ratio.
@@ -61,7 +61,8 @@ def main(argv=None) -> int:
 
     batched = RateAnalyzer(str(paths.rate_ner), str(paths.biolord), device=args.device, ner_batch_size=32)
     single = RateAnalyzer(
-        str(paths.rate_ner), str(paths.biolord), device=args.device, max_cached_reports=0, max_cached_entities=0
+        str(paths.rate_ner), str(paths.biolord), device=args.device, analysis_cache_mb=0, ner_cache_mb=0,
+        embedding_cache_mb=0,
     )
     single.analyze(["Mild cardiomegaly."])  # warm-up (first-call overheads)
     batched.analyze(["Heart size is normal."])

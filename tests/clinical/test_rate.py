@@ -138,7 +138,7 @@ def test_unit_cache_makes_edited_reports_cheap(scorer_paths):
     edited = "Heart size is normal. Bibasilar atelectasis."  # a kept source sentence + an inserted reference sentence
     a = an.analyze([edited])[0]
     assert an.counters["ner_sentences"] == n
-    fresh = RateAnalyzer(str(scorer_paths.rate_ner), str(scorer_paths.biolord), device="cpu", max_cached_reports=0)
+    fresh = RateAnalyzer(str(scorer_paths.rate_ner), str(scorer_paths.biolord), device="cpu", analysis_cache_mb=0)
     assert [(e.text, e.type) for e in a.entities] == [(e.text, e.type) for e in fresh.analyze([edited])[0].entities]
 
 

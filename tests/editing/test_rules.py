@@ -103,6 +103,77 @@ def test_fig1_cardiomegaly_replaces_normal_heart():
     check_invariants(gen, ref, res)
 
 
+def test_fig1_under_defaults_with_rate_style_entities():
+    # Fig. 1 as RaTE-NER tags it: "heart" is ANATOMY, "within normal limits" a NON-ABNORMALITY that is close to the
+    # reference's other normal finding ("clear", cos 0.8) and far from "cardiomegaly" (cos 0.3); "heart" and
+    # "mild cardiomegaly" are close (0.7). The normal-heart sentence contradicts the reference and is replaced; it
+    # must not stay next to an appended "There is mild cardiomegaly.".
+    wnl, clear = cosv(0.8, OPACITY, 1), v(OPACITY)  # cos 0.8
+    gen = rep(("The heart is within normal limits.", [ent("heart", "ANATOMY", cosv(0.7, CARDIO, 2)),
+                                                     ent("within normal limits", "NON-ABNORMALITY", wnl)]),
+              ("No pleural effusion.", [ent("pleural effusion", "NON-ABNORMALITY", v(EFFUSION))]))
+    ref = rep(("There is mild cardiomegaly.", [ent("mild cardiomegaly", "ABNORMALITY", v(CARDIO))]),
+              ("The lungs are clear.", [ent("lungs", "ANATOMY", v(LUNG)), ent("clear", "NON-ABNORMALITY", clear)]),
+              ("No pleural effusion.", [ent("pleural effusion", "NON-ABNORMALITY", v(EFFUSION))]))
+    # the controlled cosines the scenario needs
+    G, R = gen.sentences[0].entities, ref.sentences
+    cos = lambda a, b: float(a.embedding @ b.embedding / np.linalg.norm(a.embedding) / np.linalg.norm(b.embedding))
+    assert cos(G[1], R[1].entities[1]) > 0.6 and cos(G[1], R[0].entities[0]) < 0.6
+    assert cos(G[0], R[0].entities[0]) > 0.6 and cos(G[0], R[1].entities[0]) < 0.6
+    for seed in range(20):
+        res = edit(gen, ref, seed)
+        assert kinds(res) == ["conflict_replace"], res.ops
+        assert res.text == "There is mild cardiomegaly. No pleural effusion."
+        check_invariants(gen, ref, res)
+    # the reference's abnormality can also be stated on its own anatomy entity ("The heart is enlarged.")
+    ref2 = rep(("The heart is enlarged.", [ent("heart", "ANATOMY", cosv(0.7, CARDIO, 2)),
+                                          ent("enlarged", "ABNORMALITY", v(NODULE))]),
+               ("The lungs are clear.", [ent("lungs", "ANATOMY", v(LUNG)), ent("clear", "NON-ABNORMALITY", clear)]))
+    res = edit(gen, ref2)
+    assert kinds(res) == ["conflict_replace"] and res.text.startswith("The heart is enlarged. ")
+    # the old behaviour stays available
+    assert kinds(edit(gen, ref, anatomy_conflicts=False)) == ["fn_append"]
+
+
+def test_anatomy_conflict_keeps_the_no_right_effusion_protection():
+    # "No right effusion." names its anatomy ("right", close to "left", cos 0.81) and the reference reports an
+    # effusion on the left; but the reference also says the right side is free ("No right pleural effusion."), so the
+    # sentence is correct and is kept (the reference's missing left effusion is appended instead).
+    right, left = cosv(0.9, HEART, 3), cosv(0.9, HEART, 4)
+    gen = rep(("No right effusion.", [ent("right", "ANATOMY", right),
+                                      ent("effusion", "NON-ABNORMALITY", cosv(0.9, EFFUSION, 1))]))
+    ref = rep(("Small left effusion.", [ent("left", "ANATOMY", left),
+                                        ent("small effusion", "ABNORMALITY", cosv(0.9, EFFUSION, 2))]),
+              ("No right pleural effusion.", [ent("right pleural", "ANATOMY", right),
+                                              ent("effusion", "NON-ABNORMALITY", cosv(0.9, EFFUSION, 1))]))
+    for seed in range(10):
+        res = edit(gen, ref, seed)
+        assert kinds(res) == ["fn_append"]
+        assert res.text == "No right effusion. Small left effusion."
+    # without the reference's statement about the right side, the normal statement contradicts it: replaced
+    ref_left_only = rep(("Small left effusion.", [ent("left", "ANATOMY", left),
+                                                  ent("small effusion", "ABNORMALITY", cosv(0.9, EFFUSION, 2))]))
+    assert kinds(edit(gen, ref_left_only)) == ["conflict_replace"]
+    assert kinds(edit(gen, ref_left_only, conflict_requires_spurious=False)) == ["conflict_replace"]
+
+
+def test_fn_append_after_sentence_without_final_period():
+    gen = rep(("No effusion", [ent("effusion", "NON-ABNORMALITY", v(EFFUSION))]))
+    ref = rep(("No effusion.", [ent("effusion", "NON-ABNORMALITY", v(EFFUSION))]),
+              ("Mild edema.", [ent("edema", "ABNORMALITY", v(EDEMA))]))
+    res = edit(gen, ref)
+    assert kinds(res) == ["fn_append"]
+    assert res.text == "No effusion. Mild edema."
+    assert pieces_of(res.text) == ["No effusion.", "Mild edema."]
+    check_invariants(gen, ref, res)
+    heading = rep(("FINDINGS:", []), text="FINDINGS:")
+    assert edit(heading, ref).text in ("FINDINGS: No effusion.", "FINDINGS: Mild edema.")
+
+
+def pieces_of(text):
+    return [text[a:b] for a, b in split_sentences(text)]
+
+
 # ------------------------------------------------------------------------------------------------ rule (a)
 
 

@@ -53,8 +53,10 @@ def test_protocol_and_config_validation():
             return [ReportAnalysis(t, ()) for t in texts]
 
     assert isinstance(Dummy(), ReportAnalyzer)
-    with pytest.raises(ValueError):
-        EditConfig(tau=2.0)
+    for bad in (2.0, 1.0, 0.0, -0.5):  # no entity can match at cos > 1; at tau <= 0 unrelated entities match
+        with pytest.raises(ValueError, match="tau"):
+            EditConfig(tau=bad)
+    EditConfig(tau=0.999)
     with pytest.raises(ValueError):
         EditConfig(max_ops=-1)
     with pytest.raises(ValueError):

@@ -53,6 +53,7 @@ def test_reward_loop_scores_each_trajectory(worker, make_item, run):
         "invalid",
         "invalid_reason",
         "empty_response",
+        "overlong_response",
         "analysis_reused",
         "is_edited",
     ]

@@ -24,7 +24,8 @@ def test_defaults_follow_the_paper():
 @pytest.mark.parametrize(
     "bad",
     [{"scheme": "half"}, {"level": "word"}, {"on_unchanged": "drop"}, {"analyzer": "chexbert"}, {"num_edits": -1},
-     {"matching": "fuzzy"}],
+     {"matching": "fuzzy"}, {"max_failed_edit_share": 1.5}, {"max_failed_edit_share": -0.1}, {"tau": 1.0},
+     {"tau": 0.0}],
 )
 def test_invalid_values_are_rejected(bad):
     with pytest.raises(ValueError, match="editgrpo"):
@@ -120,5 +121,29 @@ def test_batcher_splits_large_batches_and_propagates_errors():
 
     out = asyncio.run(main(AnalysisBatcher(Recorder, max_batch=3, wait_s=0.0), [[str(i) for i in range(7)]]))
     assert out == [[str(i) for i in range(7)]] and sizes == [3, 3, 1]
-    out = asyncio.run(main(AnalysisBatcher(Recorder, max_batch=10, wait_s=0.01), [["x"], ["boom"]]))
-    assert all(isinstance(o, RuntimeError) for o in out)
+    # one failing text fails only the request that asked for it (the batch is retried text by text)
+    sizes.clear()
+    out = asyncio.run(main(AnalysisBatcher(Recorder, max_batch=10, wait_s=0.01), [["x"], ["boom"], ["y", "x"]]))
+    assert out[0] == ["x"] and out[2] == ["y", "x"] and isinstance(out[1], RuntimeError)
+    assert sizes == [3, 1, 1, 1]
+    # per text: return_exceptions hands back the error in the failing text's place
+
+    async def per_text():
+        return await AnalysisBatcher(Recorder, max_batch=10, wait_s=0.0).analyze(["a", "boom"], return_exceptions=True)
+
+    a, boom = asyncio.run(per_text())
+    assert a == "a" and isinstance(boom, RuntimeError)
+
+
+def test_batcher_factory_failure_fails_every_request_once():
+    built = []
+
+    def factory():
+        built.append(1)
+        raise FileNotFoundError("/nonexistent")
+
+    async def main(batcher):
+        return await asyncio.gather(batcher.analyze(["a"]), batcher.analyze(["b"]), return_exceptions=True)
+
+    out = asyncio.run(main(AnalysisBatcher(factory, max_batch=10, wait_s=0.01)))
+    assert all(isinstance(o, FileNotFoundError) for o in out) and len(built) == 1

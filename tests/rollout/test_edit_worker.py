@@ -285,3 +285,159 @@ def test_manager_rejects_rollout_log_probs_with_edits(model_dir):
     config = _config(model_dir, scheme="none")
     config.actor_rollout_ref.rollout.calculate_log_probs = True
     assert validate_edit_setup(config).scheme == "none"
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+ANALYZERS = f"{Path(__file__).resolve().parent / '_analyzers.py'}"
+
+
+def _sessions(store, uid):
+    return {int(key.split("_")[1]): fields for key, partition, fields, tag in store.puts if key.split("_")[0] == uid}
+
+
+def test_truncated_source_gets_no_edit(model_dir, fake_tq):
+    # The response ran into response_length without an end-of-turn token: it ends mid-word. Editing it (here: append
+    # the missing cardiomegaly) would put <|im_end|> after a fragment, so the source is not edited; its slot is
+    # resampled like an unchanged edit and the skip is recorded on the source.
+    fragment = "The lungs are clear. There is a small left effusion. The heart is enla"
+    worker, client = _worker(model_dir, [fragment], eos=False, response_length=64)
+    _run(worker, _prompt())
+    sessions = _by_session(fake_tq)
+    assert client.requests == 4 and fake_tq.tags[-1][2] == {"status": "finished"}
+    assert not any(sessions[s]["extra_fields"]["is_edited"] for s in range(4))
+    assert sessions[0]["extra_fields"]["edit_skipped"] == "truncated"
+    # with an end-of-turn token the same text is edited
+    fake_tq.puts.clear()
+    worker, client = _worker(model_dir, [fragment], eos=True, response_length=64)
+    _run(worker, _prompt())
+    assert _by_session(fake_tq)[2]["extra_fields"]["is_edited"]
+
+
+def test_one_bad_text_fails_only_its_own_group(model_dir, fake_tq):
+    # Two groups' texts are analysed in one batched call; group b's reference makes the analyzer raise. Group a keeps
+    # its edits, group b alone records the error (and trains on plain samples).
+    worker, _ = _worker(model_dir, [NEEDS_EDIT], analyzer=f"{ANALYZERS}:PoisonAnalyzer")
+    bad = _prompt(uid="b", index=8)
+    bad["reward_model"] = {"style": "model", "ground_truth": "POISON. The heart is enlarged."}
+    _run_many(worker, [_prompt(uid="a"), bad])
+    analyzer = worker._get_batcher()._analyzer
+    assert any("POISON. The heart is enlarged." in b and REFERENCE in b for b in type(analyzer).batches)
+    good, poisoned = _sessions(fake_tq, "a"), _sessions(fake_tq, "b")
+    assert [good[s]["extra_fields"]["is_edited"] for s in range(4)] == [False, False, True, True]
+    assert "edit_error" not in good[0]["extra_fields"]
+    assert "POISON" in poisoned[0]["extra_fields"]["edit_error"]
+    assert not any(poisoned[s]["extra_fields"]["is_edited"] for s in range(4))
+    assert {tag["status"] for key, _, tag in fake_tq.tags if key in ("a", "b")} >= {"finished"}
+    assert [t for t in fake_tq.tags if t[2]["status"] == "failure"] == []
+
+
+def test_analysis_must_round_trip_the_text(model_dir, fake_tq):
+    # A custom analyzer that collapses whitespace returns analyses of another text: its spans would misalign the kept
+    # token runs, so the edit is refused with a clear error (the sampled responses still train).
+    worker, client = _worker(model_dir, ["The lungs are clear.\n\nThere is a small left effusion."],
+                             analyzer=f"{ANALYZERS}:NormalisingAnalyzer")
+    _run(worker, _prompt())
+    sessions = _by_session(fake_tq)
+    assert fake_tq.tags[-1][2] == {"status": "finished"} and client.requests == 4
+    assert "does not match the text it was given" in sessions[0]["extra_fields"]["edit_error"]
+    assert not any(sessions[s]["extra_fields"]["is_edited"] for s in range(4))
+
+
+def test_errors_after_the_analysis_keep_the_sampled_responses(model_dir, fake_tq, monkeypatch):
+    import verl_ext.rollout.edit_worker as ew
+
+    def broken_splice(*args, **kwargs):
+        raise RuntimeError("splice exploded")
+
+    monkeypatch.setattr(ew, "splice_pieces", broken_splice)
+    worker, client = _worker(model_dir, [NEEDS_EDIT])
+    _run(worker, _prompt())
+    sessions = _by_session(fake_tq)
+    assert fake_tq.tags[-1][2] == {"status": "finished"} and sorted(sessions) == [0, 1, 2, 3]
+    assert client.requests == 4  # the lost edits' slots were resampled
+    assert "splice exploded" in sessions[0]["extra_fields"]["edit_error"]
+    assert worker.pop_edit_tally() == {3: [1, 1]}
+
+
+def test_resampling_failure_keeps_the_group(model_dir, fake_tq):
+    worker, client = _worker(model_dir, [GOOD])  # unchanged edits -> resample
+    real = client.generate
+
+    async def failing_after_two(request_id, **kwargs):
+        if client.requests >= 2:
+            raise ConnectionError("rollout server went away")
+        return await real(request_id, **kwargs)
+
+    client.generate = failing_after_two
+    _run(worker, _prompt())
+    sessions = _by_session(fake_tq)
+    assert fake_tq.tags[-1][2] == {"status": "finished"} and sorted(sessions) == [0, 1, 2, 3]
+    assert sessions[2]["extra_fields"]["edit_duplicate"] is True and _tokens(sessions[2]) == _tokens(sessions[0])
+    assert "rollout server went away" in sessions[2]["extra_fields"]["edit_error"]
+
+
+def test_finalisation_failure_of_an_edited_copy_keeps_the_group(model_dir, fake_tq, monkeypatch):
+    import verl_ext.rollout.edit_worker as ew
+
+    real = ew._TQ_WORKER._agent_loop_postprocess
+
+    async def postprocess(self, output, validate, **kwargs):
+        if output.extra_fields.get("is_edited"):
+            raise ValueError("cannot post-process the edited copy")
+        return await real(self, output, validate, **kwargs)
+
+    monkeypatch.setattr(ew._TQ_WORKER, "_agent_loop_postprocess", postprocess)
+    worker, client = _worker(model_dir, [NEEDS_EDIT])
+    _run(worker, _prompt())
+    sessions = _by_session(fake_tq)
+    assert fake_tq.tags[-1][2] == {"status": "finished"} and sorted(sessions) == [0, 1, 2, 3]
+    for sid, src in ((2, 0), (3, 1)):
+        extra = sessions[sid]["extra_fields"]
+        assert extra["is_edited"] is False and extra["edit_duplicate"] is True
+        assert "cannot post-process" in extra["edit_error"] and _tokens(sessions[sid]) == _tokens(sessions[src])
+    assert worker.pop_edit_tally() == {3: [1, 1]}
+
+
+def test_failure_share_stops_the_run(model_dir, fake_tq):
+    from verl_ext.rollout.config import EditRolloutConfig
+    from verl_ext.rollout.edit_worker import EditAgentLoopManagerTQ, check_edit_failures
+
+    worker, _ = _worker(model_dir, [NEEDS_EDIT], analyzer="rate", **{"models.rate_ner": "/nonexistent"})
+    _run_many(worker, [_prompt(uid="a"), _prompt(uid="b", index=8)])
+    assert "/nonexistent" in _sessions(fake_tq, "a")[0]["extra_fields"]["edit_error"]
+    tally = worker.pop_edit_tally()
+    assert tally == {3: [2, 2]} and worker.pop_edit_tally() == {}
+    with pytest.raises(RuntimeError, match=r"2 of 2 groups .* editgrpo.max_failed_edit_share=0.1"):
+        check_edit_failures(tally, EditRolloutConfig())
+    check_edit_failures({3: [10, 1]}, EditRolloutConfig())  # 10 % is not more than 10 %
+    check_edit_failures(tally, EditRolloutConfig(stop_on_edit_failures=False))  # logged, training goes on
+
+    # the manager sums the workers' tallies before dispatching the next step
+    class Remote:
+        def __init__(self, tally):
+            self.pop_edit_tally = SimpleNamespace(remote=lambda: tally)
+
+    manager = object.__new__(EditAgentLoopManagerTQ)
+    manager.edit_cfg = EditRolloutConfig()
+    manager.agent_loop_workers = [Remote({4: [8, 0]}), Remote({4: [8, 1]})]
+    manager._check_edit_failures(get=lambda refs: refs)  # 1 of 16 groups of step 4: 6 % <= 10 %
+    manager.edit_cfg = EditRolloutConfig(max_failed_edit_share=0.05)
+    manager.agent_loop_workers = [Remote({5: [8, 0]}), Remote({5: [8, 1]})]
+    with pytest.raises(RuntimeError, match="step 5"):
+        manager._check_edit_failures(get=lambda refs: refs)
+
+
+def _run_many(worker, prompts):
+    import asyncio
+
+    from verl.utils.ray_utils import get_event_loop
+
+    trajectory = {"step": 3, "sample_index": 0, "rollout_n": 0, "validate": False}
+    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "repetition_penalty": 1.0, "logprobs": False}
+
+    async def main():
+        await asyncio.gather(*(worker._run_prompt(p, params, dict(trajectory)) for p in prompts))
+
+    get_event_loop().run_until_complete(main())

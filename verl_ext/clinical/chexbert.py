@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.metrics.chexbert import CONDITIONS, binarize
 
 __all__ = ["CheXbertLabeler", "CONDITIONS", "normalize_report"]
@@ -40,13 +40,13 @@ class CheXbertLabeler:
         bert_dir: str,
         device: str = "auto",
         batch_size: int = 64,
-        max_cached_reports: int = 500_000,
+        cache_mb: float = 64.0,
     ):
         from verl_ext.clinical import models
 
         self.m = models.load_chexbert(checkpoint, bert_dir, device)
         self.batch_size = max(1, int(batch_size))
-        self.cache = LRUCache(max_cached_reports)
+        self.cache = LRUCache(int(cache_mb * MiB))  # text -> 14 classes, bounded by bytes
         self._lock = threading.RLock()
         self.counters = {"texts": 0, "forward_passes": 0, "labelled": 0}
 
@@ -59,6 +59,12 @@ class CheXbertLabeler:
         if len(ids) > 512:
             ids = ids[:511] + [tok.sep_token_id]
         return ids
+
+    def overlong(self, text: str) -> bool:
+        """Whether the report exceeds the model's 512 positions (it is then read up to there, as f1chexbert does)."""
+        if len(text) <= 510:  # a wordpiece holds at least one character
+            return False
+        return len(self.m.tokenizer.tokenize(normalize_report(text))) > 510
 
     def classes(self, texts: Sequence[str]) -> np.ndarray:
         """Raw CheXbert classes, ``int64 [n, 14]`` (see the module docstring)."""

@@ -1,8 +1,10 @@
 """RadGraph annotations, batched and cached, and the RadGraph-based ``ReportAnalyzer`` of the edit engine.
 
 ``RadGraphAnnotator.annotate(texts)`` returns, per text, the annotation dict radgraph 0.1.18 returns per report
-(``{"text", "entities": {id: {tokens, label, start_ix, end_ix, relations}}}``), from the package's own model,
-preprocessing (``radgraph.utils.preprocess_reports``) and post-processing (``radgraph.utils.get_entity``).
+(``{"text", "entities": {id: {tokens, label, start_ix, end_ix, relations}}}``, plus ``input_capped``), from the
+package's own model, preprocessing (``radgraph.utils.preprocess_reports``) and post-processing
+(``radgraph.utils.get_entity``). Input cap: a report is read up to one BERT window (512 wordpieces, the model's own
+``max_length``; ``words_within_window``); ``input_capped`` says whether it was cut.
 
 Batching: radgraph runs one report per forward pass (its DyGIE model rejects multi-document batches). DyGIE treats
 the sentences of one document independently whenever its cross-sentence parts are off (coreference loss weight and
@@ -28,7 +30,7 @@ import threading
 import warnings
 from typing import Any, Optional, Sequence
 
-from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.clinical.rate import _sentence_of
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ABNORMALITY, ANATOMY, NON_ABNORMALITY, UNCERTAIN, Entity, ReportAnalysis, Sentence
@@ -48,7 +50,7 @@ def _radgraph_utils():
 
 
 def empty_annotation(text: str = "") -> dict:
-    return {"text": text, "entities": {}, "data_source": None, "data_split": "inference"}
+    return {"text": text, "entities": {}, "data_source": None, "data_split": "inference", "input_capped": False}
 
 
 class RadGraphAnnotator:
@@ -60,14 +62,14 @@ class RadGraphAnnotator:
         model_type: str = "radgraph-xl",
         device: str = "auto",
         batch_size: int = 16,
-        max_cached_reports: int = 200_000,
+        cache_mb: float = 256.0,
     ):
         from verl_ext.clinical import models
 
         self.rg = models.load_radgraph(cache_dir, model_type, device)
         self.model_type = self.rg.model_type
         self.batch_size = max(1, int(batch_size))
-        self.cache = LRUCache(max_cached_reports)
+        self.cache = LRUCache(int(cache_mb * MiB))  # text -> annotation, bounded by bytes
         self._lock = threading.RLock()
         self.pack = self._packing_is_exact(self.rg.model)
         self.counters = {"texts": 0, "forward_passes": 0, "annotated": 0}
@@ -95,6 +97,11 @@ class RadGraphAnnotator:
         rg_utils, AllennlpDataset, PyTorchDataLoader = _radgraph_utils()
         model_input = rg_utils.preprocess_reports(texts, self.model_type)
         token_lists = [m["sentences"][0] for m in model_input]
+        capped = [False] * len(texts)
+        for i, toks in enumerate(token_lists):
+            keep = self.words_within_window(toks)
+            if keep < len(toks):
+                token_lists[i], capped[i] = toks[:keep], True
         results: list[Optional[dict]] = [None] * len(texts)
         runnable = [i for i, toks in enumerate(token_lists) if toks]
         for i, toks in enumerate(token_lists):
@@ -126,10 +133,30 @@ class RadGraphAnnotator:
                         "entities": rg_utils.get_entity(ner, rel, sent),
                         "data_source": None,
                         "data_split": "inference",
+                        "input_capped": capped[i],
                     }
                     offset += len(sent)
         self.counters["annotated"] += len(texts)
         return results  # type: ignore[return-value]
+
+    def words_within_window(self, tokens: list[str]) -> int:
+        """How many leading words of a preprocessed report fit in one window of the model's BERT (its
+        ``max_length``, 512 wordpieces with [CLS]/[SEP]). The package folds longer inputs into several windows, but
+        its span enumeration and relation scoring grow super-linearly with the words (about 2 GB at 4,000 characters,
+        8 GB at 8,000), so one runaway response could take the scoring process down for its whole batch. Reports are
+        far shorter (MIMIC-CXR findings: a few hundred wordpieces), so the cap only ever cuts runaway generations."""
+        indexer = next(iter(self.rg.reader._token_indexers.values()))
+        limit = getattr(indexer._matched_indexer, "_max_length", None) or 512
+        if sum(map(len, tokens)) <= limit - 2:  # a wordpiece holds at least one character: it fits
+            return len(tokens)
+        _, offsets = indexer._allennlp_tokenizer.intra_word_tokenize(tokens)
+        last = limit - 2  # wordpiece positions 1 .. limit-2 hold words; 0 is [CLS], limit-1 [SEP]
+        keep = 0
+        for k, off in enumerate(offsets):
+            if off is not None and off[1] > last:
+                break
+            keep = k + 1
+        return keep
 
     def _packs(self, runnable: list[int], token_lists: list[list[str]]) -> list[list[int]]:
         """Reports to run together: same number of relation-pruned spans (see the module docstring), at most

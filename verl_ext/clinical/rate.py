@@ -15,7 +15,11 @@ analyzer reuses RaTEScore 0.6.0's own pipeline piece by piece:
   affinity matrix and takes the harmonic mean, exactly as ``RaTEScore.compute_score``.
 
 Concatenating a report's entities over its sentences therefore gives RaTEScore's entity list for that report, and
-``ratescore`` equals ``RaTEScore(...).compute_score([cand], [ref])`` up to float rounding from batching (tested).
+``ratescore`` equals ``RaTEScore(...).compute_score([cand], [ref])`` up to float rounding from batching (tested),
+and up to tie-breaks: when two candidate entities tie for the top-1 match (typically one entity string tagged with
+two types, hence two equal vectors with different type weights), the package breaks the tie by ~1e-6 float noise in
+its per-report embeddings and we break it by position, which changes that pair's score (by up to 8e-3 in the audit
+of issue 12). ``bench/bench_reward.py`` counts and reports such pairs (none on its 8 x 10 workload when last run).
 
 What differs from the package, on purpose: everything is batched across all texts of a call (NER over sentences
 sorted by length, embeddings over unique entity strings), analyses are cached per text, NER results per NER unit
@@ -34,7 +38,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from verl_ext.clinical.cache import LRUCache
+from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.editing.sentences import split_sentences
 from verl_ext.editing.types import ENTITY_TYPES, Entity, ReportAnalysis, Sentence
 
@@ -134,20 +138,27 @@ class RateAnalyzer:
         device: str = "auto",
         ner_batch_size: int = 32,
         embed_batch_size: int = 256,
-        max_cached_reports: int = 200_000,
-        max_cached_entities: int = 500_000,
+        analysis_cache_mb: float = 256.0,
+        ner_cache_mb: float = 64.0,
+        embedding_cache_mb: float = 128.0,
         affinity: str = "long",
     ):
+        """Caches are bounded by bytes (``verl_ext.clinical.cache``): analyses per report text (each with its entity
+        vectors and the edit engine's derived matrices), NER results per NER unit, BioLORD vectors per entity
+        string. 0 disables a cache."""
         from verl_ext.clinical import models
 
         self.ner = models.load_rate_ner(ner_path, device)
         self.embedder = models.load_biolord(embedder_path, device)
         self.ner_batch_size = int(ner_batch_size)
         self.embed_batch_size = int(embed_batch_size)
-        self.analyses = LRUCache(max_cached_reports)
-        self.units = LRUCache(max_cached_reports * 4)  # NER unit text -> (token offsets, entities)
-        self.embeddings = LRUCache(max_cached_entities)
         self.matrix = affinity_matrix(affinity)
+        self._init_state(analysis_cache_mb, ner_cache_mb, embedding_cache_mb)
+
+    def _init_state(self, analysis_cache_mb: float, ner_cache_mb: float, embedding_cache_mb: float) -> None:
+        self.analyses = LRUCache(int(analysis_cache_mb * MiB))
+        self.units = LRUCache(int(ner_cache_mb * MiB))  # NER unit text -> (token offsets, entities)
+        self.embeddings = LRUCache(int(embedding_cache_mb * MiB))
         self._lock = threading.RLock()
         self.counters = {"texts": 0, "ner_sentences": 0, "ner_batches": 0, "embedded_entities": 0}
         _, utils = _rate_modules()
@@ -170,7 +181,10 @@ class RateAnalyzer:
         per_unit = self._run_ner([u.text for u in units])
         # entities per report, with absolute char starts, in RaTEScore's order
         found: list[list[tuple[str, str, int]]] = [[] for _ in texts]
+        capped = [False] * len(texts)
         for unit, (offsets, ents) in zip(units, per_unit):
+            if len(offsets) >= 512 and max(end for _, end in offsets) < len(unit.text.rstrip()):
+                capped[unit.report] = True
             for ent_text, ent_type, span in ents:
                 if ent_type not in ENTITY_TYPES:
                     logger.warning("RaTE-NER produced entity %r of unknown type %r; skipped", ent_text, ent_type)
@@ -188,7 +202,10 @@ class RateAnalyzer:
                 k = _sentence_of(spans, pos)
                 buckets[k].append(Entity(ent_text, ent_type, vectors[ent_text]))
             sentences = tuple(Sentence(text[a:b], a, b, tuple(b_)) for (a, b), b_ in zip(spans, buckets))
-            analyses.append(ReportAnalysis(text=text, sentences=sentences))
+            analysis = ReportAnalysis(text=text, sentences=sentences)
+            if capped[len(analyses)]:
+                analysis.__dict__["_input_capped"] = True
+            analyses.append(analysis)
         return analyses
 
     def _run_ner(self, sentences: list[str]) -> list[tuple[list, list]]:
@@ -240,10 +257,15 @@ class RateAnalyzer:
             out.append((enc["offset_mapping"][i], _decode(tokens, names, tok, self._post_process)))
         return out
 
+    @staticmethod
+    def overlong(analysis: ReportAnalysis) -> bool:
+        """Whether a RaTE NER unit (a medspacy sentence) of the analysed report exceeded RaTE-NER's 512 positions:
+        it was read up to there, as ``RaTEScore.score.run_ner`` does (entity strings are embedded up to 30 tokens,
+        as ``process_embedding`` does). False for analyses adopted from elsewhere (e.g. the edit step's)."""
+        return bool(analysis.__dict__.get("_input_capped", False))
+
     def embed(self, entity_texts: Iterable[str]) -> dict[str, np.ndarray]:
         """BioLORD [CLS] vectors (float32, raw) for entity strings, cached per string."""
-        import torch
-
         entity_texts = list(dict.fromkeys(entity_texts))
         out: dict[str, np.ndarray] = {}
         missing = []
@@ -254,18 +276,24 @@ class RateAnalyzer:
             else:
                 out[t] = v
         if missing:
-            tok, model, dev = self.embedder.tokenizer, self.embedder.model, self.embedder.device
-            with torch.inference_mode():
-                for s in range(0, len(missing), self.embed_batch_size):
-                    chunk = missing[s : s + self.embed_batch_size]
-                    enc = tok(chunk, truncation=True, padding=True, return_tensors="pt", max_length=30).to(dev)
-                    cls = model(**enc).last_hidden_state[:, 0, :].float().cpu().numpy()
-                    for t, v in zip(chunk, cls):
-                        v = np.ascontiguousarray(v, dtype=np.float32)
-                        v.setflags(write=False)
-                        self.embeddings.put(t, v)
-                        out[t] = v
+            for t, v in zip(missing, self._embed_uncached(missing)):
+                v = np.ascontiguousarray(v, dtype=np.float32)
+                v.setflags(write=False)
+                self.embeddings.put(t, v)
+                out[t] = v
             self.counters["embedded_entities"] += len(missing)
+        return out
+
+    def _embed_uncached(self, entity_texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        tok, model, dev = self.embedder.tokenizer, self.embedder.model, self.embedder.device
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for s in range(0, len(entity_texts), self.embed_batch_size):
+                chunk = entity_texts[s : s + self.embed_batch_size]
+                enc = tok(chunk, truncation=True, padding=True, return_tensors="pt", max_length=30).to(dev)
+                out.extend(model(**enc).last_hidden_state[:, 0, :].float().cpu().numpy())
         return out
 
     # ------------------------------------------------------------------------------------------------------------

@@ -29,10 +29,11 @@ class ClinicalScorerConfig:
     """CheXbert reports per forward pass."""
     radgraph_batch_size: int = 16
     """RadGraph reports packed per forward pass."""
-    max_cached_reports: int = 200_000
-    """Per-text cache size of each analyzer (references repeat G times per step and every epoch)."""
-    max_cached_entities: int = 500_000
-    """Entity-string -> BioLORD vector cache size."""
+    cache_mb: float = 256.0
+    """Byte budget (MiB) of each model's per-text cache: RaTE analyses, RadGraph annotations; the CheXbert labels and
+    the RaTE per-sentence NER results get a quarter. References repeat G times per step and every epoch."""
+    embedding_cache_mb: float = 128.0
+    """Byte budget (MiB) of the entity-string -> BioLORD vector cache (3 KiB per string)."""
     rate_affinity: str = "long"
     """RaTEScore affinity matrix: "long" (the package default, paragraph-level reports), "short", or a JSON path."""
 
@@ -69,8 +70,9 @@ class ClinicalScorer:
                     device=c.device,
                     ner_batch_size=c.ner_batch_size,
                     embed_batch_size=c.embed_batch_size,
-                    max_cached_reports=c.max_cached_reports,
-                    max_cached_entities=c.max_cached_entities,
+                    analysis_cache_mb=c.cache_mb,
+                    ner_cache_mb=c.cache_mb / 4,
+                    embedding_cache_mb=c.embedding_cache_mb,
                     affinity=c.rate_affinity,
                 )
             return self._rate
@@ -87,7 +89,7 @@ class ClinicalScorer:
                     c.models.radgraph_model_type,
                     device=c.device,
                     batch_size=c.radgraph_batch_size,
-                    max_cached_reports=c.max_cached_reports,
+                    cache_mb=c.cache_mb,
                 )
             return self._radgraph
 
@@ -103,7 +105,7 @@ class ClinicalScorer:
                     c.models.chexbert_bert,
                     device=c.device,
                     batch_size=c.chexbert_batch_size,
-                    max_cached_reports=c.max_cached_reports,
+                    cache_mb=c.cache_mb / 4,
                 )
             return self._chexbert
 
@@ -126,6 +128,20 @@ class ClinicalScorer:
 
     def chexbert_classes(self, texts: Sequence[str]) -> np.ndarray:
         return self.chexbert.classes(list(texts))
+
+    def overlong(
+        self, text: str, needs: Sequence[str], rate_analysis: Any = None, radgraph_annotation: Optional[dict] = None
+    ) -> list[str]:
+        """The scorers (of ``needs``) that read ``text`` only up to their model's input limit: RaTE-NER 512 tokens
+        per sentence, RadGraph one 512-wordpiece BERT window, CheXbert 512 positions."""
+        out = []
+        if "rate" in needs and rate_analysis is not None and self.rate.overlong(rate_analysis):
+            out.append("rate")
+        if "radgraph" in needs and radgraph_annotation is not None and radgraph_annotation.get("input_capped"):
+            out.append("radgraph")
+        if "chexbert" in needs and self.chexbert.overlong(text):
+            out.append("chexbert")
+        return out
 
     def stats(self) -> dict:
         out: dict = {}

@@ -20,6 +20,14 @@ Choices where the paper is silent or ambiguous (each is tested in tests/editing/
   * Conflicts need a spurious entity (``EditConfig.conflict_requires_spurious``, default True): an entity with a
     matching reference entity is correct, so "No right effusion." is not "corrected" by "Small left effusion." when the
     reference also says "No right pleural effusion.". False gives the literal reading (any similar entity pair).
+  * Anatomy conflicts (``EditConfig.anatomy_conflicts``, default True) are conflicts too: a sentence of x that
+    states only absent findings about an anatomy ("The heart is within normal limits.": ANATOMY "heart" + absent
+    "within normal limits") conflicts with a y_j reporting an abnormality of that anatomy (a present entity, or
+    y_j's anatomy, similar to "heart": "There is mild cardiomegaly."). This is how we read Fig. 1, whose normal-heart
+    sentence is replaced: with RaTE's entity types, "heart" carries no presence and "within normal limits" matches the
+    reference's other normal findings ("The lungs are clear."), so entity-level conflicts alone would keep it and
+    rule (d) would append the cardiomegaly beside it. With ``conflict_requires_spurious`` such a sentence is kept when
+    the reference backs it (an absent entity matches one of a reference sentence naming no anatomy or a similar one).
   * (a) draws uniformly over distinct (x_i, y_j) sentence pairs, not over entity pairs.
   * (b) considers every sentence with spurious entities and fires on the (x_i, y_j) pair with the highest mean
     (ties: uniformly at random). Its cosine is raw: presence labels and types play no part, as in the paper's formula;
@@ -41,7 +49,8 @@ Choices where the paper is silent or ambiguous (each is tested in tests/editing/
     identical embeddings cannot flip a decision at the threshold.
   * Layout: a replaced sentence takes the place of x_i; a deleted sentence takes the whitespace after it with it (the
     whitespace before it, if it was last); an appended sentence goes after the last sentence, joined by
-    ``EditConfig.separator``, before the report's trailing whitespace. Everything else is kept byte for byte.
+    ``EditConfig.separator``, before the report's trailing whitespace (after an inserted "." when the last
+    sentence has no final punctuation). Everything else is kept byte for byte.
   * ``matching="exact"`` (the RadGraph ablation, paper Table 2/4): the similarity of two entities is 1 when their
     texts are equal after lower-casing, collapsing whitespace and trimming punctuation, else 0; the same rules apply.
 
@@ -57,7 +66,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from verl_ext.editing.sentences import split_sentences
+from verl_ext.editing.sentences import ends_with_terminal, split_sentences
 from verl_ext.editing.types import (
     ABSENT,
     PARAGRAPH_KIND,
@@ -99,6 +108,7 @@ class _Prepared:
     codes: np.ndarray  # (n_ent,) presence code
     rows_of_sent: list[np.ndarray]  # entity indices per sentence
     keys: list[str]  # normalised sentence texts
+    texts: list[str]  # sentence texts
     emb: Optional[np.ndarray]  # (n_ent, d) L2-normalised, embedding matching only
     text_ids: Optional[list[str]]  # normalised entity texts, exact matching only
     group_starts: np.ndarray  # first entity index of each sentence that has entities
@@ -153,6 +163,7 @@ def _prepare(analysis: ReportAnalysis, matching: str) -> _Prepared:
         codes=np.asarray([_PRESENCE_CODE[e.presence] for e in entities], dtype=np.int8),
         rows_of_sent=rows_of_sent,
         keys=[normalize_sentence_key(s.text) for s in analysis.sentences],
+        texts=[s.text for s in analysis.sentences],
         emb=emb,
         text_ids=text_ids,
         group_starts=group_starts,
@@ -327,11 +338,15 @@ def _one_operation(
         conflict &= editable_row[:, None] & insertable[R.sent_of][None, :]
         if cfg.conflict_requires_spurious:
             conflict &= spurious[:, None]
+        pairs: dict[tuple[int, int], tuple[int, int]] = {}
         if conflict.any():
             r_idx, c_idx = np.nonzero(conflict)
-            pairs: dict[tuple[int, int], tuple[int, int]] = {}
             for r, c in zip(r_idx.tolist(), c_idx.tolist()):
                 pairs.setdefault((int(slot_of_row[r]), int(R.sent_of[c])), (r, c))
+        if cfg.anatomy_conflicts:
+            for key, rc in _anatomy_conflicts(slots, slot_of_row, cx, S, close, match, R, insertable, cfg).items():
+                pairs.setdefault(key, rc)
+        if pairs:
             slot_pos, j = _pick(sorted(pairs), rng)
             r, c = pairs[(slot_pos, j)]
             detail = (
@@ -380,11 +395,67 @@ def _one_operation(
         if candidates:
             j = _pick(candidates, rng)
             if slots:
-                slots[-1].sep_after = ("inserted", cfg.separator)
+                last = slots[-1]
+                last_text = (G if last.source == "gen" else R).texts[last.index]
+                glue = "" if ends_with_terminal(last_text) else "."
+                slots[-1].sep_after = ("inserted", glue + cfg.separator)
             slots.append(_Slot("ref", j, None))
             fn_texts = [R.entities[c].text for c in np.flatnonzero(missing) if R.sent_of[c] == j]
             return EditOp("fn_append", None, j, f"missing={fn_texts}")
     return None
+
+
+def _anatomy_conflicts(
+    slots: list[_Slot],
+    slot_of_row: np.ndarray,
+    cx: np.ndarray,
+    S: np.ndarray,
+    close: np.ndarray,
+    match: np.ndarray,
+    R: _Prepared,
+    insertable: np.ndarray,
+    cfg: EditConfig,
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """(slot, reference sentence) -> (row, column) of the anatomy conflicts (``EditConfig.anatomy_conflicts``): a
+    normal statement (only absent countable entities) about an anatomy the reference reports as abnormal."""
+    out: dict[tuple[int, int], tuple[int, int]] = {}
+    ref_anat = R.codes == 0
+    ref_present = R.codes == _PRESENCE_CODE[PRESENT]
+    sent_abnormal = np.zeros(len(R.rows_of_sent), dtype=bool)
+    sent_abnormal[R.sent_of[ref_present]] = True
+    sent_has_anat = np.zeros(len(R.rows_of_sent), dtype=bool)
+    sent_has_anat[R.sent_of[ref_anat]] = True
+    # a column links a normal sentence's anatomy to an abnormality: a present entity, or the anatomy of an abnormal
+    # sentence
+    link_col = (ref_present | (ref_anat & sent_abnormal[R.sent_of])) & insertable[R.sent_of]
+    if not link_col.any():
+        return out
+    absent = _PRESENCE_CODE[ABSENT]
+    for slot_pos, slot in enumerate(slots):
+        if slot.source != "gen":
+            continue
+        in_slot = np.flatnonzero(slot_of_row == slot_pos)
+        codes = cx[in_slot]
+        anat_rows = in_slot[codes == 0]
+        countable = codes[codes != 0]
+        if not len(anat_rows) or not len(countable) or (countable != absent).any():
+            continue
+        links = close[anat_rows] & link_col[None, :]
+        if not links.any():
+            continue
+        if cfg.conflict_requires_spurious:
+            # backed by the reference: an absent entity matches one of a sentence naming no anatomy or a similar one
+            same_anat = close[anat_rows][:, ref_anat].any(axis=0)  # per reference anatomy column
+            anat_ok_sent = ~sent_has_anat.copy()
+            anat_ok_sent[R.sent_of[ref_anat][same_anat]] = True
+            absent_rows = in_slot[codes == absent]
+            backed = match[absent_rows] & anat_ok_sent[R.sent_of][None, :]
+            if backed.any():
+                continue
+        a_idx, c_idx = np.nonzero(links)
+        for a, c in zip(a_idx.tolist(), c_idx.tolist()):
+            out.setdefault((slot_pos, int(R.sent_of[c])), (int(anat_rows[a]), c))
+    return out
 
 
 def _delete(slots: list[_Slot], pos: int) -> None:

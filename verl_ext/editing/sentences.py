@@ -7,7 +7,8 @@ span. Whitespace between spans is the separator and is never part of a sentence.
 A sentence ends:
   * after terminal punctuation (``. ! ? … 。 ！ ？``, plus closing quotes/brackets) followed by whitespace or the end
     of the text, except after a known abbreviation ("Dr.", "e.g.", "i.e.", "vs.", "approx.", ...) or a list marker
-    at the start of a sentence ("1.", "a.", "iv.");
+    at the start of a sentence ("1.", "a.", "iv."); an abbreviation that can close a sentence ("a.m.", "p.m.",
+    "etc.") ends it when the next word is capitalised ("at 3 p.m. The lungs are clear.");
     decimals ("1.5 cm") never split, because no whitespace follows their point;
     spaced punctuation as in IU-Xray's preprocessed text ("the lungs are clear . no effusion .") splits normally;
   * at a blank line;
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_sentences", "ABBREVIATIONS"]
+__all__ = ["split_sentences", "ABBREVIATIONS", "SENTENCE_FINAL_ABBREVIATIONS", "ends_with_terminal"]
 
 #: Lower-cased tokens (without their final ".") after which a "." does not end a sentence.
 ABBREVIATIONS: frozenset[str] = frozenset(
@@ -27,10 +28,14 @@ ABBREVIATIONS: frozenset[str] = frozenset(
         "dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "mt",
         "e.g", "i.e", "eg", "ie", "vs", "v", "cf", "viz", "al",
         "approx", "appr", "incl", "fig", "figs", "ref", "refs", "resp",
-        "a.m", "p.m", "b.i.d", "t.i.d", "q.d", "p.o", "n.b",
+        "a.m", "p.m", "etc", "b.i.d", "t.i.d", "q.d", "p.o", "n.b",
         "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
     }
 )
+
+#: Abbreviations that also end sentences ("... at 3 p.m. The lungs are clear."): their "." ends the sentence when
+#: the next word starts with an upper-case letter. Titles ("Dr. Smith") never do.
+SENTENCE_FINAL_ABBREVIATIONS: frozenset[str] = frozenset({"a.m", "p.m", "etc", "b.i.d", "t.i.d", "q.d", "p.o"})
 
 _TERMINALS = ".!?\u2026\u3002\uff01\uff1f\uff0e"
 _CLOSERS = "\"')]}\u00bb\u201d\u2019\u300d\u300f\uff09"
@@ -79,7 +84,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
                 k -= 1
             token = text[k:p].lstrip(_OPENERS)
             low = token.lower()
-            if low in ABBREVIATIONS:
+            if low in ABBREVIATIONS and not (low in SENTENCE_FINAL_ABBREVIATIONS and _next_word_upper(text, end)):
                 continue
             if token and _LIST_MARKER_TOKEN.fullmatch(token):
                 # a list marker only when it opens its sentence: nothing but whitespace since the last cut
@@ -138,3 +143,18 @@ def _opens_sentence(text: str, prev: int, k: int, cuts: set[int]) -> bool:
     if c in _TERMINALS or c in _CLOSERS or c == ":":
         return True
     return any(ch in _LINE_BREAK_CHARS for ch in text[prev + 1 : k])
+
+
+def _next_word_upper(text: str, pos: int) -> bool:
+    """Whether the first non-space character at or after ``pos`` (past opening quotes/brackets) is upper-case."""
+    n = len(text)
+    while pos < n and (text[pos].isspace() or text[pos] in _OPENERS):
+        pos += 1
+    return pos < n and text[pos].isupper()
+
+
+def ends_with_terminal(sentence: str) -> bool:
+    """Whether a sentence already ends like one: terminal punctuation (closers allowed after it), or a heading colon
+    or semicolon."""
+    s = sentence.rstrip().rstrip(_CLOSERS)
+    return not s or s[-1] in _TERMINALS or s[-1] in ":;"

@@ -255,16 +255,31 @@ class EditConfig:
     True: a correct "No right effusion." is not replaced because "Small left effusion." is similar with the opposite
     label. False: the literal reading of the paper (any similar pair with conflicting labels)."""
 
+    anatomy_conflicts: bool = True
+    """Rule (a) also covers a normal statement about an anatomy the reference reports as abnormal (paper Fig. 1: "The
+    heart is within normal limits." vs "There is mild cardiomegaly." is replaced). A sentence of x whose countable
+    entities are all absent conflicts with y_j when one of its ANATOMY entities is similar (cos > tau) to a present
+    entity of y_j, or to an ANATOMY entity of a y_j that has a present entity. With ``conflict_requires_spurious``,
+    the sentence is kept when the reference backs it: one of its absent entities matches an entity of a reference
+    sentence that names no anatomy or a similar one ("No right effusion." stays beside "No right pleural effusion.").
+    False: only entity-level conflicts (then Fig. 1's normal-heart sentence stays and rule (d) appends the
+    cardiomegaly next to it, because RaTE tags "heart" as ANATOMY and "within normal limits" matches the reference's
+    other normal findings)."""
+
     count_anatomy: bool = False
     """Whether ANATOMY entities (no presence label) can be spurious or missing. Default False: "heart" in "The heart
     is normal." is no finding by itself. They still count in rule (b)'s mean-max cosine over y_j's entities."""
 
     separator: str = " "
-    """Text placed before an appended reference sentence (rule d) and used to join inserted sentences."""
+    """Text placed before an appended reference sentence (rule d) and used to join inserted sentences. When the
+    sentence it follows has no final punctuation ("No effusion"), a "." is inserted first, so the two do not read as
+    one sentence ("No effusion. Mild edema.")."""
 
     def __post_init__(self) -> None:
-        if not (-1.0 <= self.tau <= 1.0):
-            raise ValueError(f"EditConfig.tau={self.tau} must be a cosine in [-1, 1]")
+        if not (0.0 < self.tau < 1.0):
+            # cos > tau: at tau >= 1 no entity can ever match (everything is spurious/missing); at tau <= 0 unrelated
+            # entities match
+            raise ValueError(f"EditConfig.tau={self.tau} must lie in the open interval (0, 1) (paper: 0.6)")
         if self.max_ops < 0:
             raise ValueError(f"EditConfig.max_ops={self.max_ops} must be >= 0")
         if self.matching not in ("embedding", "exact"):

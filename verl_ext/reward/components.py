@@ -2,7 +2,9 @@
 
 A component declares which analyses it needs ("rate", "radgraph", "chexbert"); the scorer computes those once per
 batch for every unique text, then calls each enabled component per pair. A component returns a float or
-``Invalid(reason)`` (the pair cannot be scored on this component; see ``RadiologyRewardConfig.on_invalid``).
+``Invalid(reason)`` (the pair cannot be scored on this component; see ``RadiologyRewardConfig.on_invalid``). Any
+other exception makes only that pair invalid (``<name>_error``), except ``ComponentConfigError`` (misconfiguration),
+which stops scoring.
 Empty responses never reach a component: every component scores them 0.
 
 Built in:
@@ -45,6 +47,10 @@ NEEDS = ("rate", "radgraph", "chexbert")
 @dataclass(frozen=True)
 class Invalid:
     reason: str
+
+
+class ComponentConfigError(ValueError):
+    """A component is misconfigured: raised through the scorer (it concerns every pair, not one sample's input)."""
 
 
 @dataclass
@@ -130,7 +136,7 @@ def _chexbert_inverse_frequency(p: PairData, cfg) -> float:
     freqs = ctx.get("class_frequencies")
     if freqs is None:
         if not cfg.class_frequencies:
-            raise ValueError(
+            raise ComponentConfigError(
                 "the chexbert_inverse_frequency component needs class_frequencies (a JSON written by "
                 "python -m verl_ext.reward.class_frequencies)"
             )

@@ -78,8 +78,10 @@ class RadiologyRewardConfig:
     embed_batch_size: int = 256
     chexbert_batch_size: int = 64
     radgraph_batch_size: int = 16
-    max_cached_reports: int = 200_000
-    max_cached_entities: int = 500_000
+    cache_mb: float = 256.0
+    """Byte budget (MiB) of each scorer model's per-text cache (``ClinicalScorerConfig.cache_mb``)."""
+    embedding_cache_mb: float = 128.0
+    """Byte budget (MiB) of the BioLORD entity-vector cache."""
     rate_affinity: str = "long"
     """RaTEScore affinity matrix ("long" is the package default)."""
 
@@ -219,8 +221,8 @@ class RadiologyRewardConfig:
             embed_batch_size=self.embed_batch_size,
             chexbert_batch_size=self.chexbert_batch_size,
             radgraph_batch_size=self.radgraph_batch_size,
-            max_cached_reports=self.max_cached_reports,
-            max_cached_entities=self.max_cached_entities,
+            cache_mb=self.cache_mb,
+            embedding_cache_mb=self.embedding_cache_mb,
             rate_affinity=self.rate_affinity,
         )
 

@@ -4,7 +4,7 @@ Reward (paper App. D, default): ``R = RadGraph-F1 (partial) + CheXbert micro-F1-
 RaTEScore``, unweighted; components and weights are configurable (``verl_ext.reward.config``), and more components
 can be registered (``verl_ext.reward.components``). ``run_single`` returns ``{"reward_score": R,
 "reward_extra_info": {<each component>, response_rate_entities, invalid, invalid_reason, empty_response,
-analysis_reused, is_edited}}`` with the same keys for every response.
+overlong_response, analysis_reused, is_edited}}`` with the same keys for every response.
 
 Process layout (details in ``verl_ext.reward.service``): verl calls ``run_single`` once per response, concurrently,
 inside ``reward.num_workers`` CPU Ray actors (``RewardLoopWorker``). This module loads nothing at import or

@@ -14,7 +14,8 @@ the worker gets a ``RemoteAnalyzer`` whose calls have the actor's call timeout.
 ``AnalysisBatcher`` collects the texts that concurrent ``_run_prompt`` coroutines of one agent-loop worker ask for
 within a few milliseconds and runs them as one ``analyze`` call on a dedicated thread, so the event loop never
 blocks on model inference and the NER/embedding models see batches instead of one report at a time (the authors'
-extractor analysed one report per HTTP request, editgrpo_reference.md §8.12).
+extractor analysed one report per HTTP request, editgrpo_reference.md §8.12). A batched call that fails is retried
+text by text, so one bad text fails only the requests that asked for it.
 """
 from __future__ import annotations
 
@@ -206,7 +207,29 @@ class AnalysisBatcher:
             raise RuntimeError(f"analyzer returned {len(out)} analyses for {len(texts)} texts")
         return list(out)
 
-    async def analyze(self, texts: Sequence[str]) -> list:
+    def _analyze_isolated(self, texts: list[str]) -> list:
+        """``_analyze_sync``; if the batched call fails, each text alone, so one bad text (or a model error it
+        triggers) fails only itself: the result holds the exception in that text's place. A failure to build the
+        analyzer fails every text (retrying alone cannot help)."""
+        if self._analyzer is None:
+            self._analyzer = self._factory()
+        try:
+            return self._analyze_sync(texts)
+        except Exception as exc:  # noqa: BLE001 - narrowed down to the texts that fail on their own
+            if len(texts) == 1:
+                return [exc]
+            logger.warning("edit step: batched analysis of %d texts failed (%s); retrying one by one", len(texts), exc)
+        out: list = []
+        for text in texts:
+            try:
+                out.extend(self._analyze_sync([text]))
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out
+
+    async def analyze(self, texts: Sequence[str], return_exceptions: bool = False) -> list:
+        """Analyses of ``texts`` in order. A text whose analysis failed raises its exception, or, with
+        ``return_exceptions``, has the exception in its place."""
         texts = [str(t) for t in texts]
         if not texts:
             return []
@@ -217,7 +240,12 @@ class AnalysisBatcher:
             self._flush(loop)
         elif self._timer is None:
             self._timer = loop.call_later(self.wait_s, self._flush, loop)
-        return await fut
+        results = await fut
+        if not return_exceptions:
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        return results
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is not None:
@@ -238,7 +266,7 @@ class AnalysisBatcher:
             for chunk in chunks:
                 self.calls += 1
                 self.texts += len(chunk)
-                analyses = await loop.run_in_executor(self._executor, self._analyze_sync, chunk)
+                analyses = await loop.run_in_executor(self._executor, self._analyze_isolated, chunk)
                 results.update(zip(chunk, analyses))
             for texts, fut in queue:
                 if not fut.done():

@@ -113,6 +113,16 @@ class EditRolloutConfig:
     reads it during scoring either way; by default it is dropped afterwards, because entity embeddings are large
     (768 floats per entity) and nothing downstream of the reward reads them."""
 
+    max_failed_edit_share: float = 0.1
+    """Stop the run when more than this share of a step's training groups fail to edit (``edit_error``: the analyzer
+    raised, its output did not match its input, splicing or finalising an edit failed). A failed group still trains
+    on its sampled responses, so a broken analyzer (e.g. a wrong model path) would otherwise train plain GRPO at
+    twice the generation cost with only a metric showing it. Checked before each dispatch (in the synchronous trainer:
+    the whole previous step)."""
+
+    stop_on_edit_failures: bool = True
+    """False: log the failure share and keep training instead of stopping."""
+
     seed: int = 1
     """Seed of the edit randomness. Each group draws from ``random.Random`` seeded by (seed, global step, dataset
     index of the prompt, and the uid if the prompt has no index)."""
@@ -136,6 +146,10 @@ class EditRolloutConfig:
             raise ValueError(f"editgrpo.num_edits={self.num_edits} must be >= 0")
         if self.matching is not None and self.matching not in ("embedding", "exact"):
             raise ValueError(f"editgrpo.matching={self.matching!r}: expected 'embedding', 'exact' or null")
+        if not (0.0 < float(self.tau) < 1.0):
+            raise ValueError(f"editgrpo.tau={self.tau} must lie in the open interval (0, 1) (paper: 0.6)")
+        if not (0.0 <= float(self.max_failed_edit_share) <= 1.0):
+            raise ValueError(f"editgrpo.max_failed_edit_share={self.max_failed_edit_share} must lie in [0, 1]")
         self.edit_options = dict(self.edit_options or {})
         self.models = dict(self.models or {})
         self.analyzer_options = dict(self.analyzer_options or {})

@@ -33,8 +33,14 @@ trainer reads them for metrics):
   copies: analysis + rules + splice time of the group);
 * ``edit_analysis``: the response's ``ReportAnalysis.to_dict()`` (sampled sources and edited copies; sentence level
   only) so the reward can reuse it. Dropped after scoring unless ``editgrpo.keep_analysis``.
-* ``edit_error`` (str) when the edit step failed for the group (the group is then filled like an unchanged edit and
-  training goes on; the traceback is logged).
+* ``edit_error`` (str, "<stage>: <exception>") when an edit failed: analysing a text (isolated to the group, or to
+  the one source, whose text failed: batched calls are retried text by text), an analysis that does not match its
+  text, splicing, resampling the slot, or finalising the edited copy. Only the edit is lost: the sampled responses
+  always train, the slot is filled like an unchanged edit (a copy of the source, ``edit_duplicate``, when resampling
+  or finalising failed), and the traceback is logged. More than ``editgrpo.max_failed_edit_share`` failed groups in a
+  step stop the run at the next dispatch (``check_edit_failures``);
+* ``edit_skipped="truncated"`` on a source without an end-of-turn token (it ran into ``rollout.response_length``):
+  it is not edited (see ``_edit_group``).
 
 Validation prompts go through verl's stock ``AgentLoopWorkerTQ._run_prompt`` (plain sampling, ``val_kwargs.n``).
 
@@ -66,7 +72,7 @@ from verl_ext.rollout.splice import decode_response, splice_pieces, stop_token_i
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
-__all__ = ["EditAgentLoopManagerTQ", "EditAgentLoopWorker", "validate_edit_setup"]
+__all__ = ["EditAgentLoopManagerTQ", "EditAgentLoopWorker", "check_edit_failures", "validate_edit_setup"]
 
 _TQ_WORKER = AgentLoopWorkerTQ.__ray_actor_class__
 # Set while a session is sampled for the edit step: verl's `_run_agent_loop` then returns the raw AgentLoopOutput
@@ -79,6 +85,7 @@ def validate_edit_setup(config) -> EditRolloutConfig:
     cfg = EditRolloutConfig.from_trainer_config(config)
     if not cfg.edits_enabled:
         return cfg
+    cfg.edit_config()  # the rules' settings (editgrpo.edit_options) fail here, before any model loads
     rollout = config.actor_rollout_ref.rollout
     problems = []
     if rollout.get("calculate_log_probs", False):
@@ -113,6 +120,7 @@ class EditAgentLoopWorker(AgentLoopWorker):
         self._batcher: Optional[AnalysisBatcher] = None
         # Checked and loaded before the first step; inside Ray it is the node's shared analyzer (rollout.analysis).
         self._analyzer = prepare_analyzer(self.edit_cfg, config) if self.edit_cfg.needs_analyzer else None
+        self._edit_tally: dict[int, list[int]] = {}
         self._edit_config = self.edit_cfg.edit_config() if self.edit_cfg.edits_enabled else None
 
     # verl's TransferQueue behaviour, borrowed by reference (see the module docstring).
@@ -159,8 +167,9 @@ class EditAgentLoopWorker(AgentLoopWorker):
                 _mark_sampled(out)
 
             final = dict(outputs)
+            failed = False
             if plan.pairs:
-                edits = await self._edit_group(plan, outputs, prompt, rng)
+                edits, failed = await self._edit_group(plan, outputs, prompt, rng)
                 resample = []
                 for (src, tgt), edited in zip(plan.pairs, edits):
                     if edited is not None:
@@ -169,17 +178,34 @@ class EditAgentLoopWorker(AgentLoopWorker):
                         if self.edit_cfg.on_unchanged == "duplicate":
                             final[tgt] = _duplicate(outputs[src], src)
                         else:
-                            resample.append(tgt)
+                            resample.append((src, tgt))
                 if resample:
-                    extra = {sid: sample(sid) for sid in resample}
-                    await asyncio.gather(*extra.values())
-                    for sid, t in extra.items():
-                        final[sid] = _mark_sampled(t.result())
+                    extra = {tgt: sample(tgt) for _, tgt in resample}
+                    await asyncio.gather(*extra.values(), return_exceptions=True)
+                    for src, tgt in resample:
+                        task = extra[tgt]
+                        if task.exception() is None:
+                            final[tgt] = _mark_sampled(task.result())
+                        else:  # the sampled responses stay; the slot gets a copy of its source
+                            failed = True
+                            exc = task.exception()
+                            _log_edit_error(uid, "resampling", exc)
+                            final[tgt] = _duplicate(outputs[src], src, error=_describe_error("resampling", exc))
 
             missing = sorted(set(range(n)) - set(final))
             if missing:
                 raise RuntimeError(f"edit step left sessions {missing} of uid={uid} without a trajectory")
-            await asyncio.gather(*(self._finalize(final[sid], sid, prompt) for sid in range(n)))
+            # every session settles before the terminal status (as verl's own _run_prompt), so no sibling writes
+            # after the replay buffer clears a failed group
+            results = await asyncio.gather(
+                *(self._finalize_guarded(final[sid], sid, prompt, outputs) for sid in range(n)), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise errors[0]
+            failed = failed or not all(results)
+            if plan.pairs:
+                self._count_group(prompt, failed)
             status = "finished"
         except Exception as exc:  # mirror AgentLoopWorkerTQ._run_prompt: the group is marked failed, never lost
             logger.exception(f"EditAgentLoopWorker: error in _run_prompt for uid={uid}: {exc}")
@@ -200,6 +226,37 @@ class EditAgentLoopWorker(AgentLoopWorker):
                 "loops (AgentLoopOutput) can be edited"
             )
         return output
+
+    async def _finalize_guarded(
+        self, output: AgentLoopOutput, session_id: int, prompt: dict, outputs: dict[int, AgentLoopOutput]
+    ) -> bool:
+        """``_finalize``; an edited copy that cannot be finalised is replaced by a copy of its source (the edit is
+        lost, counted and logged, the group keeps its size). Returns False when that happened."""
+        src = int(output.extra_fields.get("edit_source_session", -1))
+        if not output.extra_fields.get("is_edited") or src not in outputs:
+            await self._finalize(output, session_id, prompt)
+            return True
+        try:
+            await self._finalize(output, session_id, prompt)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            _log_edit_error(prompt.get("uid"), "finalising the edited copy", exc)
+            error = _describe_error("finalising the edited copy", exc)
+            outputs[src].extra_fields.setdefault("edit_error", error)
+            await self._finalize(_duplicate(outputs[src], src, error=error), session_id, prompt)
+            return False
+
+    def _count_group(self, prompt: dict, failed: bool) -> None:
+        step = _plain(prompt.get("global_steps"))
+        tally = self._edit_tally.setdefault(int(step) if isinstance(step, (int, float)) else -1, [0, 0])
+        tally[0] += 1
+        tally[1] += int(bool(failed))
+
+    def pop_edit_tally(self) -> dict[int, list[int]]:
+        """``{global step: [training groups with edit slots, groups whose edit failed]}`` since the last call (read
+        by ``EditAgentLoopManagerTQ`` before each dispatch)."""
+        tally, self._edit_tally = self._edit_tally, {}
+        return tally
 
     async def _finalize(self, output: AgentLoopOutput, session_id: int, prompt: dict) -> None:
         """verl's TransferQueue post-processing (tokens -> tensors, mm inputs, mrope ids, reward, TQ write)."""
@@ -237,69 +294,117 @@ class EditAgentLoopWorker(AgentLoopWorker):
 
     async def _edit_group(
         self, plan: GroupPlan, outputs: dict[int, AgentLoopOutput], prompt: dict, rng: random.Random
-    ) -> list[Optional[AgentLoopOutput]]:
-        """One edited AgentLoopOutput per plan pair, or None where the edit changed nothing (or failed)."""
+    ) -> tuple[list[Optional[AgentLoopOutput]], bool]:
+        """One edited AgentLoopOutput per plan pair (None where the edit changed nothing, was skipped or failed),
+        and whether any edit of the group failed. Never raises: a failure loses only the edits it touches (recorded
+        as ``edit_error`` on the source, logged); the sampled responses always stay.
+
+        A source that ran into ``rollout.response_length`` without an end-of-turn token is not edited (its slot is
+        filled like an unchanged edit; ``edit_skipped="truncated"`` on the source): it ends in a fragment, and an edit
+        that deletes or shortens a sentence would put the end-of-turn token right after that fragment, teaching the
+        policy to stop mid-sentence.
+        """
         from verl_ext.editing import edit_reports, paragraph_edit
 
         start = time.perf_counter()
         cfg = self.edit_cfg
-        sources = sorted({src for src, _ in plan.pairs})
+        uid = prompt.get("uid")
+        edited: list[Optional[AgentLoopOutput]] = [None] * len(plan.pairs)
+        failed = False
+
+        def fail(sources_hit, stage: str, exc: BaseException) -> None:
+            nonlocal failed
+            failed = True
+            _log_edit_error(uid, stage, exc)
+            for sid in sources_hit:
+                outputs[sid].extra_fields.setdefault("edit_error", _describe_error(stage, exc))
+
+        all_sources = sorted({src for src, _ in plan.pairs})
         try:
             reference = _reference_text(prompt)
             decoded = {
-                sid: decode_response(self.tokenizer, outputs[sid].response_ids, self.stop_ids) for sid in sources
+                sid: decode_response(self.tokenizer, outputs[sid].response_ids, self.stop_ids) for sid in all_sources
             }
-            pair_rngs = [random.Random(rng.getrandbits(64)) for _ in plan.pairs]
-            if cfg.level == "sentence":
-                analyses = await self._get_batcher().analyze([decoded[s].text for s in sources] + [reference])
-                gen_an = dict(zip(sources, analyses[:-1]))
-                ref_an = analyses[-1]
-                results = edit_reports(
-                    [gen_an[src] for src, _ in plan.pairs], [ref_an] * len(plan.pairs), self._edit_config, pair_rngs
-                )
-                for sid in sources:
-                    outputs[sid].extra_fields["edit_analysis"] = gen_an[sid].to_dict()
-            else:
-                gen_an, ref_an = {}, None
-                results = [paragraph_edit(decoded[src].text, reference) for src, _ in plan.pairs]
-        except Exception as exc:  # count-and-report: the group trains on plain samples for this step
-            logger.exception(f"edit step failed for uid={prompt.get('uid')}; the group gets no edits this step")
-            for src in sources:
-                outputs[src].extra_fields["edit_error"] = f"{type(exc).__name__}: {exc}"
-            return [None] * len(plan.pairs)
+        except Exception as exc:  # noqa: BLE001
+            fail(all_sources, "preparing the edit", exc)
+            return edited, failed
+        truncated = {sid for sid, d in decoded.items() if not d.terminator_ids}
+        for sid in truncated:
+            outputs[sid].extra_fields["edit_skipped"] = "truncated"
+        sources = [sid for sid in all_sources if sid not in truncated]
+        live = [k for k, (src, _) in enumerate(plan.pairs) if src not in truncated]
+        pair_rngs = [random.Random(rng.getrandbits(64)) for _ in plan.pairs]
+        if not live:
+            return edited, failed
 
-        edited: list[Optional[AgentLoopOutput]] = []
-        pieces_time = time.perf_counter() - start
-        for (src, _tgt), result in zip(plan.pairs, results):
-            t0 = time.perf_counter()
-            if not result.changed:
-                edited.append(None)
-                continue
-            spliced = splice_pieces(
-                self.tokenizer,
-                decoded[src],
-                result.merged_segments(),
-                end_token_id=self.end_of_turn_id,
-                max_length=self.rollout_config.response_length,
-            )
-            if spliced.truncated:
-                # The edited report does not fit in rollout.response_length (typically the source itself ran to the
-                # limit): a cut-off edit is no report, so the slot is treated like an unchanged edit.
-                logger.debug(f"edit of session {src} exceeds response_length; dropped")
-                edited.append(None)
-                continue
-            if list(spliced.response_ids) == list(outputs[src].response_ids):
-                edited.append(None)  # the text changed but not the tokens (cannot happen with byte-level BPE)
-                continue
-            analysis = None
-            if cfg.level == "sentence" and spliced.exact:
-                analysis = _edited_analysis(result, gen_an[src], ref_an, spliced.text)
-            edited.append(
-                _edited_output(
-                    outputs[src], src, result, spliced, analysis, pieces_time + time.perf_counter() - t0
+        gen_an: dict[int, Any] = {}
+        ref_an = None
+        results: dict[int, Any] = {}
+        try:
+            if cfg.level == "sentence":
+                texts = [decoded[s].text for s in sources] + [reference]
+                analyses = [
+                    _round_trip(analysis, text)
+                    for text, analysis in zip(texts, await self._get_batcher().analyze(texts, return_exceptions=True))
+                ]
+                ref_an = analyses[-1]
+                if isinstance(ref_an, BaseException):
+                    raise ref_an
+                for sid, analysis in zip(sources, analyses[:-1]):
+                    if isinstance(analysis, BaseException):
+                        fail([sid], "analysing the response", analysis)
+                    else:
+                        gen_an[sid] = analysis
+                live = [k for k in live if plan.pairs[k][0] in gen_an]
+                out = edit_reports(
+                    [gen_an[plan.pairs[k][0]] for k in live],
+                    [ref_an] * len(live),
+                    self._edit_config,
+                    [pair_rngs[k] for k in live],
                 )
-            )
-        return edited
+                results = dict(zip(live, out))
+                for sid, analysis in gen_an.items():
+                    outputs[sid].extra_fields["edit_analysis"] = analysis.to_dict()
+            else:
+                results = {k: paragraph_edit(decoded[plan.pairs[k][0]].text, reference) for k in live}
+        except Exception as exc:  # noqa: BLE001 - count-and-report: the group trains on plain samples this step
+            fail(sources, "analysing and editing", exc)
+            return edited, failed
+
+        pieces_time = time.perf_counter() - start
+        for k, result in results.items():
+            src = plan.pairs[k][0]
+            t0 = time.perf_counter()
+            try:
+                edited[k] = self._splice_edit(outputs[src], src, decoded[src], result, gen_an.get(src), ref_an,
+                                              pieces_time + time.perf_counter() - t0)
+            except Exception as exc:  # noqa: BLE001 - only this edit is lost
+                fail([src], "splicing the edit", exc)
+        return edited, failed
+
+    def _splice_edit(self, source, src, decoded, result, gen, ref, elapsed) -> Optional[AgentLoopOutput]:
+        """The edited copy of ``source`` as token ids, or None (nothing changed, or the edit does not fit)."""
+        if not result.changed:
+            return None
+        t0 = time.perf_counter()
+        spliced = splice_pieces(
+            self.tokenizer,
+            decoded,
+            result.merged_segments(),
+            end_token_id=self.end_of_turn_id,
+            max_length=self.rollout_config.response_length,
+        )
+        if spliced.truncated:
+            # The edited report does not fit in rollout.response_length: a cut-off edit is no report, so the slot is
+            # treated like an unchanged edit.
+            logger.debug(f"edit of session {src} exceeds response_length; dropped")
+            return None
+        if list(spliced.response_ids) == list(source.response_ids):
+            return None  # the text changed but not the tokens (cannot happen with byte-level BPE)
+        analysis = None
+        if self.edit_cfg.level == "sentence" and spliced.exact:
+            analysis = _edited_analysis(result, gen, ref, spliced.text)
+        return _edited_output(source, src, result, spliced, analysis, elapsed + time.perf_counter() - t0)
 
 
 class EditAgentLoopManagerTQ(AgentLoopManagerTQ):
@@ -312,6 +417,21 @@ class EditAgentLoopManagerTQ(AgentLoopManagerTQ):
         self.edit_cfg = validate_edit_setup(config)
         super().__init__(config, llm_client, teacher_client, reward_loop_worker_handles)
         self.agent_loop_workers_class = ray.remote(EditAgentLoopWorker)
+
+    def generate_sequences(self, prompts) -> None:
+        """verl's dispatch, after checking the share of groups whose edit failed (``check_edit_failures``)."""
+        if self.edit_cfg.edits_enabled:
+            self._check_edit_failures()
+        return super().generate_sequences(prompts)
+
+    def _check_edit_failures(self, get=ray.get) -> None:
+        total: dict[int, list[int]] = {}
+        for tally in get([w.pop_edit_tally.remote() for w in self.agent_loop_workers]):
+            for step, (groups, failed) in tally.items():
+                acc = total.setdefault(step, [0, 0])
+                acc[0] += groups
+                acc[1] += failed
+        check_edit_failures(total, self.edit_cfg)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -346,6 +466,48 @@ def _reference_text(prompt: dict) -> str:
     return reference
 
 
+def _describe_error(stage: str, exc: BaseException) -> str:
+    return f"{stage}: {type(exc).__name__}: {exc}"
+
+
+def _log_edit_error(uid: Any, stage: str, exc: BaseException) -> None:
+    logger.error(
+        f"edit step failed for uid={uid} ({stage}); the affected edits are lost, the sampled responses train",
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+
+
+def _round_trip(analysis: Any, text: str) -> Any:
+    """``analysis``, or the error to report in its place when it does not describe the very text it was given (kept
+    sentences are spliced by character offsets into that text)."""
+    if isinstance(analysis, BaseException):
+        return analysis
+    got = getattr(analysis, "text", None)
+    if got == text:
+        return analysis
+    return ValueError(
+        f"edit step: the analyzer's output does not match the text it was given (an analyzer must return exact "
+        f"char spans of its unmodified input, without normalising it): got {got!r:.120} for {text!r:.120}"
+    )
+
+
+def check_edit_failures(tally: dict, cfg: EditRolloutConfig) -> None:
+    """Raise when more than ``editgrpo.max_failed_edit_share`` of a step's groups failed to edit (see the field);
+    with ``stop_on_edit_failures=False`` only log it. ``tally``: ``{step: [groups, failed groups]}``."""
+    for step, (groups, failed) in sorted(tally.items()):
+        if not groups or failed / groups <= cfg.max_failed_edit_share:
+            continue
+        message = (
+            f"EditGRPO edit step: {failed} of {groups} groups of step {step} failed to edit ({failed / groups:.0%} > "
+            f"editgrpo.max_failed_edit_share={cfg.max_failed_edit_share}); those groups trained on plain samples. "
+            f"Their extra_fields['edit_error'] and the agent-loop worker logs give the cause (e.g. a wrong "
+            f"editgrpo.models path). Set +editgrpo.stop_on_edit_failures=False to keep training anyway."
+        )
+        if cfg.stop_on_edit_failures:
+            raise RuntimeError(message)
+        logger.warning(message)
+
+
 def _edit_fields(**values: Any) -> dict[str, Any]:
     base = {
         "is_edited": False,
@@ -367,9 +529,11 @@ def _mark_sampled(output: AgentLoopOutput) -> AgentLoopOutput:
     return output
 
 
-def _duplicate(source: AgentLoopOutput, src: int) -> AgentLoopOutput:
+def _duplicate(source: AgentLoopOutput, src: int, error: Optional[str] = None) -> AgentLoopOutput:
     extra = {k: v for k, v in source.extra_fields.items() if k != "edit_analysis"}
     extra.update(_edit_fields(edit_source_session=src, edit_duplicate=True))
+    if error is not None:
+        extra["edit_error"] = error
     return source.model_copy(
         update={"extra_fields": extra, "metrics": source.metrics.model_copy(), "reward_score": None}
     )
