@@ -404,9 +404,13 @@ def test_failure_share_stops_the_run(model_dir, fake_tq):
     from verl_ext.rollout.config import EditRolloutConfig
     from verl_ext.rollout.edit_worker import EditAgentLoopManagerTQ, check_edit_failures
 
-    worker, _ = _worker(model_dir, [NEEDS_EDIT], analyzer="rate", **{"models.rate_ner": "/nonexistent"})
-    _run_many(worker, [_prompt(uid="a"), _prompt(uid="b", index=8)])
-    assert "/nonexistent" in _sessions(fake_tq, "a")[0]["extra_fields"]["edit_error"]
+    # Both groups' references make the analyzer raise (a bad model path now fails at start, before any step).
+    worker, _ = _worker(model_dir, [NEEDS_EDIT], analyzer=f"{ANALYZERS}:PoisonAnalyzer")
+    prompts = [_prompt(uid="a"), _prompt(uid="b", index=8)]
+    for p in prompts:
+        p["reward_model"] = {"style": "model", "ground_truth": "POISON. The heart is enlarged."}
+    _run_many(worker, prompts)
+    assert "POISON" in _sessions(fake_tq, "a")[0]["extra_fields"]["edit_error"]
     tally = worker.pop_edit_tally()
     assert tally == {3: [2, 2]} and worker.pop_edit_tally() == {}
     with pytest.raises(RuntimeError, match=r"2 of 2 groups .* editgrpo.max_failed_edit_share=0.1"):
