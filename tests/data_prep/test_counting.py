@@ -163,3 +163,10 @@ def test_missing_optional_input_folder(tmp_path, pixel_args, capsys):
         run("iu_xray", ["--root", str(rel.root), "--kaggle-dir", str(tmp_path / "kagle")], tmp_path, pixel_args)
     assert err.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: --kaggle-dir {tmp_path / 'kagle'}: no such folder"
+
+
+def test_chexpert_plus_images_in_mambaxray_pngs_folder(tmp_path, pixel_args):
+    rel = write_chexpert_release(tmp_path / "src")
+    (rel.root / "PNG").rename(rel.root / "PNGs")  # the layout MambaXray-VL's README draws
+    stats = run("chexpert_plus", ["--root", str(rel.root)], tmp_path, pixel_args)
+    assert stats["splits"]["train"]["samples"] == 4 and stats["reader"]["image_root"] == str(rel.root / "PNGs")

@@ -10,8 +10,9 @@ Inputs under ``--root`` (the Stanford AIMI release):
   section_summary, section_accession_number``, demographics, and ``split`` (``train`` / ``valid``; the release has no
   test split). A leading unnamed index column is ignored;
 * images from ``PNG.zip``: ``PNG/<path_to_image with .png>`` (public loaders use ``<root>/PNG/`` or
-  ``<root>/PNG/PNG/``); the CSV names ``.jpg`` files (CheXpert's naming), so each image is looked up as ``.png``,
-  as written, then ``.jpg``. ``--image-root`` overrides the folder.
+  ``<root>/PNG/PNG/``; MambaXray-VL's README draws the folder as ``<root>/PNGs``); the CSV names ``.jpg`` files
+  (CheXpert's naming), so each image is looked up as ``.png``, as written, then ``.jpg``. ``--image-root`` overrides
+  the folder.
 
 A study is ``patientNNNNN/studyM`` (the two folders of ``path_to_image``); its report is the one its image rows
 share (rows that disagree are counted as ``report_rows_disagree`` and the first row wins). Each study is counted
@@ -24,10 +25,10 @@ Splits: by default the CSV's ``split`` column (``valid`` -> val). DEER follows M
 the authors' code reads from an R2Gen-style annotation file (``configs/chexpert_annotation.json`` in their launch
 script; ``{"train": [...], "val": [...], "test": [...]}`` with items ``{"id", "report", "image_path": [...]}``,
 paths relative to ``PNG/``, read by their ``dataset/data_helper.py``). That file is not in their public repository
-and could not be obtained here, so it cannot be built in: give your copy with ``--split-file``: then exactly the listed studies are the input, each with the images the file lists (items
-naming the same study merge; a study in two splits is dropped as ``inconsistent_split``; a listed study absent
-from the CSV is dropped as ``no_report_metadata``). A CSV split file with columns ``path_to_image`` (or ``study``)
-and ``split`` works too.
+and could not be obtained here, so it cannot be built in: give your copy with ``--split-file``: then exactly the
+listed studies are the input, each with the images the file lists (items naming the same study merge; a study in two
+splits is dropped as ``inconsistent_split``; a listed study absent from the CSV is dropped as
+``no_report_metadata``). A CSV split file with columns ``path_to_image`` (or ``study``) and ``split`` works too.
 
 Target (``--target``): ``findings`` (default; MambaXray-VL/CXPMRG-Bench use the Findings section, and DEER follows
 that protocol) or ``findings_impression`` (findings, then impression, joined by a space; a study is kept when either
@@ -89,7 +90,7 @@ def _find_image_root(root: Path, image_root: str | os.PathLike | None, probes: l
         if not Path(image_root).is_dir():
             raise InputError(f"--image-root {image_root}: no such folder")
         return Path(image_root)
-    candidates = [c for c in (root / "PNG" / "PNG", root / "PNG", root) if c.is_dir()]
+    candidates = [c for c in (root / "PNG" / "PNG", root / "PNG", root / "PNGs", root) if c.is_dir()]
     hits = [sum(any((c / v).is_file() for v in _variants(p)) for p in probes) for c in candidates]
     if not any(hits) and glob.glob(str(root / "PNG*.zip")):
         raise InputError(f"{root}: the images are still packed in PNG.zip; extract it there (unzip PNG.zip) or pass "

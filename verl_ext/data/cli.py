@@ -67,7 +67,7 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     if dataset == "chexpert_plus":
         g.add_argument("--image-root", metavar="DIR", default=None,
                        help="folder the CSV's path_to_image is relative to (default: the first of <root>/PNG/PNG, "
-                            "<root>/PNG, <root> that holds the first image)")
+                            "<root>/PNG, <root>/PNGs, <root> that holds the first images)")
         g.add_argument("--split-file", metavar="FILE", default=None,
                        help="use this split instead of the CSV's split column: MambaXray-VL's R2Gen-style "
                             "annotation.json ({train,val,test: [{id, image_path: [...]}, ...]}), which DEER follows, "

@@ -18,10 +18,11 @@ Inputs under ``--root`` (the BIMCV release):
 
 Every study is counted once: a study is identified by its ``StudyID`` whichever shape names it; a master-table study
 with no report record is dropped as ``report_missing``; a record whose study cannot be identified is one
-``malformed_record``; a second record of a study is only noted (``duplicate_record``), the first one is used. The report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty
-ones skipped, joined by single spaces. Every GR study has one frontal image; the prior is the dataset's own link
-(JSON ``PreviousImageID``, else the master table's ``prior_imageID``), used when its image exists (missing ones are
-counted, and the study is kept without a prior). A prior that is itself a GR study of another split is not used.
+``malformed_record``; a second record of a study is only noted (``duplicate_record``), the first one is used. The
+report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty ones skipped, joined by
+single spaces. Every GR study has one frontal image; the prior is the dataset's own link (JSON ``PreviousImageID``,
+else the master table's ``prior_imageID``), used when its image exists (missing ones are counted, and the study is
+kept without a prior). A prior that is itself a GR study of another split is not used.
 The validation split is merged into train by default (EditGRPO: 3,640 = train + validation). No context lines
 exist in English, so the prompt has none. 16-bit PNGs are scaled by their maximum (`verl_ext.data.images`).
 """
