@@ -15,7 +15,7 @@ from verl_ext.data.cli import main
 from verl_ext.data.common import read_json_checked
 from verl_ext.data.output import rows_by_study
 from verl_ext.testing.released import (write_chexpert_release, write_iu_release, write_mimic_release,
-                                       write_rexgradient_release)
+                                       write_padchest_release, write_rexgradient_release)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -170,3 +170,15 @@ def test_chexpert_plus_images_in_mambaxray_pngs_folder(tmp_path, pixel_args):
     (rel.root / "PNG").rename(rel.root / "PNGs")  # the layout MambaXray-VL's README draws
     stats = run("chexpert_plus", ["--root", str(rel.root)], tmp_path, pixel_args)
     assert stats["splits"]["train"]["samples"] == 4 and stats["reader"]["image_root"] == str(rel.root / "PNGs")
+
+
+@pytest.mark.parametrize("shape", ["list", "image_only"])
+def test_padchest_repeated_record_and_conflicting_table_split(shape, tmp_path, pixel_args):
+    rel = write_padchest_release(tmp_path / "src", shape=shape, duplicates=True)
+    stats = run("padchest_gr", ["--root", str(rel.root)], tmp_path, pixel_args)
+    assert_accounted(stats)
+    assert sum(inputs(stats).values()) == 6  # every master-table study once
+    assert stats["splits"]["train"]["notes"]["duplicate_record"] == 1  # the repeated "normal" record
+    assert stats["splits"]["unknown"]["dropped"] == {"inconsistent_split": 1}  # "abnormal": train and test rows
+    rows = rows_by_study(tmp_path / "out")
+    assert rel.cases["normal"] in rows and rel.cases["abnormal"] not in rows

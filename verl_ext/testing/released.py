@@ -254,9 +254,11 @@ PADCHEST_MASTER_COLUMNS = ["StudyID", "ImageID", "label", "boxes_count", "extra_
                            "label_group", "Year"]
 
 
-def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) -> Release:
+def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3, duplicates: bool = False) -> Release:
     """`shape`: ``list`` (records with StudyID/ImageID), ``image_only`` (list records with ImageID but no StudyID) or
     ``keyed`` (an object keyed by ImageID whose records are ``{PreviousStudyID, PreviousImageID, findings}``).
+    `duplicates` (a robustness case, not documented for the release) repeats the ``normal`` record (list shapes)
+    and gives the second master-table row of ``abnormal`` the split ``test``.
 
     Sources -- PadChest-GR: a public extractor of the release (U-VLM PadChest-GR extractor, found with the code
     search): ``grounded_reports_20240819.json`` as a list with ``StudyID``/``ImageID``/``findings``, findings
@@ -291,10 +293,11 @@ def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) ->
                "PreviousImageID": prior_id, "findings": findings}
         if case != "table_only":
             records.append(rec)
-        for f in findings:
+        for k, f in enumerate(findings):
+            row_split = "test" if duplicates and case == "abnormal" and k == 1 else split
             master.append([sid, image_id, ";".join(f.get("labels", [])) or "normal", len(f.get("boxes", [])), 0, "",
                            str(bool(prior)), "", prior_id or "", f["sentence_en"], f["sentence_es"], "True",
-                           str(split == "validation"), split, f"P{n}", "False", "1950", "F", "20150101", "20150101",
+                           str(split == "validation"), row_split, f"P{n}", "False", "1950", "F", "20150101", "20150101",
                            "65", "", "2015"])
     if shape == "keyed":
         data = {r["ImageID"]: {k: r[k] for k in ("PreviousStudyID", "PreviousImageID", "findings")} for r in records}
@@ -302,6 +305,8 @@ def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) ->
         data = [{k: v for k, v in r.items() if k != "StudyID"} for r in records]
     else:
         data = records
+    if duplicates and isinstance(data, list):
+        data = data + [data[0]]
     (root / "grounded_reports_20240819.json").write_text(json.dumps(data, indent=1))
     buf = io.StringIO()
     csv.writer(buf).writerows([PADCHEST_MASTER_COLUMNS, *master])
