@@ -10,21 +10,25 @@ Inputs under ``--root`` (the Stanford AIMI release):
   section_summary, section_accession_number``, demographics, and ``split`` (``train`` / ``valid``; the release has no
   test split). A leading unnamed index column is ignored;
 * images from ``PNG.zip``: ``PNG/<path_to_image with .png>`` (public loaders use ``<root>/PNG/`` or
-  ``<root>/PNG/PNG/``); the CSV names ``.jpg`` files (CheXpert's naming), so each image is looked up as ``.png``,
-  as written, then ``.jpg``. ``--image-root`` overrides the folder.
+  ``<root>/PNG/PNG/``; MambaXray-VL's README draws the folder as ``<root>/PNGs``); the CSV names ``.jpg`` files
+  (CheXpert's naming), so each image is looked up as ``.png``, as written, then ``.jpg``. ``--image-root`` overrides
+  the folder.
 
 A study is ``patientNNNNN/studyM`` (the two folders of ``path_to_image``); its report is the one its image rows
-share (rows that disagree are counted as ``report_rows_disagree`` and the first row wins).
+share (rows that disagree are counted as ``report_rows_disagree`` and the first row wins). Each study is counted
+once: a row repeating an image path is noted as ``duplicate_record`` and read once; a study whose rows name two
+splits is dropped as ``inconsistent_split``; without ``--split-file``, a row whose path names no study counts as
+one ``malformed_record`` study of its split. (Robustness rules: the release is not documented to repeat rows.)
 
 Splits: by default the CSV's ``split`` column (``valid`` -> val). DEER follows MambaXray-VL's split
 (CXPMRG-Bench, Wang et al., CVPR 2025: 40,463 / 5,780 / 11,562 train / val / test, findings as ground truth), which
 the authors' code reads from an R2Gen-style annotation file (``configs/chexpert_annotation.json`` in their launch
 script; ``{"train": [...], "val": [...], "test": [...]}`` with items ``{"id", "report", "image_path": [...]}``,
 paths relative to ``PNG/``, read by their ``dataset/data_helper.py``). That file is not in their public repository
-and could not be obtained here, so it cannot be built in: give your copy with ``--split-file``: then exactly the listed studies are the input, each with the images the file lists (items
-naming the same study merge; a study in two splits is dropped as ``inconsistent_split``; a listed study absent
-from the CSV is dropped as ``no_report_metadata``). A CSV split file with columns ``path_to_image`` (or ``study``)
-and ``split`` works too.
+and could not be obtained here, so it cannot be built in: give your copy with ``--split-file``: then exactly the
+listed studies are the input, each with the images the file lists (items naming the same study merge; a study in two
+splits is dropped as ``inconsistent_split``; a listed study absent from the CSV is dropped as
+``no_report_metadata``). A CSV split file with columns ``path_to_image`` (or ``study``) and ``split`` works too.
 
 Target (``--target``): ``findings`` (default; MambaXray-VL/CXPMRG-Bench use the Findings section, and DEER follows
 that protocol) or ``findings_impression`` (findings, then impression, joined by a space; a study is kept when either
@@ -86,7 +90,7 @@ def _find_image_root(root: Path, image_root: str | os.PathLike | None, probes: l
         if not Path(image_root).is_dir():
             raise InputError(f"--image-root {image_root}: no such folder")
         return Path(image_root)
-    candidates = [c for c in (root / "PNG" / "PNG", root / "PNG", root) if c.is_dir()]
+    candidates = [c for c in (root / "PNG" / "PNG", root / "PNG", root / "PNGs", root) if c.is_dir()]
     hits = [sum(any((c / v).is_file() for v in _variants(p)) for p in probes) for c in candidates]
     if not any(hits) and glob.glob(str(root / "PNG*.zip")):
         raise InputError(f"{root}: the images are still packed in PNG.zip; extract it there (unzip PNG.zip) or pass "
@@ -143,13 +147,19 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
 
     tally = Tally(cfg)
     rows_of: dict[str, list[dict]] = defaultdict(list)
-    bad_paths = 0
+    bad_rows: list[dict] = []
+    seen_paths: set[str] = set()
+    repeated: Counter = Counter()  # study -> rows repeating an image path already read
     for row in df[["path_to_image", "frontal_lateral", "ap_pa", "deid_patient_id", "split", *TEXT_COLUMNS]] \
             .to_dict("records"):
         key = study_key(row["path_to_image"]) if isinstance(row["path_to_image"], str) else None
         if key is None:
-            bad_paths += 1
+            bad_rows.append(row)
             continue
+        if row["path_to_image"] in seen_paths:
+            repeated[key] += 1
+            continue
+        seen_paths.add(row["path_to_image"])
         rows_of[key].append(row)
 
     # Selected studies: (output split, source split, listed image paths or None = all of the study's rows).
@@ -167,8 +177,14 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
     else:
         for key, rows in rows_of.items():
             official = rows[0]["split"]
-            selected[key] = {"split": output_split(official, cfg) or "unknown", "source": clean(official),
-                             "paths": []}
+            splits = {output_split(r["split"], cfg) or "unknown" for r in rows}
+            selected[key] = {"split": splits.pop() if len(splits) == 1 else "<inconsistent>",
+                             "source": clean(official), "paths": []}
+        for row in bad_rows:  # an image row that names no study: one input study it cannot be part of
+            split = output_split(row["split"], cfg) or "unknown"
+            tally.study(split)
+            tally.drop(split, "malformed_record", f"{csv_path}: path_to_image {row['path_to_image']!r} names no "
+                                                  f"patientN/studyM")
 
     keys: dict[str, list[str]] = defaultdict(list)
     studies: dict[str, dict] = {}
@@ -179,6 +195,8 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
             tally.drop("unknown", "inconsistent_split", f"study {key} is listed in two splits")
             continue
         tally.study(split)
+        if repeated[key]:
+            tally.note(split, "duplicate_record", f"study {key}: an image row is repeated", n=repeated[key])
         if split == "unknown":
             tally.drop(split, "unknown_split", f"study {key}: split {entry['source']!r}")
             continue
@@ -235,7 +253,7 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
         return jobs
 
     info = {"csv": str(csv_path), "image_root": str(images_dir), "split_file": str(split_file) if split_file else None,
-            "target": target, "studies_in_csv": len(rows_of), "csv_rows_without_study_path": bad_paths,
+            "target": target, "studies_in_csv": len(rows_of), "csv_rows_without_study_path": len(bad_rows),
             "csv_studies_not_selected": len(set(rows_of) - set(selected))}
     return Plan(keys=dict(keys), build_jobs=build_jobs, dropped=dict(tally.dropped), notes=dict(tally.notes),
                 input_studies=dict(tally.input_studies), info=info)

@@ -4,10 +4,11 @@ Every command writes, under ``--out``: ``<split>-NNNNN.parquet`` shards (split =
 (Table 3's columns per split, every drop reason and note with its count, the configuration), ``_progress/``
 (restart markers), and with ``--image-mode path`` an ``images/`` tree of resized copies; then prints a summary.
 
-Exit status: 0 on success; 2 for malformed or missing input (one line naming the file and the problem; the
-traceback only with ``--debug``); 3 when the output must not be trusted silently -- no input study found, an output
-split that had input but kept no row, or more than ``--max-drop-share`` of a split's studies dropped -- with one line
-listing the top drop causes (``--allow-empty`` accepts such a run; stats.json and the shards are written either way).
+Exit status: 0 on success; 2 for malformed or missing input (a given input path that does not exist, a file that
+is not what its name says: one line naming the path and the problem; the traceback only with ``--debug``); 3 when
+the output must not be trusted silently -- no input study found, an output split that had input but kept no row,
+or more than ``--max-drop-share`` of a split's (or the run's) distinct input studies dropped -- with one line listing
+the top drop causes (``--allow-empty`` accepts such a run; stats.json and the shards are written either way).
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     if dataset == "chexpert_plus":
         g.add_argument("--image-root", metavar="DIR", default=None,
                        help="folder the CSV's path_to_image is relative to (default: the first of <root>/PNG/PNG, "
-                            "<root>/PNG, <root> that holds the first image)")
+                            "<root>/PNG, <root>/PNGs, <root> that holds the first images)")
         g.add_argument("--split-file", metavar="FILE", default=None,
                        help="use this split instead of the CSV's split column: MambaXray-VL's R2Gen-style "
                             "annotation.json ({train,val,test: [{id, image_path: [...]}, ...]}), which DEER follows, "
@@ -149,6 +150,28 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+# Input paths per flag: what must exist before anything is read (argparse dest, flag, kind).
+_INPUT_PATHS = (("mimic_cxr_jpg", "--mimic-cxr-jpg", "dir"), ("reports", "--reports", "any"), ("root", "--root", "dir"),
+                ("image_root", "--image-root", "dir"), ("kaggle_dir", "--kaggle-dir", "dir"),
+                ("openi_dir", "--openi-dir", "dir"), ("split_file", "--split-file", "file"))
+
+
+def check_input_paths(args: argparse.Namespace) -> None:
+    """`InputError` naming the first given input path that does not exist (or is a file where a folder is needed):
+    a typo in a path must stop the run at once, not turn into an empty dataset or missing context lines."""
+    for dest, flag, kind in _INPUT_PATHS:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        path = Path(value)
+        if not path.exists():
+            raise InputError(f"{flag} {value}: no such {'file' if kind == 'file' else 'folder'}")
+        if kind == "dir" and not path.is_dir():
+            raise InputError(f"{flag} {value}: not a folder")
+        if kind == "file" and not path.is_file():
+            raise InputError(f"{flag} {value}: not a file")
+
+
 def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tuple[str, ...]) -> PrepConfig:
     if args.min_pixels > args.max_pixels:
         raise SystemExit(f"--min-pixels {args.min_pixels} is above --max-pixels {args.max_pixels}")
@@ -195,6 +218,7 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(args, dataset, module.CONTEXT_FIELDS)
     try:
+        check_input_paths(args)
         if dataset == "mimic_cxr":
             plan = mimic.plan_mimic(args.mimic_cxr_jpg, args.reports, cfg)
         elif dataset == "rexgradient":

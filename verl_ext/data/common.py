@@ -9,7 +9,7 @@ import os
 import zipfile
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from verl_ext.data.pipeline import PROBLEM_REASONS, DataError, PrepConfig
 
@@ -78,12 +78,34 @@ def _kind(path) -> str:
     return "a UTF-8 CSV"
 
 
-def read_json_checked(path: str | os.PathLike):
+def read_json_checked(path: str | os.PathLike, repeated_keys: list[str] | None = None):
     """The parsed JSON of `path`; `InputError` naming the file and the position for broken JSON. NaN/Infinity
-    literals (which some releases contain) are accepted and read as float NaN/inf."""
+    literals (which some releases contain) are accepted and read as float NaN/inf.
+
+    With `repeated_keys`, every object keeps the *first* value of a repeated key (``json`` keeps the last, silently),
+    and each extra occurrence of a key of the top-level object is appended to `repeated_keys`: a release keyed by
+    study id then shows its duplicate records instead of losing them without a trace."""
+    last: list[list[str]] = [[]]
+
+    def first_wins(pairs):
+        obj, extra = {}, []
+        for key, value in pairs:
+            if key in obj:
+                extra.append(key)
+            else:
+                obj[key] = value
+        last[0] = extra  # the top-level object is the last one the decoder finishes
+        return obj
+
     try:
         with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
+            text = f.read().decode("utf-8")
+        if repeated_keys is None:
+            return json.loads(text)
+        data = json.loads(text, object_pairs_hook=first_wins)
+        if isinstance(data, dict):
+            repeated_keys.extend(last[0])
+        return data
     except FileNotFoundError:
         raise
     except json.JSONDecodeError as e:
@@ -114,3 +136,21 @@ class Tally:
         if self.cfg.strict and reason in PROBLEM_REASONS:
             raise DataError(message or reason)
         self.notes[split][reason] += n
+
+
+def count_once(tally: Tally, study_id: str, splits: Sequence[str]) -> str | None:
+    """Count a study that the input lists ``len(splits)`` times (in these output splits, ``"unknown"`` for none)
+    as ONE input study, so that ``kept + dropped`` is the number of distinct studies and the drop-share gate is not
+    diluted or inflated by repeats. Every listing after the first is noted as ``duplicate_record``. Listings in
+    different output splits would leak the study across splits: it is dropped once as ``inconsistent_split``
+    under ``unknown`` and None is returned; otherwise its split is returned and the caller uses its first
+    listing."""
+    distinct = list(dict.fromkeys(splits))
+    split = distinct[0] if len(distinct) == 1 else "unknown"
+    tally.study(split)
+    if len(splits) > 1:
+        tally.note(split, "duplicate_record", f"study {study_id} listed {len(splits)} times", n=len(splits) - 1)
+    if len(distinct) > 1:
+        tally.drop(split, "inconsistent_split", f"study {study_id} is listed in splits {', '.join(distinct)}")
+        return None
+    return split

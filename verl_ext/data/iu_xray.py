@@ -18,6 +18,12 @@ else from the OpenI XML (there is no TECHNIQUE section). R2Gen ids come as ``CXR
 A split key of annotation.json that is not a split name (one public copy has a blank test key) is resolved per
 item from the item's own ``split`` field (counted as ``split_from_item_field``).
 
+Counting: every distinct R2Gen ``id`` is one input study, however often annotation.json lists it; extra listings
+are noted as ``duplicate_record`` and the first is used; an id listed in two output splits (train and test, or
+train and val without ``--merge-val-into-train``) is dropped once as ``inconsistent_split`` (under ``unknown``),
+so it cannot leak across splits. An item without an ``id`` cannot be matched to others and counts as one study
+(``malformed_record``). No public copy is documented to repeat ids; this is a robustness rule.
+
 Views: R2Gen carries none, and ``0.png`` is not always frontal. When the Kaggle projections list exactly as many
 files for the study as R2Gen has images, and they are not all one view, the labels are assigned to R2Gen's images
 in the order of the Kaggle file names (an assumption: R2Gen kept the original image order, as ReXrank's labels
@@ -34,7 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-from verl_ext.data.common import InputError, Tally, clean, output_split, read_csv_checked, read_json_checked
+from verl_ext.data.common import (InputError, Tally, clean, count_once, output_split, read_csv_checked,
+                                  read_json_checked)
 from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, StudyJob
 from verl_ext.data.views import normalize_view
 
@@ -88,31 +95,41 @@ def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.
     has_openi = openi.is_dir()
 
     tally = Tally(cfg)
-    keys: dict[str, list[str]] = defaultdict(list)
-    items: dict[str, dict] = {}
+    # study id -> its listings in input order: (output split or "unknown", official split, item, split from the
+    # item's own field)
+    listings: dict[str, list[tuple[str, str, dict, bool]]] = defaultdict(list)
     for official, entries in ann.items():
         key_split = output_split(official, cfg)
         if not isinstance(entries, list):
             raise InputError(f"{ann_path}: split {official!r} holds {type(entries).__name__}, expected a list")
         for item in entries:
-            split, source = key_split, official
+            split, source, from_item = key_split, official, False
             if split is None and isinstance(item, dict) and output_split(item.get("split"), cfg):
-                split, source = output_split(item["split"], cfg), str(item["split"])
-                tally.note(split, "split_from_item_field")
-            if split is None:
-                tally.study("unknown")
-                tally.drop("unknown", "unknown_split", f"annotation split {official!r}")
+                split, source, from_item = output_split(item["split"], cfg), str(item["split"]), True
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"].strip():
+                if from_item:
+                    tally.note(split, "split_from_item_field")
+                tally.study(split or "unknown")  # cannot be identified: one study per item
+                tally.drop(split or "unknown", "unknown_split" if split is None else "malformed_record",
+                           f"{ann_path}: item without id in {official!r}")
                 continue
-            tally.study(split)
-            if not isinstance(item, dict) or not item.get("id"):
-                tally.drop(split, "malformed_record", f"{ann_path}: item without id in {official!r}")
-                continue
-            uid = f"{split}/{item['id']}"
-            if uid in items:
-                tally.drop(split, "duplicate_study", f"study {item['id']} listed twice")
-                continue
-            items[uid] = {"item": item, "official": source}
-            keys[split].append(uid)
+            listings[item["id"].strip()].append((split or "unknown", source, item, from_item))
+
+    keys: dict[str, list[str]] = defaultdict(list)
+    items: dict[str, dict] = {}
+    for sid, found in listings.items():
+        split = count_once(tally, sid, [f[0] for f in found])
+        if split is None:
+            continue
+        if split == "unknown":
+            tally.drop(split, "unknown_split", f"study {sid}: annotation split {found[0][1]!r}")
+            continue
+        _, source, item, from_item = found[0]
+        if from_item:
+            tally.note(split, "split_from_item_field")
+        uid = f"{split}/{sid}"
+        items[uid] = {"item": item, "official": source}
+        keys[split].append(uid)
 
     def views_for(study_id: str, n: int, notes: Counter) -> list[str]:
         m = R2GEN_ID.match(study_id)
@@ -134,7 +151,7 @@ def plan_iu_xray(root: str | os.PathLike, cfg: PrepConfig, kaggle_dir: str | os.
         jobs = []
         for i, uid in enumerate(study_keys):
             item, official = items[uid]["item"], items[uid]["official"]
-            sid = item["id"]
+            sid = uid.split("/", 1)[1]
             notes: Counter = Counter()
             paths = [p for p in (item.get("image_path") or []) if isinstance(p, str) and p.strip()]
             views = views_for(sid, len(paths), notes)

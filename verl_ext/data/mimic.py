@@ -19,7 +19,11 @@ What happens here (metadata only; reports and images are read by the workers):
 * a study's time is its earliest image's (StudyDate, StudyTime) taken numerically; the prior is linked by
   `verl_ext.data.priors.link_priors` within the patient and split, over all studies of the patient (or only those
   with FINDINGS under ``prior_requires_findings``, which reads every report first);
-* a study without any candidate image is dropped (``no_usable_view``) before its report is read.
+* a study without any candidate image is dropped (``no_usable_view``) before its report is read;
+* counting: a study is one ``study_id`` of the metadata (plus those known only from the split file), so each is
+  counted once; a repeated metadata row (same ``dicom_id`` and ``study_id``) or split row (same ``dicom_id`` and
+  ``split``) is noted as ``duplicate_record`` and used once, and an image whose split rows disagree makes its study
+  ``inconsistent_split``. The official files are not documented to repeat rows; this is a robustness rule.
 """
 from __future__ import annotations
 
@@ -115,11 +119,22 @@ def plan_mimic(jpg_root: str | os.PathLike, reports: str | os.PathLike, cfg: Pre
         meta["ViewCodeSequence_CodeMeaning"] = np.nan
     split_df = read_csv_checked(split_path, ("dicom_id", "study_id", "subject_id", "split"),
                                 dtype={"dicom_id": str, "study_id": str, "subject_id": str, "split": str})
+    # Repeated rows (an image listed twice in the metadata, a split row given twice) would put one image twice
+    # into a sample: the first row is kept and the repeats are noted as duplicate_record once the splits are known.
+    meta_repeats = meta.duplicated(["dicom_id", "study_id"], keep="first")
+    repeated_meta = meta.loc[meta_repeats, "study_id"].tolist()
+    meta = meta.loc[~meta_repeats].copy()
+    split_repeats = split_df.duplicated(["dicom_id", "split"], keep="first")
+    repeated_split_rows = split_df.loc[split_repeats, "split"].tolist()
+    split_df = split_df.loc[~split_repeats]
     meta["StudyDate"] = pd.to_numeric(meta["StudyDate"], errors="coerce")
     meta["StudyTime"] = pd.to_numeric(meta["StudyTime"], errors="coerce")
 
     # Split per image, then per study.
     split_of_dicom = dict(zip(split_df["dicom_id"], split_df["split"]))
+    conflicting = split_df.groupby("dicom_id")["split"].nunique()
+    for dicom in conflicting.index[conflicting > 1]:  # an image in two splits: its study is inconsistent
+        split_of_dicom[dicom] = "<inconsistent>"
     meta["raw_split"] = meta["dicom_id"].map(split_of_dicom)
     meta_dicoms = set(meta["dicom_id"])
     orphan_rows = split_df[~split_df["dicom_id"].isin(meta_dicoms)]
@@ -135,6 +150,9 @@ def plan_mimic(jpg_root: str | os.PathLike, reports: str | os.PathLike, cfg: Pre
         if raw is None or raw == "<inconsistent>":
             return "unknown"
         return output_split(raw, cfg) or "unknown"
+
+    for raw in repeated_split_rows:
+        tally.note(out_split_of(raw), "duplicate_record", "a split row is repeated")
 
     # Studies known only from the split file: counted as input studies without image metadata.
     for study_id, grp in orphan_rows.groupby("study_id"):
@@ -159,6 +177,9 @@ def plan_mimic(jpg_root: str | os.PathLike, reports: str | os.PathLike, cfg: Pre
         raw = study_split.get(study_id)
         studies[study_id] = {"subject": subject, "date": float(date), "time": float(tm), "split": out_split_of(raw),
                              "source_split": raw if raw and raw != "<inconsistent>" else ""}
+
+    for study_id in repeated_meta:
+        tally.note(studies[study_id]["split"], "duplicate_record", f"study {study_id}: a metadata row is repeated")
 
     # Images per study (candidates) and per-study notes.
     images: dict[str, list[tuple[str, str]]] = defaultdict(list)

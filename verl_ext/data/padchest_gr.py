@@ -18,10 +18,12 @@ Inputs under ``--root`` (the BIMCV release):
 
 Every study is counted once: a study is identified by its ``StudyID`` whichever shape names it; a master-table study
 with no report record is dropped as ``report_missing``; a record whose study cannot be identified is one
-``malformed_record``; a second record of a study is only noted (``duplicate_record``), the first one is used. The report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty
-ones skipped, joined by single spaces. Every GR study has one frontal image; the prior is the dataset's own link
-(JSON ``PreviousImageID``, else the master table's ``prior_imageID``), used when its image exists (missing ones are
-counted, and the study is kept without a prior). A prior that is itself a GR study of another split is not used.
+``malformed_record``; a study whose master-table rows name two splits is dropped as ``inconsistent_split`` (a
+robustness rule); a second record of a study is only noted (``duplicate_record``), the first one is used. The
+report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty ones skipped, joined by
+single spaces. Every GR study has one frontal image; the prior is the dataset's own link (JSON ``PreviousImageID``,
+else the master table's ``prior_imageID``), used when its image exists (missing ones are counted, and the study is
+kept without a prior). A prior that is itself a GR study of another split is not used.
 The validation split is merged into train by default (EditGRPO: 3,640 = train + validation). No context lines
 exist in English, so the prompt has none. 16-bit PNGs are scaled by their maximum (`verl_ext.data.images`).
 """
@@ -153,6 +155,7 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
         entry = study_rows.setdefault(sid, {"split": row.get("split"), "PatientID": row.get("PatientID"),
                                             "date": row.get("StudyDate_DICOM"), "prior": None,
                                             "image": None if _missing(row["ImageID"]) else str(row["ImageID"]).strip()})
+        entry.setdefault("splits", set()).add(output_split(row.get("split"), cfg) or "unknown")
         if entry["image"]:
             image_to_study.setdefault(entry["image"], sid)
         if entry["prior"] is None and not _missing(row.get("prior_imageID")):
@@ -163,7 +166,7 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
     tally = Tally(cfg)
     keys: dict[str, list[str]] = defaultdict(list)
     studies: dict[str, dict] = {}
-    gr_split = {sid: output_split(m["split"], cfg) or "unknown" for sid, m in study_rows.items()}
+    gr_split = {sid: next(iter(m["splits"])) if len(m["splits"]) == 1 else "unknown" for sid, m in study_rows.items()}
     seen: set[str] = set()
     for sid, rec in records:
         if sid is None or not isinstance(rec.get("findings"), list):
@@ -187,7 +190,8 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
             tally.drop(split, "no_split", f"study {sid} is not in {master_path.name}")
             continue
         if split == "unknown":
-            tally.drop(split, "unknown_split", f"study {sid}: split {meta['split']!r}")
+            reason = "inconsistent_split" if len(meta["splits"]) > 1 else "unknown_split"
+            tally.drop(split, reason, f"study {sid}: split {meta['split']!r} ({reason})")
             continue
         image_id = None if _missing(rec.get("ImageID")) else str(rec["ImageID"]).strip()
         studies[sid] = {"rec": rec, "meta": meta, "split": split, "image": image_id or meta["image"]}

@@ -13,10 +13,12 @@ shard's study ids + `FORMAT_VERSION`) and the shard's counts. A rerun with the s
 and reuses its counts, so an interrupted MIMIC run resumes where it stopped; parquet files are written to a
 temporary name and renamed, so a killed worker never leaves a half shard under a final name.
 
-Accounting: every input study ends as kept or dropped with one reason, per split, and ``stats.json`` checks
-``kept + sum(dropped) == input_studies``. Image-level events (a missing or unreadable file, an excluded view, a
-truncated image list, an unusable prior) are counted under ``notes``. Reasons in `PROBLEM_REASONS` are data
-faults rather than rules; ``--strict`` turns the first one into an error.
+Accounting: every distinct input study is counted once and ends as kept or dropped with one reason, per split, and
+``stats.json`` checks ``kept + sum(dropped) == input_studies``; a study the input lists more than once is still one
+input study (the repeats are ``duplicate_record`` notes), so the drop-share gate sees distinct studies. Image-level
+events (a missing or unreadable file, an excluded view, a truncated image list, an unusable prior) are counted under
+``notes``. Reasons in `PROBLEM_REASONS` are data faults rather than rules; ``--strict`` turns the first one into an
+error.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ SPLITS = ("train", "val", "test")
 # Data faults (as opposed to rules that drop on purpose). --strict raises on the first one.
 PROBLEM_REASONS = frozenset({
     "image_missing", "image_unreadable", "report_missing", "report_unreadable", "no_readable_image",
-    "no_split", "inconsistent_split", "unknown_split", "no_image_metadata", "duplicate_study",
+    "no_split", "inconsistent_split", "unknown_split", "no_image_metadata",
     "split_row_without_metadata", "metadata_row_without_split", "missing_study_datetime", "prior_image_missing",
     "prior_image_unreadable", "malformed_record", "no_report_metadata", "duplicate_record",
 })

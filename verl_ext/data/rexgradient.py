@@ -21,6 +21,11 @@ Rules: no prior linking (EditGRPO curates multi-view inputs only); a study with 
 images (default 6, counted before any view filter, as the paper's "cases containing more than six images were
 excluded") is dropped; with ``views=frontal_lateral`` only PA/AP/LATERAL/LL images go into the prompt, with
 ``views=all`` every image does (which is what the paper's 1.69 images per sample suggests).
+Counting: every distinct study key is one input study, whatever the number of its listings (a key repeated inside
+a JSON file, or listed in the JSON or CSV of two splits). Extra listings are noted as ``duplicate_record`` and the
+first JSON record is used (files read in the order train, valid, test); a study listed in two *output* splits is
+dropped as ``inconsistent_split`` (under ``unknown``), so that it can neither leak between splits nor count twice.
+No public source documents duplicates in the release; this is a robustness rule.
 Context lines: INDICATION and COMPARISON (there is no TECHNIQUE section). A missing (NaN/null) entry inside
 ``ImagePath`` counts as a missing image, one inside ``ImageViewPosition`` as an ``UNKNOWN`` view.
 """
@@ -32,13 +37,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from verl_ext.data.common import InputError, Tally, clean, output_split, read_csv_checked, read_json_checked
+from verl_ext.data.common import (InputError, Tally, clean, count_once, output_split, read_csv_checked,
+                                  read_json_checked)
 from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, StudyJob
 from verl_ext.data.views import OTHER, normalize_view, view_class
 
 DATA_SOURCE = "rexgradient"
 CONTEXT_FIELDS = ("indication", "comparison")
 OFFICIAL_SPLITS = ("train", "valid", "test")
+_REPEATED_KEY = object()  # marks the extra listing of a key repeated inside one metadata JSON
 
 
 def _metadata_json(meta_dir: Path, split: str) -> Path | None:
@@ -99,8 +106,8 @@ def plan_rexgradient(root: str | os.PathLike, cfg: PrepConfig, image_root: str |
     if not meta_dir.is_dir():
         raise FileNotFoundError(f"{meta_dir} not found (the ReXGradient-160K root holds metadata/ and deid_png/)")
     tally = Tally(cfg)
-    keys: dict[str, list[str]] = defaultdict(list)
-    records: dict[str, dict] = {}
+    # study id -> its listings in input order: (output split, official split, record; None = CSV row only)
+    listings: dict[str, list[tuple[str, str, object]]] = defaultdict(list)
     files_used = {}
     for official in OFFICIAL_SPLITS:
         path = _metadata_json(meta_dir, official)
@@ -108,31 +115,42 @@ def plan_rexgradient(root: str | os.PathLike, cfg: PrepConfig, image_root: str |
         if path is None and not csv_path.is_file():
             continue
         split = output_split(official, cfg)
-        data = read_json_checked(path) if path is not None else {}
+        repeated: list[str] = []
+        data = read_json_checked(path, repeated_keys=repeated) if path is not None else {}
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a JSON object keyed by study id, got {type(data).__name__}")
         files_used[official] = str(path) if path else None
+        for sid, rec in data.items():
+            listings[sid].append((split, official, rec))
+        for sid in repeated:  # a key repeated inside the JSON: the first record is kept
+            listings[sid].append((split, official, _REPEATED_KEY))
         if csv_path.is_file():
             csv_ids = read_csv_checked(csv_path, ("id",), dtype=str)
             for sid in csv_ids["id"].dropna():
                 if sid not in data:
-                    tally.study(split)
-                    tally.drop(split, "no_image_metadata", f"{csv_path}: study {sid} has no JSON record")
-        for sid, rec in data.items():
-            tally.study(split)
-            if not isinstance(rec, dict):
-                tally.drop(split, "malformed_record", f"{path}: record {sid} is not an object")
-                continue
-            uid = f"{split}/{sid}"
-            if uid in records:
-                tally.drop(split, "duplicate_study", f"study {sid} listed twice")
-                continue
-            paths = _as_list(rec.get("ImagePath"))
-            if cfg.max_study_images is not None and len(paths) > cfg.max_study_images:
-                tally.drop(split, "too_many_images")
-                continue
-            records[uid] = {"rec": rec, "official": official}
-            keys[split].append(uid)
+                    listings[sid].append((split, official, None))
+
+    keys: dict[str, list[str]] = defaultdict(list)
+    records: dict[str, dict] = {}
+    for sid, found in listings.items():
+        split = count_once(tally, sid, [s for s, _, _ in found])
+        if split is None:
+            continue
+        _, official, rec = next((f for f in found if f[2] is not None), found[0])  # a JSON record if any
+        if rec is None:
+            tally.drop(split, "no_image_metadata", f"{meta_dir}/{official}_metadata.csv: study {sid} has no JSON "
+                                                   f"record")
+            continue
+        if not isinstance(rec, dict):
+            tally.drop(split, "malformed_record", f"{files_used[official]}: record {sid} is not an object")
+            continue
+        paths = _as_list(rec.get("ImagePath"))
+        if cfg.max_study_images is not None and len(paths) > cfg.max_study_images:
+            tally.drop(split, "too_many_images")
+            continue
+        uid = f"{split}/{sid}"
+        records[uid] = {"rec": rec, "official": official}
+        keys[split].append(uid)
 
     probes = [sp for item in list(records.values())[:50] for sp in map(image_subpath, _as_list(item["rec"].get(
         "ImagePath"))) if sp][:50]

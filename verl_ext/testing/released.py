@@ -74,8 +74,12 @@ MIMIC_HEADER_CASES = {
 }
 
 
-def write_mimic_release(root: Path) -> Release:
+def write_mimic_release(root: Path, duplicates: bool = False) -> Release:
     """MIMIC-CXR-JPG tree + ``mimic-cxr-reports.zip``: one study per official header spelling.
+
+    `duplicates` (a robustness case: no public source documents repeated rows in these files) repeats the
+    metadata row and the split row of the ``normal`` study's PA image, and gives one image of ``typo_findgings`` a
+    second split row that says ``test``.
 
     Sources -- MIMIC-CXR / MIMIC-CXR-JPG: MIT-LCP ``mimic-cxr`` repository (commit 3190146) --
     ``txt/section_parser.py`` (header regex, report layout with a leading space on every line, section tables),
@@ -104,6 +108,11 @@ def write_mimic_release(root: Path) -> Release:
             meta_rows.append([dicom, subject, study, "CHEST (PA AND LAT)", view, 64, 64, 21800506, 80556.875 + k,
                               "Chest 2 Views", {"PA": "postero-anterior", "LATERAL": "lateral"}[view], "Erect"])
             split_rows.append([dicom, study, subject, "test" if n == 1 else "train"])
+    if duplicates:
+        meta_rows.insert(1, list(meta_rows[0]))
+        split_rows.append(list(split_rows[0]))
+        conflict = next(r for r in split_rows if r[1] == rel.cases["typo_findgings"])
+        split_rows.append([*conflict[:3], "test"])
     write_csv(jpg_root / "mimic-cxr-2.0.0-metadata.csv.gz", MIMIC_META_COLUMNS, meta_rows)
     write_csv(jpg_root / "mimic-cxr-2.0.0-split.csv.gz", ["dicom_id", "study_id", "subject_id", "split"], split_rows)
     zpath = root / "mimic-cxr-reports.zip"
@@ -120,8 +129,12 @@ def write_mimic_release(root: Path) -> Release:
 IU_REPORT_COLUMNS = ["uid", "MeSH", "Problems", "image", "indication", "comparison", "findings", "impression"]
 
 
-def write_iu_release(root: Path, blank_test_key: bool = True) -> Release:
+def write_iu_release(root: Path, blank_test_key: bool = True, duplicates: bool = False) -> Release:
     """R2Gen ``iu_xray`` folder + Kaggle CSVs, with every R2Gen id shape and a blank test key.
+
+    `duplicates` (a robustness case: no public copy of annotation.json is documented to repeat ids) lists
+    ``plain_id`` a second time in train with another report, ``three_group_id`` (val) again in train, and
+    ``test_a`` again in train.
 
     Sources -- IU-Xray: R2Gen (cuhksz-nlp/R2Gen ``modules/datasets.py``: ``annotation.json`` = ``{train, val,
     test}`` lists of ``{id, report, image_path, split}``, images under ``images/``); a public copy of that file
@@ -148,6 +161,10 @@ def write_iu_release(root: Path, blank_test_key: bool = True) -> Release:
         reports.append([uid, "normal", "normal", "Xray Chest PA and Lateral", f"Indication of {case}.", "None.",
                         "The lungs are clear.", "Normal chest x-XXXX."])
         projections += [[uid, f"{uid}_{im}-1001.dcm.png", "Frontal"], [uid, f"{uid}_{im}-2001.dcm.png", "Lateral"]]
+    if duplicates:
+        by_case = {case: item for (case, *_), item in zip(specs, items["train"] + items["val"] + items["test"])}
+        items["train"] += [{**by_case["plain_id"], "report": "A second, different report."},
+                           {**by_case["three_group_id"], "split": "train"}, {**by_case["test_a"], "split": "train"}]
     ann = {"train": items["train"], "val": items["val"], ("   " if blank_test_key else "test"): items["test"]}
     (root / "annotation.json").write_text(json.dumps(ann))
     write_csv(root / "indiana_reports.csv", IU_REPORT_COLUMNS, reports)
@@ -158,8 +175,13 @@ def write_iu_release(root: Path, blank_test_key: bool = True) -> Release:
 # ---------------------------------------------------------------------------------------------------------------
 # ReXGradient-160K: metadata/ beside the extracted deid_png/.
 
-def write_rexgradient_release(root: Path, extract: bool = True) -> Release:
+def write_rexgradient_release(root: Path, extract: bool = True, duplicates: bool = False) -> Release:
     """``metadata/`` beside ``deid_png/`` (or only the packed parts).
+
+    `duplicates` (a robustness case: no public source documents repeated studies in the release) repeats the
+    ``train_first`` key inside the train JSON (the second copy with other Findings), lists the second valid study
+    (``valid_second``) in the train JSON too, and lists a study twice in ``train_metadata.csv`` that no JSON has
+    (``csv_only``).
 
     Sources -- ReXGradient-160K: the Hugging Face card (rajpurkarlab/ReXGradient-160K, mirrored by
     selectdataset.com): ``deid_png.part*`` concatenated and untarred next to ``metadata/``; public loaders that
@@ -196,11 +218,26 @@ def write_rexgradient_release(root: Path, extract: bool = True) -> Release:
                             "PatientAge": "054Y", "PatientSex": "F", "Indication": "Cough.", "Comparison": "None.",
                             "Findings": f"No focal consolidation in {split} {n}.", "Impression": "Normal.",
                             "ImagePath": paths, "ImageViewPosition": views}
-        (meta / f"{split}_metadata_view_position.json").write_text(json.dumps(records))  # NaN literals, as released
+        pairs = list(records.items())
+        csv_ids = [k for k, _ in pairs]
+        if duplicates and split == "train":
+            first = pairs[0]
+            pairs.append((first[0], {**first[1], "Findings": "A second copy of the record."}))
+            csv_ids += ["pGRDNORPHAN_aGRDNORPHAN_s1.2.3"] * 2
+            rel.cases["csv_only"] = csv_ids[-1]
+        if duplicates and split == "valid":
+            rel.cases["valid_second"] = pairs[1][0]
+            train_json = meta / "train_metadata_view_position.json"
+            train_json.write_text(train_json.read_text()[:-1] + ", " + json.dumps(pairs[1][0]) + ": "
+                                  + json.dumps(pairs[1][1]) + "}")
+        # NaN literals, as released; written pair by pair so that a key can repeat
+        (meta / f"{split}_metadata_view_position.json").write_text(
+            "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(r)}" for k, r in pairs) + "}")
         write_csv(meta / f"{split}_metadata.csv", ["id", "StudyDate", "PatientAge", "PatientSex", "Indication",
                                                    "Comparison", "Findings", "Impression"],
-                  [[k, r["StudyDate"], r["PatientAge"], r["PatientSex"], r["Indication"], r["Comparison"],
-                    r["Findings"], r["Impression"]] for k, r in records.items()])
+                  [[k, *([records[k][c] for c in ("StudyDate", "PatientAge", "PatientSex", "Indication", "Comparison",
+                                                  "Findings", "Impression")] if k in records else [""] * 7)]
+                   for k in csv_ids])
     if not extract:
         for i in range(2):
             (root / f"deid_png.part{i}").write_bytes(b"\0" * 16)
@@ -217,9 +254,11 @@ PADCHEST_MASTER_COLUMNS = ["StudyID", "ImageID", "label", "boxes_count", "extra_
                            "label_group", "Year"]
 
 
-def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) -> Release:
+def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3, duplicates: bool = False) -> Release:
     """`shape`: ``list`` (records with StudyID/ImageID), ``image_only`` (list records with ImageID but no StudyID) or
     ``keyed`` (an object keyed by ImageID whose records are ``{PreviousStudyID, PreviousImageID, findings}``).
+    `duplicates` (a robustness case, not documented for the release) repeats the ``normal`` record (list shapes)
+    and gives the second master-table row of ``abnormal`` the split ``test``.
 
     Sources -- PadChest-GR: a public extractor of the release (U-VLM PadChest-GR extractor, found with the code
     search): ``grounded_reports_20240819.json`` as a list with ``StudyID``/``ImageID``/``findings``, findings
@@ -254,10 +293,11 @@ def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) ->
                "PreviousImageID": prior_id, "findings": findings}
         if case != "table_only":
             records.append(rec)
-        for f in findings:
+        for k, f in enumerate(findings):
+            row_split = "test" if duplicates and case == "abnormal" and k == 1 else split
             master.append([sid, image_id, ";".join(f.get("labels", [])) or "normal", len(f.get("boxes", [])), 0, "",
                            str(bool(prior)), "", prior_id or "", f["sentence_en"], f["sentence_es"], "True",
-                           str(split == "validation"), split, f"P{n}", "False", "1950", "F", "20150101", "20150101",
+                           str(split == "validation"), row_split, f"P{n}", "False", "1950", "F", "20150101", "20150101",
                            "65", "", "2015"])
     if shape == "keyed":
         data = {r["ImageID"]: {k: r[k] for k in ("PreviousStudyID", "PreviousImageID", "findings")} for r in records}
@@ -265,6 +305,8 @@ def write_padchest_release(root: Path, shape: str = "list", n_parts: int = 3) ->
         data = [{k: v for k, v in r.items() if k != "StudyID"} for r in records]
     else:
         data = records
+    if duplicates and isinstance(data, list):
+        data = data + [data[0]]
     (root / "grounded_reports_20240819.json").write_text(json.dumps(data, indent=1))
     buf = io.StringIO()
     csv.writer(buf).writerows([PADCHEST_MASTER_COLUMNS, *master])
@@ -294,8 +336,12 @@ CHEXPERT_COLUMNS = ["path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", 
                     "insurance_type", "recent_bmi", "deceased", "split"]
 
 
-def write_chexpert_release(root: Path) -> Release:
+def write_chexpert_release(root: Path, duplicates: bool = False) -> Release:
     """Patients 1-4 in train, 64541 in valid; patient00003/study1 has no findings section (impression only).
+
+    `duplicates` (a robustness case: the CSV is not documented to repeat rows) repeats the frontal row of
+    ``train_1_1``, adds a third image row to ``train_2_1`` whose split is ``valid``, and adds a train row whose
+    ``path_to_image`` names no patient/study.
 
     Sources -- CheXpert Plus: the header of ``df_chexpert_plus_240401.csv`` as quoted by a public evaluation script
     (leading index column, then ``path_to_image, path_to_dcm, frontal_lateral, ap_pa, deid_patient_id,
@@ -324,6 +370,11 @@ def write_chexpert_release(root: Path) -> Release:
                          f"NARRATIVE: ... FINDINGS: {findings} IMPRESSION: Normal.", "", f"History of {key}.", "",
                          "None.", "PA and lateral views.", "", findings, f"Impression of {key}.", "", "", "ACC1",
                          "54", "Female", "White", "Non-Hispanic", "", "Medicare", "", "", split])
+    if duplicates:
+        rows.insert(1, list(rows[0]))
+        third = next(r for r in rows if r[0].startswith("train/patient00002/study1/"))
+        rows.append(["train/patient00002/study1/view3_frontal.jpg", *third[1:-1], "valid"])
+        rows.append(["train/view1_frontal.jpg", *third[1:]])
     write_csv(root / "df_chexpert_plus_240401.csv", CHEXPERT_COLUMNS, rows, index_column=True)
     return rel
 
