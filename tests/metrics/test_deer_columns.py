@@ -27,6 +27,8 @@ def test_example_based_known_answer():
     rng = np.random.default_rng(0)
     h, r = rng.integers(0, 2, (50, 14)), rng.integers(0, 2, (50, 14))
     assert tuple(ce_scores(h, r, "example").values()) == pytest.approx(_promptmrg_example_based(h, r))
+    with pytest.raises(ValueError, match="14"):  # verl_ext.metrics.clinical_efficacy checks the CheXbert layout
+        ce_scores(h[:, :5], r[:, :5], "example")
 
 
 def test_macro_known_answer():
