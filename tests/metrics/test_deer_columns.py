@@ -27,6 +27,8 @@ def test_example_based_known_answer():
     rng = np.random.default_rng(0)
     h, r = rng.integers(0, 2, (50, 14)), rng.integers(0, 2, (50, 14))
     assert tuple(ce_scores(h, r, "example").values()) == pytest.approx(_promptmrg_example_based(h, r))
+    with pytest.raises(ValueError, match="14"):  # verl_ext.metrics.clinical_efficacy checks the CheXbert layout
+        ce_scores(h[:, :5], r[:, :5], "example")
 
 
 def test_macro_known_answer():
@@ -37,14 +39,31 @@ def test_macro_known_answer():
     assert got == pytest.approx({"ce_precision": 0.75, "ce_recall": 0.75, "ce_f1": 2 / 3})
 
 
-def test_nlg_scores_identity_and_columns():
+def test_nlg_scores_known_answers():
+    """BLEU-4 and ROUGE-L by hand (nltk's corpus BLEU as a second oracle); METEOR as in test_meteor.py."""
+    from nltk.translate.bleu_score import corpus_bleu
+
+    hyp, ref = "The cat sat on the mat.", "the cat sat on a mat ."
+    out = nlg_scores([hyp], [ref])
+    # 7 tokens each (with "."): clipped n-gram precisions 6/7, 4/6, 2/5, 1/4; same length, so no brevity penalty
+    assert out["bleu4"] == pytest.approx((6 / 7 * 4 / 6 * 2 / 5 * 1 / 4) ** 0.25, rel=1e-6)
+    assert out["bleu4"] == pytest.approx(corpus_bleu([[ref.split()]], [hyp.lower().replace(".", " .").split()]))
+    # LCS "the cat sat on mat ." = 6 of 7: P = R = 6/7, and pycocoevalcap's ROUGE-L with beta 1.2 is then 6/7
+    assert out["rouge_l"] == pytest.approx(6 / 7)
+    # METEOR 1.5 (test_meteor.py): content words cat, sat, mat (weight 0.75), function words the, on, a, "." (0.25):
+    # P = R = (3 * 0.75 + 3 * 0.25) / (3 * 0.75 + 4 * 0.25); 6 matches in 2 chunks
+    assert out["meteor"] == pytest.approx((3 / 3.25) * (1 - 0.6 * (2 / 6) ** 0.2), abs=1e-6)
+
+
+def test_identical_texts_score_one():
     refs = ["the heart is enlarged . small left pleural effusion .", "lungs are clear ."]
-    out = nlg_scores(refs, refs)
-    assert out["bleu4"] == pytest.approx(1.0)
-    if out["rouge_l"] is not None:
-        assert out["rouge_l"] == pytest.approx(1.0)
-    cols = deer_columns(["heart enlarged", "lungs clear"], refs, np.eye(2, 14, dtype=int), np.eye(2, 14, dtype=int))
-    assert cols["ce_f1"] == 1.0 and cols["n"] == 2.0 and 0 <= cols["bleu4"] < 1
+    cols = deer_columns(refs, refs, np.eye(2, 14, dtype=int), np.eye(2, 14, dtype=int))
+    assert cols == pytest.approx({"ce_precision": 1.0, "ce_recall": 1.0, "ce_f1": 1.0, "bleu4": 1.0, "meteor": 1.0,
+                                  "rouge_l": 1.0, "n": 2.0})
+    with pytest.raises(ValueError, match="no words"):
+        nlg_scores(["x"], ["  "])
+    with pytest.raises(ValueError, match="no reports"):
+        nlg_scores([], [])
 
 
 def test_cli_table(tmp_path, capsys):
@@ -62,7 +81,22 @@ def test_cli_table(tmp_path, capsys):
                  str(cx / "bert"), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 0
     table = json.loads((tmp_path / "o" / "deer_table.json").read_text())
     assert table["n"] == 2.0 and 0 <= table["ce_f1"] <= 1 and "| P | R | F1" in capsys.readouterr().out
+    assert table["bleu4"] > 0 and 0 < table["meteor"] < 1 and 0 < table["rouge_l"] < 1
     src.write_text(json.dumps({"generated": "x", "reference": ""}) + "\n")
     with pytest.raises(SystemExit):
         main(["--input", str(src), "--chexbert-checkpoint", str(cx / "chexbert.pth"), "--chexbert-bert",
               str(cx / "bert"), "--out", str(tmp_path / "o2")])
+
+
+def test_cli_without_java_stops_before_labelling(tmp_path, monkeypatch, capsys):
+    import json
+
+    from verl_ext.metrics.deer import main
+
+    src = tmp_path / "gen.jsonl"
+    src.write_text(json.dumps({"generated": "lungs are clear .", "reference": "lungs are clear ."}) + "\n")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SystemExit):  # the CheXbert paths do not exist: they are never reached
+        main(["--input", str(src), "--chexbert-checkpoint", str(tmp_path / "none.pth"), "--chexbert-bert",
+              str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert "needs a Java runtime" in capsys.readouterr().err

@@ -165,6 +165,11 @@ BROKEN = {
                                        ["actor_rollout_ref.actor.use_kl_loss=false",
                                         "actor_rollout_ref.actor.loss_agg_mode=token-mean"],
                                        ["use_kl_loss=False", "loss_agg_mode='token-mean'"]),
+    "orapo with an inserted-token loss, facts_llm without its model": (
+        "chexpert_plus_orapo",
+        ["actor_rollout_ref.actor.policy_loss.loss_mode=inserted_masked",
+         "++reward.reward_kwargs.components={facts_llm:1.0}"],
+        ["OraPO has no edited responses", "reward.reward_kwargs.facts_model is not set"]),
 }
 
 

@@ -46,3 +46,52 @@ def test_every_problem_is_named():
 def test_bad_orapo_values(orapo, needle):
     with pytest.raises(ValueError, match=needle):
         validate_orapo_setup(_config(orapo=orapo))
+
+
+@pytest.mark.parametrize("loss_mode", ["inserted_masked", "inserted_luffy"])
+def test_inserted_token_losses_are_refused(loss_mode):
+    """Their loss (token_channel_step.install_loss, run by the editgrpo base's on_init_end) would replace OraPO's."""
+    with pytest.raises(ValueError, match=f"policy_loss.loss_mode={loss_mode}: .*OraPO has no edited responses"):
+        validate_orapo_setup(_config(**{"actor_rollout_ref.actor.policy_loss.loss_mode": loss_mode}))
+    validate_orapo_setup(_config(**{"actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla"}))
+
+
+def _facts_llm(facts_model, components=None):
+    return _config(**{"reward.reward_manager.name": "radiology",
+                      "reward.reward_kwargs.components": components or {"facts_llm": 1.0},
+                      "reward.reward_kwargs.facts_model": facts_model})
+
+
+def test_facts_model_must_be_a_directory(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "weights.bin").write_bytes(b"")
+    assert validate_orapo_setup(_facts_llm(str(tmp_path / "model")))
+    for value, needle in ((None, "reward.reward_kwargs.facts_model is not set"),
+                          ("", "reward.reward_kwargs.facts_model is not set"),
+                          (str(tmp_path / "weights.bin"), "facts_model=.*weights.bin.*no such directory"),
+                          (str(tmp_path / "absent"), "facts_model=.*absent.*no such directory")):
+        with pytest.raises(ValueError, match=needle):
+            validate_orapo_setup(_facts_llm(value))
+    # the dry run reports the path with the other model paths instead; other FactS backends need no model
+    assert validate_orapo_setup(_facts_llm(str(tmp_path / "absent")), check_paths=False)
+    assert validate_orapo_setup(_facts_llm(None, components={"facts": 1.0}))
+
+
+def test_dry_run_reports_the_facts_model(tmp_path):
+    from verl_ext.config.dry_run import Report, _check_facts_model
+    from verl_ext.reward.config import RadiologyRewardConfig
+
+    (tmp_path / "weights.bin").write_bytes(b"")
+    (tmp_path / "model").mkdir()
+    outcomes = {}
+    for name, value, strict in (("unset", None, False), ("file", str(tmp_path / "weights.bin"), False),
+                                ("absent", str(tmp_path / "absent"), False),
+                                ("absent strict", str(tmp_path / "absent"), True),
+                                ("dir", str(tmp_path / "model"), True)):
+        cfg = _facts_llm(value)
+        report = Report(config_name=name)
+        _check_facts_model(report, cfg, RadiologyRewardConfig.from_trainer_config(cfg), strict)
+        outcomes[name] = ([n for n, _ in report.errors], [n for n, _ in report.warnings])
+    key = "reward.reward_kwargs.facts_model"
+    assert outcomes == {"unset": ([key], []), "file": ([key], []), "absent": ([], [key]),
+                        "absent strict": ([key], []), "dir": ([], [])}

@@ -45,3 +45,18 @@ def test_ema_survives_save_and_resume(trainer_cls, tmp_path, monkeypatch):
     loader._load_checkpoint()
     assert loader.orapo_ema.get(3) == 1.0 and loader.orapo_ema.get("study-9") == 0.5
     assert loader.orapo_ema.update(3, 0.0) == pytest.approx(0.5)  # the history continues
+
+
+def test_inserted_token_loss_fails_at_construction(trainer_cls):
+    """OraPO's on_init_end installs its loss, then the editgrpo base's would install the inserted-token loss over
+    it: the trainer refuses the combination in its constructor, before verl builds workers or loads models."""
+    from verl_ext.trainer.orapo_config import MANAGER_CLASS
+
+    config = OmegaConf.create({
+        "trainer": {"v1": {"trainer_mode": "orapo"}},
+        "actor_rollout_ref": {"rollout": {"n": 9, "agent": {"agent_loop_manager_class": MANAGER_CLASS}},
+                              "actor": {"loss_agg_mode": "seq-mean-token-sum-norm", "use_kl_loss": True,
+                                        "policy_loss": {"loss_mode": "inserted_luffy"}}},
+    })
+    with pytest.raises(ValueError, match="loss_mode=inserted_luffy: .*OraPO has no edited responses"):
+        trainer_cls(config)

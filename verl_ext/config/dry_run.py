@@ -507,7 +507,7 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
     if cfg.trainer.v1.get("trainer_mode") == "orapo" or str(manager).endswith("OraPOAgentLoopManagerTQ"):
         from verl_ext.trainer.orapo_config import validate_orapo_setup
 
-        _check(report, "orapo -> validate_orapo_setup", lambda: validate_orapo_setup(cfg),
+        _check(report, "orapo -> validate_orapo_setup", lambda: validate_orapo_setup(cfg, check_paths=False),
                lambda c: f"negatives={c.negatives}, w=[{c.w_min}, {c.w_max}], gamma={c.gamma}, alpha={c.alpha}, "
                          f"beta={c.beta}; K={int(cfg.actor_rollout_ref.rollout.n) - 1} rollouts + 1 oracle")
 
@@ -532,6 +532,23 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
             rc, needs = result
             needed = {key for need in needs for key in _MODELS_FOR.get(need, ())}
             _check_models(report, "reward.reward_kwargs.models", rc.models, needed, strict)
+            _check_facts_model(report, cfg, rc, strict)
+
+
+def _check_facts_model(report: Report, cfg, rc, strict: bool) -> None:
+    """The facts_llm component's model directory: unset or not a directory fails; absent here fails only with
+    --strict, as the other model paths."""
+    from verl_ext.trainer.orapo_config import FACTS_LLM, FACTS_MODEL_KEY, facts_model_problem
+
+    if FACTS_LLM not in rc.components:
+        return
+    problem = facts_model_problem(cfg)
+    if problem is None:
+        report.ok(FACTS_MODEL_KEY, str(rc.facts_model))
+    elif rc.facts_model and not Path(os.path.expanduser(str(rc.facts_model))).exists() and not strict:
+        report.warn(FACTS_MODEL_KEY, f"not found on this machine: {rc.facts_model}")
+    else:
+        report.fail(FACTS_MODEL_KEY, problem)
 
 
 def edit_config_models(edit):

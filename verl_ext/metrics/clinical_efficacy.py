@@ -8,6 +8,9 @@ R2Gen-family ``compute_ce`` evaluation (that the reported F1 differs from the ha
 fits an average of per-study values, not a micro average). Differences to the published numbers can come from the
 labeler: here the project's CheXbert labels (uncertain = positive by default), which may not be how those papers
 binarised CheXpert's uncertain label.
+
+The same definition is PromptMRG's example-based CE (``tp / (tp + (fp + fn) / 2)`` is this F1) that DEER reports:
+``verl_ext.metrics.deer.ce_scores(mode="example")`` and the bootstrap of ``verl_ext.eval`` both call this module.
 """
 from __future__ import annotations
 

@@ -9,17 +9,23 @@ depends on, before any model loads)::
     +orapo.negatives=zero_reward ...    # the fields of OraPOConfig
 
 Sources of the defaults: ``verl_ext.algorithms.orapo``.
+
+The check also covers what would otherwise fail late or silently: the ``facts_llm`` reward's model directory
+(vLLM loads it on the first reward batch, after the policy) and the inserted-token loss modes (their loss would
+replace OraPO's; see `validate_orapo_setup`).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Optional
 
 from verl_ext.algorithms import orapo as algo
 
 TRAINER_MODE = "orapo"
 MANAGER_CLASS = "verl_ext.rollout.oracle_worker.OraPOAgentLoopManagerTQ"
 REQUIRED_LOSS_AGG_MODE = "seq-mean-token-sum-norm"
+FACTS_LLM = "facts_llm"
+FACTS_MODEL_KEY = "reward.reward_kwargs.facts_model"
 
 
 @dataclass
@@ -82,10 +88,34 @@ def _get(config: Any, dotted: str, default: Any = None) -> Any:
     return default if node is None else node
 
 
-def validate_orapo_setup(config: Any) -> OraPOConfig:
+def facts_model_problem(config: Any) -> Optional[str]:
+    """Why ``reward.reward_kwargs.facts_model`` cannot serve the ``facts_llm`` reward component (unset, missing or
+    not a directory); None when it can or when the radiology reward does not use that component."""
+    if _get(config, "reward.reward_manager.name") != "radiology":
+        return None
+    from verl_ext.reward.config import RadiologyRewardConfig
+
+    try:
+        rc = RadiologyRewardConfig.from_trainer_config(config)
+    except ValueError:
+        return None  # the reward's own start-up check names it
+    if FACTS_LLM not in rc.components:
+        return None
+    from verl_ext.clinical.models import require
+
+    try:
+        require(rc.facts_model, FACTS_MODEL_KEY, "instruction-model directory of the facts_llm reward (recipes: "
+                                                 "FACTS_MODEL)")
+    except (ValueError, FileNotFoundError) as exc:
+        return str(exc)
+    return None
+
+
+def validate_orapo_setup(config: Any, check_paths: bool = True) -> OraPOConfig:
     """Check a trainer config that selects OraPO (trainer mode or manager); returns the parsed ``orapo`` key.
 
-    Raises ``ValueError`` naming every setting OraPO cannot run with.
+    Raises ``ValueError`` naming every setting OraPO cannot run with. ``check_paths=False`` leaves out the
+    ``facts_model`` directory (the dry run reports it with the other model paths).
     """
     cfg = OraPOConfig.from_trainer_config(config)
     problems = []
@@ -118,6 +148,18 @@ def validate_orapo_setup(config: Any) -> OraPOConfig:
     if _get(config, "actor_rollout_ref.rollout.calculate_log_probs", False):
         problems.append("actor_rollout_ref.rollout.calculate_log_probs=True: the oracle trajectory was not sampled, "
                         "so it has no behaviour-policy log-probs; set it to False (the actor recomputes them)")
+    from verl_ext.algorithms.offpolicy import LOSS_MODES as INSERTED_LOSS_MODES
+
+    loss_mode = _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
+    if loss_mode in INSERTED_LOSS_MODES:
+        problems.append(f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode}: the inserted-token losses act on "
+                        "the inserted tokens of edited responses, and OraPO has no edited responses; the editgrpo "
+                        "trainer would install their loss (verl_ext.trainer.token_channel_step.install_loss) in "
+                        "place of OraPO's. Use loss_mode=vanilla")
+    if check_paths:
+        problem = facts_model_problem(config)
+        if problem:
+            problems.append(problem)
     if problems:
         raise ValueError("OraPO setup:\n  - " + "\n  - ".join(problems))
     return cfg
