@@ -150,3 +150,23 @@ def test_composed_analysis_accepted_only_when_units_stay_inside_sentences(analyz
     crossing = "The lungs are clear . no effusion ."  # one medspacy unit, two project sentences
     assert len(rate_units(crossing)) == 1 and len(split_sentences(crossing)) == 2
     assert not analyzer.is_compatible(analyzer.analyze([crossing])[0], crossing)
+
+
+def test_overlong_flag_survives_the_handover_from_the_edit_step(analyzer):
+    """The edit step hands its analysis over as ``to_dict()`` (an edited copy's is composed from other texts'
+    sentences); the reward adopts it, and must still see that RaTE-NER read a unit only up to 512 positions."""
+    from verl_ext.clinical.rate import rate_units
+
+    runaway = " ".join(["small left pleural effusion and mild cardiomegaly"] * 120) + "."  # one sentence
+    assert len(rate_units(runaway)) == 1
+    assert len(analyzer.ner.tokenizer(runaway)["input_ids"]) > 512
+    own_long, own_short = analyzer.analyze([runaway, HYPS[0]])
+    assert analyzer.overlong(own_long) and not analyzer.overlong(own_short)
+    for own in (own_long, own_short):
+        handed = ReportAnalysis.from_dict(own.to_dict())
+        assert "_input_capped" not in handed.__dict__  # the dict form does not carry the flag
+        assert analyzer.overlong(handed) == analyzer.overlong(own)
+    # just under the limit: not over-long, whichever way the analysis came
+    fits = " ".join(["effusion"] * 200) + "."
+    assert len(analyzer.ner.tokenizer(fits)["input_ids"]) <= 512
+    assert not analyzer.overlong(ReportAnalysis.from_dict(analyzer.analyze([fits])[0].to_dict()))

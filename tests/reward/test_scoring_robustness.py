@@ -90,3 +90,25 @@ def test_non_text_response_is_invalid_with_its_reason(scorer, response):
     info = out["reward_extra_info"]
     assert info["invalid"] == 1 and info["invalid_reason"] == "response_not_text"
     assert info["empty_response"] == 0 and out["reward_score"] == 0.0
+
+
+def test_overlong_response_counted_when_its_analysis_comes_from_the_edit_step(scorer_paths):
+    """The edit step's analysis arrives as ``to_dict()``; the reward adopts it and still counts the cut response."""
+    from verl_ext.clinical.rate import RateAnalyzer
+    from verl_ext.clinical.scorer import ClinicalScorer
+    from verl_ext.reward.config import RadiologyRewardConfig
+    from verl_ext.reward.scoring import RewardScorer, ScoreRequest
+
+    cfg = RadiologyRewardConfig.from_any(
+        {"models": scorer_paths.as_dict(), "device": "cpu", "service": "local", "components": {"ratescore": 1.0}}
+    )
+    scorer = RewardScorer(cfg, ClinicalScorer(cfg.scorer_config()))
+    runaway = " ".join(["small left pleural effusion and mild cardiomegaly"] * 120) + "."  # one RaTE-NER unit
+    edit_step = RateAnalyzer(str(scorer_paths.rate_ner), str(scorer_paths.biolord), device="cpu")
+    handed = [a.to_dict() for a in edit_step.analyze([runaway, GOOD[0]])]
+    out = scorer.score_batch([ScoreRequest(runaway, REF, analysis=handed[0], is_edited=True),
+                              ScoreRequest(GOOD[0], REF, analysis=handed[1], is_edited=True)])
+    long_info, short_info = (o["reward_extra_info"] for o in out)
+    assert long_info["analysis_reused"] == 1 and long_info["overlong_response"] == 1 and long_info["invalid"] == 0
+    assert short_info["analysis_reused"] == 1 and short_info["overlong_response"] == 0
+    assert scorer.counters["overlong_responses"] == 1

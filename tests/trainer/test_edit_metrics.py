@@ -116,3 +116,96 @@ def test_edit_time_is_per_group_and_errors_are_counted():
     m = compute_edit_metrics(records)
     assert m["edit/time_s/mean"] == 1.5 and m["edit/time_s/max"] == 2.0
     assert m["edit/error_groups"] == 1.0
+
+
+def _info(overlong=0, reason=""):
+    return {"ratescore": 0.5, "invalid": int(bool(reason)), "invalid_reason": reason, "overlong_response": overlong}
+
+
+# Three prompts, G = 4 under the paper scheme (sessions 0-1 sampled, 2-3 the edit slots of sources 0-1), with
+# fields as verl_ext/rollout/edit_worker.py sets them (a duplicate filling a slot copies its source's fields).
+HEALTH = [
+    # "a": source 0 ran into response_length (skipped, its slot a duplicate); source 1 edited, the edit over-long
+    {"uid": "a", "reward": 0.1, "edit_skipped": "truncated", "reward_extra_info": _info(overlong=1)},
+    {"uid": "a", "reward": 0.2, "reward_extra_info": _info()},
+    {"uid": "a", "reward": 0.1, "edit_skipped": "truncated", "edit_duplicate": True, "edit_source_session": 0,
+     "reward_extra_info": _info(overlong=1)},
+    {"uid": "a", "reward": 0.9, "is_edited": True, "edit_ops": ["fn_append"], "reward_extra_info": _info(overlong=1)},
+    # "b": analysing source 0 failed (its slot duplicates it, error included); source 1 edited; one invalid sample
+    {"uid": "b", "reward": 0.0, "edit_error": "analysing the response: RuntimeError: NER failed",
+     "reward_extra_info": _info(reason="rate_error;radgraph_error")},
+    {"uid": "b", "reward": 0.3, "reward_extra_info": _info()},
+    {"uid": "b", "reward": 0.0, "edit_error": "analysing the response: RuntimeError: NER failed",
+     "edit_duplicate": True, "edit_source_session": 0, "reward_extra_info": _info(reason="rate_error;radgraph_error")},
+    {"uid": "b", "reward": 0.8, "is_edited": True, "edit_ops": ["fp_replace"], "reward_extra_info": _info()},
+    # "c": both sources truncated; resampling slot 2 failed (the error is only on its duplicate), slot 3 resampled
+    {"uid": "c", "reward": 0.4, "edit_skipped": "truncated", "reward_extra_info": _info()},
+    {"uid": "c", "reward": 0.4, "edit_skipped": "truncated", "reward_extra_info": _info(reason="empty_reference")},
+    {"uid": "c", "reward": 0.4, "edit_skipped": "truncated", "edit_duplicate": True,
+     "edit_error": "resampling: ConnectionError: server gone", "reward_extra_info": _info()},
+    {"uid": "c", "reward": 0.5, "reward_extra_info": _info(reason="rate_error")},
+]
+
+
+def test_edit_skips_errors_overlong_and_invalid_known_answer():
+    m = compute_edit_metrics(HEALTH)
+    expected = {
+        "sampled/count": 10.0,
+        "edited/count": 2.0,
+        # skips: the 3 truncated sources, each once (their 2 duplicates left out), among the 7 non-duplicate samples
+        "edit/skipped/count": 3.0,
+        "edit/skipped/share": 3 / 7,
+        "edit/skipped/truncated/count": 3.0,
+        "edit/skipped/truncated/share": 3 / 7,
+        "edit/skipped/truncated/groups": 2.0,
+        # errors: groups b and c, of 3
+        "edit/error_groups": 2.0,
+        "edit/error_groups_share": 2 / 3,
+        "edit/error/analysing_the_response/groups": 1.0,
+        "edit/error/resampling/groups": 1.0,
+        # over-long responses: 2 of the 10 sampled trajectories, 1 of the 2 edited
+        "reward/overlong/count": 3.0,
+        "reward/overlong/share": 3 / 12,
+        "sampled/overlong/count": 2.0,
+        "sampled/overlong/share": 2 / 10,
+        "edited/overlong/count": 1.0,
+        "edited/overlong/share": 1 / 2,
+        # invalid rewards, in all and by reason (one response can have two reasons)
+        "reward/invalid/count": 4.0,
+        "reward/invalid/share": 4 / 12,
+        "sampled/invalid/count": 4.0,
+        "sampled/invalid/share": 4 / 10,
+        "edited/invalid/count": 0.0,
+        "edited/invalid/share": 0.0,
+        "sampled/invalid_reason/rate_error/count": 3.0,
+        "sampled/invalid_reason/rate_error/share": 3 / 10,
+        "sampled/invalid_reason/radgraph_error/count": 2.0,
+        "sampled/invalid_reason/empty_reference/count": 1.0,
+        "reward/invalid_reason/rate_error/share": 3 / 12,
+        "edit/num_edited": 2.0,
+    }
+    for key, value in expected.items():
+        assert m[key] == pytest.approx(value), key
+    assert not any(k.startswith("edited/invalid_reason/") for k in m)  # no edited copy was invalid
+    assert all(isinstance(v, float) and math.isfinite(v) for v in m.values())
+
+
+def test_health_metrics_without_those_fields():
+    # no skips or errors: the known skip reasons are still charted (0) and the error share is 0;
+    # a reward without the radiology fields (verl's stock reward) gets no overlong/invalid metrics, not zeros
+    m = compute_edit_metrics([_rec("a", 1.0, ratescore=0.5), _rec("a", 0.0, True, ("fn_append",), ratescore=0.7)])
+    assert m["edit/skipped/truncated/count"] == 0.0 and m["edit/skipped/share"] == 0.0
+    assert m["edit/error_groups"] == 0.0 and m["edit/error_groups_share"] == 0.0
+    assert not any("/error/" in k for k in m)
+    assert not any(k.endswith(("overlong/count", "invalid/count")) or "invalid_reason" in k for k in m)
+
+
+def test_health_metrics_take_numpy_flags_and_name_new_reasons():
+    np = pytest.importorskip("numpy")
+    info = {"invalid": np.int64(1), "invalid_reason": np.str_("facts_llm_unparseable;"),
+            "overlong_response": np.bool_(True)}
+    m = compute_edit_metrics([{"uid": "a", "reward": 0.0, "edit_skipped": "new reason", "reward_extra_info": info}])
+    assert m["sampled/invalid/count"] == 1.0 and m["sampled/overlong/share"] == 1.0
+    assert m["sampled/invalid_reason/facts_llm_unparseable/count"] == 1.0
+    assert m["edit/skipped/new_reason/count"] == 1.0 and m["edit/skipped/truncated/count"] == 0.0
+    assert m["edit/skipped/count"] == 1.0

@@ -183,7 +183,7 @@ class RateAnalyzer:
         found: list[list[tuple[str, str, int]]] = [[] for _ in texts]
         capped = [False] * len(texts)
         for unit, (offsets, ents) in zip(units, per_unit):
-            if len(offsets) >= 512 and max(end for _, end in offsets) < len(unit.text.rstrip()):
+            if _unit_capped(offsets, unit.text):
                 capped[unit.report] = True
             for ent_text, ent_type, span in ents:
                 if ent_type not in ENTITY_TYPES:
@@ -203,8 +203,7 @@ class RateAnalyzer:
                 buckets[k].append(Entity(ent_text, ent_type, vectors[ent_text]))
             sentences = tuple(Sentence(text[a:b], a, b, tuple(b_)) for (a, b), b_ in zip(spans, buckets))
             analysis = ReportAnalysis(text=text, sentences=sentences)
-            if capped[len(analyses)]:
-                analysis.__dict__["_input_capped"] = True
+            analysis.__dict__["_input_capped"] = capped[len(analyses)]
             analyses.append(analysis)
         return analyses
 
@@ -257,12 +256,22 @@ class RateAnalyzer:
             out.append((enc["offset_mapping"][i], _decode(tokens, names, tok, self._post_process)))
         return out
 
-    @staticmethod
-    def overlong(analysis: ReportAnalysis) -> bool:
+    def overlong(self, analysis: ReportAnalysis) -> bool:
         """Whether a RaTE NER unit (a medspacy sentence) of the analysed report exceeded RaTE-NER's 512 positions:
         it was read up to there, as ``RaTEScore.score.run_ner`` does (entity strings are embedded up to 30 tokens,
-        as ``process_embedding`` does). False for analyses adopted from elsewhere (e.g. the edit step's)."""
-        return bool(analysis.__dict__.get("_input_capped", False))
+        as ``process_embedding`` does).
+
+        This analyzer's own analyses carry the answer; an analysis adopted from elsewhere (the edit step's, which
+        travels as ``to_dict()`` and, for an edited copy, is composed from other texts' sentences) does not, so its
+        text is tokenised here as NER would tokenise it (no model call) and the answer kept on the analysis."""
+        capped = analysis.__dict__.get("_input_capped")
+        if capped is None:
+            with self._lock:  # medspacy and the fast tokenizer are shared with analyze(); not used concurrently
+                units = [analysis.text[a:b] for a, b in rate_units(analysis.text)]
+                enc = self.ner.tokenizer(units, truncation=True, max_length=512, return_offsets_mapping=True)
+            capped = any(_unit_capped(o, u) for o, u in zip(enc["offset_mapping"], units)) if units else False
+            analysis.__dict__["_input_capped"] = capped
+        return bool(capped)
 
     def embed(self, entity_texts: Iterable[str]) -> dict[str, np.ndarray]:
         """BioLORD [CLS] vectors (float32, raw) for entity strings, cached per string."""
@@ -351,6 +360,11 @@ class RateAnalyzer:
         if precision + recall == 0:
             return 0.0
         return float(2 * precision * recall / (precision + recall))
+
+
+def _unit_capped(offsets: Sequence[tuple[int, int]], unit_text: str) -> bool:
+    """Whether NER read a unit only in part: its 512 positions are full and text is left after the last token."""
+    return len(offsets) >= 512 and max(end for _, end in offsets) < len(unit_text.rstrip())
 
 
 def _sentence_of(spans: list[tuple[int, int]], pos: int) -> int:

@@ -10,29 +10,44 @@ takes one record per trajectory and returns, with W&B-friendly sections:
     ``num_edited``, ``ops/<kind>`` (count of fired rules per kind; every known kind is always present),
     ``ops_per_edit/mean``, ``tokens_inserted/{mean,max,sum}`` (over edited trajectories),
     ``time_s/{mean,max}`` (edit-step time per group: analysis + rules + splice), ``reward_gap/mean``
-    (edited mean reward - sampled mean reward), ``error_groups`` (groups whose edit step failed).
+    (edited mean reward - sampled mean reward), ``error_groups`` (groups whose edit step failed),
+    ``error_groups_share`` (of the step's groups) and ``error/<stage>/groups`` (groups failed at that stage, the
+    part of ``edit_error`` before its first colon, e.g. ``analysing_the_response``, ``splicing_the_edit``).
+    ``skipped/{count,share}`` and ``skipped/<reason>/{count,share,groups}``: sampled responses the edit step did not
+    edit on purpose (``edit_skipped``; every known reason, ``truncated``, is always present). The share is of the
+    sampled responses (duplicates filling an edit slot excluded), not of the edit sources only, which the records
+    do not mark: under the paper scheme only ``editgrpo.num_edits`` of them are sources, so it is a lower bound of
+    the skipped share of sources.
 ``sampled/*`` and ``edited/*``
     ``count``, ``reward/mean`` (the scalar reward), ``<component>/mean`` for every numeric entry of
     ``reward_extra_info`` (radgraph_f1, chexbert_micro_f1_14, ratescore, invalid ...), ``advantage/mean``,
-    ``advantage/positive_share``.
+    ``advantage/positive_share``; and when the reward reports them (verl_ext/reward/scoring.py):
+    ``overlong/{count,share}`` (``overlong_response``: a scorer read the response only up to its input limit),
+    ``invalid/{count,share}`` and ``invalid_reason/<reason>/{count,share}`` (``invalid_reason`` is a ``;``-joined
+    list, so one response can count under several reasons).
 ``reward/<component>/mean``
-    each reward component over all trajectories (useful for the GRPO baselines too).
+    each reward component over all trajectories (useful for the GRPO baselines too); ``reward/overlong/*``,
+    ``reward/invalid/*`` and ``reward/invalid_reason/*`` as above, over all trajectories.
 
 A trajectory record is a mapping with ``uid`` (group id), ``reward`` (float, the sequence reward) and the rollout's
 per-trajectory ``extra_fields`` (verl_ext/rollout/edit_worker.py): ``is_edited`` (bool), ``edit_ops`` (list of op
 kinds), ``edit_tokens_inserted`` (int), ``edit_time_s`` (float, the group's edit time, on its edited copies),
-``edit_error`` (str, when the group's edit step failed) and ``reward_extra_info`` (dict). Missing edit fields mean
-"sampled, not edited".
+``edit_error`` (str, "<stage>: <exception>", when the group's edit step failed), ``edit_skipped`` (str, the reason a
+sampled source was not edited), ``edit_duplicate`` (bool, a copy of its source filling an edit slot) and
+``reward_extra_info`` (dict). Missing edit fields mean "sampled, not edited".
 """
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from verl_ext.editing.types import OP_KINDS, PARAGRAPH_KIND
 
 KNOWN_OP_KINDS: tuple[str, ...] = (*OP_KINDS, PARAGRAPH_KIND)
+KNOWN_SKIP_REASONS: tuple[str, ...] = ("truncated",)
+"""Values of ``edit_skipped`` set by verl_ext/rollout/edit_worker.py (``_edit_group``)."""
 
 
 def _as_number(value: Any) -> Optional[float]:
@@ -76,10 +91,89 @@ def _split_metrics(records: Sequence[Mapping], advantages: Sequence[Optional[flo
     return out
 
 
+def _key(name: Any) -> str:
+    """A W&B-friendly metric name part: ``"analysing the response"`` -> ``analysing_the_response``."""
+    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name).strip()).strip("_") or "unknown"
+
+
+def _flag(rec: Mapping, key: str) -> bool:
+    number = _as_number((rec.get("reward_extra_info") or {}).get(key))
+    return bool(number)
+
+
+def _reasons(rec: Mapping) -> list[str]:
+    raw = (rec.get("reward_extra_info") or {}).get("invalid_reason")
+    if not isinstance(raw, str):
+        return []
+    return list(dict.fromkeys(_key(r) for r in raw.split(";") if r.strip()))
+
+
+def _reward_flag_metrics(records: Sequence[Mapping], prefix: str, fields: set[str]) -> dict[str, float]:
+    """Counts and shares of over-long and invalid responses (``reward_extra_info`` fields present this step)."""
+    out: dict[str, float] = {}
+    n = len(records)
+
+    def put(name: str, count: int) -> None:
+        out[f"{prefix}/{name}/count"] = float(count)
+        if n:
+            out[f"{prefix}/{name}/share"] = count / n
+
+    if "overlong_response" in fields:
+        put("overlong", sum(_flag(rec, "overlong_response") for rec in records))
+    if "invalid" in fields:
+        put("invalid", sum(_flag(rec, "invalid") for rec in records))
+    if "invalid_reason" in fields:
+        for reason, count in sorted(Counter(r for rec in records for r in _reasons(rec)).items()):
+            put(f"invalid_reason/{reason}", count)
+    return out
+
+
+def _group_error_metrics(records: Sequence[Mapping]) -> dict[str, float]:
+    """Groups whose edit step failed, in all and by stage (``edit_error`` = "<stage>: <exception>")."""
+    failed: set = set()
+    by_stage: dict[str, set] = {}
+    for rec in records:
+        error = rec.get("edit_error")
+        if not error:
+            continue
+        failed.add(rec.get("uid"))
+        by_stage.setdefault(_key(str(error).split(":", 1)[0]), set()).add(rec.get("uid"))
+    out = {
+        "edit/error_groups": float(len(failed)),
+        "edit/error_groups_share": len(failed) / len({rec.get("uid") for rec in records}),
+    }
+    out.update({f"edit/error/{stage}/groups": float(len(uids)) for stage, uids in sorted(by_stage.items())})
+    return out
+
+
+def _skip_metrics(sampled: Sequence[Mapping], known_reasons: Sequence[str]) -> dict[str, float]:
+    """Sampled responses the edit step skipped, by reason. Duplicates filling an edit slot copy their source's
+    fields, so they are left out (each skipped source counts once)."""
+    own = [rec for rec in sampled if not rec.get("edit_duplicate")]
+    reasons: Counter = Counter({_key(r): 0 for r in known_reasons})
+    groups: dict[str, set] = {}
+    for rec in own:
+        reason = rec.get("edit_skipped")
+        if reason:
+            reasons[_key(reason)] += 1
+            groups.setdefault(_key(reason), set()).add(rec.get("uid"))
+    total = sum(reasons.values())
+    out = {"edit/skipped/count": float(total)}
+    if own:
+        out["edit/skipped/share"] = total / len(own)
+    for reason, count in sorted(reasons.items()):
+        out[f"edit/skipped/{reason}/count"] = float(count)
+        if own:
+            out[f"edit/skipped/{reason}/share"] = count / len(own)
+        out[f"edit/skipped/{reason}/groups"] = float(len(groups.get(reason, ())))
+    return out
+
+
 def compute_edit_metrics(
     records: Sequence[Mapping[str, Any]],
     advantages: Optional[Sequence[Optional[float]]] = None,
     known_op_kinds: Sequence[str] = KNOWN_OP_KINDS,
+    known_skip_reasons: Sequence[str] = KNOWN_SKIP_REASONS,
 ) -> dict[str, float]:
     """Metrics for one training step; see the module docstring for the names.
 
@@ -88,6 +182,7 @@ def compute_edit_metrics(
         advantages: the sequence advantage of each trajectory (same order), e.g. the mean of its token advantages
             over the response mask; None (or a None entry) when unknown.
         known_op_kinds: op kinds always reported under ``edit/ops/`` (0 when absent), so W&B charts have no gaps.
+        known_skip_reasons: ``edit_skipped`` reasons always reported under ``edit/skipped/`` (likewise).
 
     Returns:
         a flat dict of floats; empty when `records` is empty.
@@ -109,6 +204,9 @@ def compute_edit_metrics(
     metrics.update(_component_means(records, "reward"))
     metrics.update(_split_metrics(sampled, sampled_adv, "sampled"))
     metrics.update(_split_metrics(edited, edited_adv, "edited"))
+    fields = {key for rec in records for key in (rec.get("reward_extra_info") or {})}
+    for split, prefix in ((records, "reward"), (sampled, "sampled"), (edited, "edited")):
+        metrics.update(_reward_flag_metrics(split, prefix, fields))
 
     groups = {rec.get("uid") for rec in records}
     edited_groups = {rec.get("uid") for rec in edited}
@@ -144,5 +242,6 @@ def compute_edit_metrics(
     if group_time:
         metrics["edit/time_s/mean"] = _mean(list(group_time.values()))
         metrics["edit/time_s/max"] = max(group_time.values())
-    metrics["edit/error_groups"] = float(len({rec.get("uid") for rec in records if rec.get("edit_error")}))
+    metrics.update(_group_error_metrics(records))
+    metrics.update(_skip_metrics(sampled, known_skip_reasons))
     return metrics
