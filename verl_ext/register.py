@@ -11,6 +11,7 @@ PLUGIN_MODULES = (
     "verl_ext.algorithms.advantages",  # advantage estimators: dr_grpo, ditpo
     "verl_ext.reward.manager",  # reward-loop manager: radiology
     "verl_ext.trainer.editgrpo_trainer",  # V1 trainer mode: editgrpo (training metrics sampled vs edited)
+    "verl_ext.cpu.register",  # CPU debug profile: platform "cpu", FSDP engine on cpu, rollout backend "hf"
 )
 
 for _module in PLUGIN_MODULES:

@@ -18,7 +18,7 @@ take the asynchronous code paths. Per-mode settings are read from ``trainer.v1.s
 
 Import-light: the class is defined and registered (``verl.trainer.ppo.v1.register_trainer``) only when
 ``verl.trainer.ppo.v1`` is imported, which ``TaskRunnerV1.run`` does right before ``get_trainer_cls``; importing this
-module at ``import verl`` costs nothing (see `verl_ext.trainer.post_import`). ``EditGRPOTrainer`` is importable
+module at ``import verl`` costs nothing (see `verl_ext.post_import`). ``EditGRPOTrainer`` is importable
 from this module (it imports verl's V1 trainer on first access).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from verl_ext.trainer.post_import import when_imported
+from verl_ext.post_import import when_imported
 
 logger = logging.getLogger(__name__)
 

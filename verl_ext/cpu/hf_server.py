@@ -1,11 +1,14 @@
-"""A Hugging Face ``generate`` server standing in for verl's vLLM server, for CPU tests and the CPU demo.
+"""The CPU profile's rollout server: Hugging Face ``generate`` behind verl's token-in/token-out server protocol.
 
 verl's agent loop talks to its rollout servers through ``verl.workers.rollout.llm_server.LLMServerClient``: the
 client asks verl's global load balancer (a Ray actor) for a server handle, then calls
 ``server.generate.remote(request_id=..., prompt_ids=..., sampling_params=..., image_data=..., video_data=...,
 [audio_data=..., mm_processor_kwargs=..., priority=...])`` and expects a ``TokenOutput``. ``HFGenerationServer``
 implements exactly that method (the signature of verl's vLLM server, ``vllm_async_server.py``) with
-``model.generate``, so the real client and the real load balancer run unchanged:
+``model.generate``, so the real client and the real load balancer run unchanged. In training it is started by the
+``hf`` rollout replica (`verl_ext.cpu.rollout.HFReplica`, ``actor_rollout_ref.rollout.name=hf``) and receives the
+actor's weights after every step through verl's naive checkpoint engine (`verl_ext.cpu.rollout.HFServerAdapter`).
+Outside the trainer (tests, evaluation scripts)::
 
     servers = launch_hf_servers(model_path, config.actor_rollout_ref.rollout)   # {address: Ray actor handle}
     llm_client = make_llm_client(config, servers)                                 # verl's own LLMServerClient
@@ -24,8 +27,10 @@ Behaviour, as close to vLLM's as a test server needs:
   matrix) are never sampled: a tiny random policy would otherwise emit ``<|image_pad|>`` in a response, which no
   trained model does and which breaks verl's mrope position computation for that trajectory.
 
-The server is a plain class wrapped with ``ray.remote`` at use (``launch_hf_servers``); ``generate_sync`` runs one
-request in-process for tests.
+The server is a plain class wrapped with ``ray.remote`` at use; ``generate_sync`` runs one request in-process for
+tests. The replica lifecycle calls verl makes on a server (``sleep``/``wake_up`` around weight syncs, KV-cache
+release, profiling) have nothing to free on a CPU and return at once; ``abort_all_requests`` (the asynchronous
+trainers' partial rollout) is not supported and raises.
 """
 from __future__ import annotations
 
@@ -320,6 +325,40 @@ class HFGenerationServer:
 
     async def stats(self) -> dict:
         return {"num_requests": self.num_requests, "num_batches": self.num_batches, "global_steps": self.global_steps}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # verl's replica lifecycle (verl/workers/rollout/replica.py: RolloutReplica.wake_up ... stop_profile)
+    # ------------------------------------------------------------------------------------------------------------
+
+    async def wake_up(self) -> None:
+        """Weights stay resident in this process's memory; nothing to restore."""
+
+    async def sleep(self) -> None:
+        """Nothing to free: a CPU server shares no device memory with the trainer."""
+
+    async def clear_kv_cache(self) -> None:
+        """``generate`` keeps no cache between calls."""
+
+    async def release_kv_cache(self) -> None:
+        """``generate`` keeps no cache between calls."""
+
+    async def resume_kv_cache(self) -> None:
+        """``generate`` keeps no cache between calls."""
+
+    async def start_profile(self, **_: Any) -> None:
+        """Profiling of the HF server is not wired to verl's profiler."""
+
+    async def stop_profile(self) -> None:
+        """Profiling of the HF server is not wired to verl's profiler."""
+
+    async def abort_all_requests(self, reject_request: bool = False) -> None:
+        raise NotImplementedError(
+            "HFGenerationServer cannot abort a running generate() call: partial rollout (trainer.v1.trainer_mode "
+            "colocate_async/separate_async) is not supported by the CPU profile; use the sync trainer"
+        )
+
+    async def resume_generation(self) -> None:
+        """Nothing was aborted (see abort_all_requests)."""
 
 
 def launch_hf_servers(
