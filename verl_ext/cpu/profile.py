@@ -17,6 +17,9 @@ verl line that needs it:
   included; a local cluster inherits the shell's environment);
 * ``actor_rollout_ref.rollout.name=hf``: the Hugging Face rollout backend (`verl_ext.cpu.rollout`);
 * ``actor_rollout_ref.actor.strategy=fsdp2`` (and ref): FSDP1 refuses CPU modules with ``sync_module_states``;
+* ``actor_rollout_ref.{actor,ref}.fsdp_config.param_offload=False`` (and ``optimizer_offload``): FSDP2's
+  ``CPUOffloadPolicy`` pins host memory, which needs CUDA ("Found no NVIDIA driver"), and there is no device to
+  offload from;
 * ``actor_rollout_ref.model.use_remove_padding=False``: the padding-free path needs flash-attention's varlen kernels;
 * ``+actor_rollout_ref.model.override_config.attn_implementation=sdpa``: verl defaults to ``flash_attention_2``
   (``workers/config/model.py:185``), which needs CUDA;
@@ -49,6 +52,9 @@ def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> li
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
         "actor_rollout_ref.actor.strategy=fsdp2",
         "actor_rollout_ref.ref.strategy=fsdp2",
+        "actor_rollout_ref.actor.fsdp_config.param_offload=False",
+        "actor_rollout_ref.actor.fsdp_config.optimizer_offload=False",
+        "actor_rollout_ref.ref.fsdp_config.param_offload=False",
         "actor_rollout_ref.model.use_remove_padding=False",
         "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         "+reward.reward_kwargs.device=cpu",

@@ -22,11 +22,12 @@ def _register_engines() -> None:
     # transformer_impl.py:1143/1594 register the FSDP engines for device ["cuda", "npu"] only ->
     # EngineRegistry.get_engine_cls (engine/base.py:398-427) raises "No engine registered for device='cpu'".
     from verl.workers.engine.base import EngineRegistry
-    from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead, FSDPEngineWithValueHead
 
+    from verl_ext.cpu.engine import CPUFSDPEngineWithLMHead, CPUFSDPEngineWithValueHead
     from verl_ext.cpu.platform import PLATFORM_NAME
 
-    for model_type, engine in (("language_model", FSDPEngineWithLMHead), ("value_model", FSDPEngineWithValueHead)):
+    for model_type, engine in (("language_model", CPUFSDPEngineWithLMHead),
+                               ("value_model", CPUFSDPEngineWithValueHead)):
         registered = EngineRegistry._engines.get(model_type, {})
         if all(PLATFORM_NAME in registered.get(b, {}) for b in ("fsdp", "fsdp2")):
             continue
