@@ -26,6 +26,14 @@ REFERENCES = (
 
 
 @pytest.fixture(scope="session")
+def scorer_paths():
+    """Tiny random scorer models in their real formats (``verl_ext.testing.scorer_models``), for the evaluator."""
+    from verl_ext.testing.scorer_models import shared_models
+
+    return shared_models()
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny_qwen"))
 

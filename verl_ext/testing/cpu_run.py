@@ -64,9 +64,13 @@ def _hydra_list(items: list[str]) -> str:
 def main_ppo_command(inputs: RunInputs, out: str | os.PathLike, *, steps: int = 2, prompts: int = 2, group: int = 4,
                      response_length: int = 32, variant: str = "editgrpo", save_freq: int = 2, test_freq: int = 2,
                      val_before_train: bool = False, lr: float = 1e-4, experiment: str = "cpu",
-                     extra: tuple[str, ...] = ()) -> list[str]:
+                     analyzer: str = "lexicon", extra: tuple[str, ...] = ()) -> list[str]:
     """verl's entry point with the project config, the CPU profile and tiny sizes (`variant`: editgrpo | grpo |
-    ditpo, as the recipes define them)."""
+    ditpo, as the recipes define them).
+
+    `analyzer`: the edit step's analyzer. ``lexicon`` (default) finds real findings in the tiny policy's text, so
+    every edit changes its response and each group holds exactly G/2 edited copies; ``rate`` runs the tiny random
+    RaTE-NER + BioLORD, whose random entities rarely lead to an edit (the slot is then resampled)."""
     from verl_ext.cpu.profile import cpu_overrides
 
     out = Path(out)
@@ -99,8 +103,10 @@ def main_ppo_command(inputs: RunInputs, out: str | os.PathLike, *, steps: int = 
         "trainer.project_name=editgrpo_cpu",
         f"trainer.experiment_name={experiment}",
         "trainer.logger=[console,wandb,file]",
+        f"trainer.rollout_data_dir={out / 'rollouts'}",
         *[f"reward.reward_kwargs.models.{k}={v}" for k, v in models.items()],
         f"+reward.reward_kwargs.models.radgraph_model_type={inputs.scorers['radgraph_model_type']}",
+        f"editgrpo.analyzer={analyzer}",
         f"editgrpo.models.rate_ner={inputs.scorers['rate_ner']}",
         f"editgrpo.models.biolord={inputs.scorers['biolord']}",
         *cpu_overrides(1),
