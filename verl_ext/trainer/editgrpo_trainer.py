@@ -9,6 +9,10 @@ Select it with ``trainer.v1.trainer_mode=editgrpo``. It behaves exactly like ver
    every ``trainer.logger`` backend (W&B, console, file) with verl's own metrics.
 2. **DiTPO token weights** (`_compute_advantage`), only with ``+ditpo.weighting=tfidf``: after the configured
    estimator, advantages are multiplied by DEER's rule-based token weights (`verl_ext.algorithms.ditpo`).
+3. **Edit records** (`_log_rollout_data`), only with ``trainer.rollout_data_dir`` set: beside verl's
+   ``<step>.jsonl`` generation dump, ``edits_<step>.jsonl`` holds one line per trajectory (uid, session, response
+   text, reward, ``is_edited``, the source session and the fired rules of an edited copy), so a run's edits can be
+   read back after it (the CPU demo prints its sampled-vs-edited table from them).
 
 Why ``trainer_mode`` is pinned to ``"sync"`` on the instance: verl's ``PPOTrainer`` compares
 ``self.trainer_mode == "sync"`` to choose the replay buffer (``ReplayBuffer`` vs ``ReplayBufferAsync``), the
@@ -24,6 +28,7 @@ from this module (it imports verl's V1 trainer on first access).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Optional
 
 from verl_ext.post_import import when_imported
@@ -61,6 +66,50 @@ def fetch_edit_records(keys: list, partition_id: str, tags: Optional[list] = Non
         record["reward"] = score
         records.append(record)
     return records, seq_adv
+
+
+_EDIT_RECORD_FIELDS = ("is_edited", "edit_source_session", "edit_ops", "edit_tokens_inserted", "edit_tokens_kept",
+                       "edit_duplicate", "edit_truncated", "edit_error")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dump_edit_records(keys: list, partition_id: str, tokenizer, path, tags: Optional[list] = None) -> int:
+    """Write one JSON line per trajectory of the step (sorted by uid, session) to `path`; returns the line count.
+    Padding rows added by verl's batch balancing (tag ``is_padding``) are left out."""
+    import json
+    from pathlib import Path
+
+    import transfer_queue as tq
+
+    keys = [k for i, k in enumerate(keys) if not (tags and tags[i].get("is_padding", False))]
+    data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["responses", "rm_scores",
+                                                                                 "extra_fields"])
+    extra_fields = data.pop("extra_fields").tolist()
+    rows = []
+    for i, key in enumerate(keys):
+        uid, session, output = str(key).rsplit("_", 2)
+        extra = extra_fields[i] if isinstance(extra_fields[i], dict) else {}
+        row = {"key": str(key), "uid": uid, "session": int(session), "output": int(output),
+               "response": tokenizer.decode(data["responses"][i].tolist(), skip_special_tokens=True),
+               "reward": float(data["rm_scores"][i].float().sum())}
+        row.update({f: _jsonable(extra[f]) for f in _EDIT_RECORD_FIELDS if f in extra})
+        row["is_edited"] = bool(row.get("is_edited", False))
+        row["reward_extra_info"] = _jsonable(extra.get("reward_extra_info") or {})
+        rows.append(row)
+    rows.sort(key=lambda r: (r["uid"], r["session"], r["output"]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
 
 
 def apply_ditpo_weights(keys: list, partition_id: str, weighting: str, alpha: float) -> dict[str, float]:
@@ -130,6 +179,13 @@ def _define_trainer_class() -> type:
                         )
                     )
             return batch
+
+        def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):
+            super()._log_rollout_data(batch, timing_raw, rollout_data_dir)
+            with marked_timer("dump_edit_records", timing_raw, color="green"):
+                dump_edit_records(list(batch.keys), batch.partition_id, self.tokenizer,
+                                  os.path.join(rollout_data_dir, f"edits_{self.global_steps}.jsonl"),
+                                  list(batch.tags))
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
             super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
