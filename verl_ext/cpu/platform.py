@@ -34,7 +34,8 @@ def _rss_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    # Linux reports ru_maxrss in KiB, sampled less often than /proc: never below the current figure
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, _rss_bytes())
 
 
 def _mem_get_info(*_: Any, **__: Any) -> tuple[int, int]:
