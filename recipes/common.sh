@@ -19,6 +19,9 @@
 #                   BioLORD-2023-C, chexbert.pth, bert-base-uncased, radgraph (see verl_ext/clinical/models.py).
 #   PYTHON          interpreter (default python3)
 # Arguments: --dry-run checks the composed config without a GPU (python -m verl_ext.config.dry_run) and exits;
+# --cpu (RL) runs the recipe in the CPU debug profile (verl_ext/cpu: VERL_PLATFORM=cpu and the overrides of
+# `python -m verl_ext.cpu.profile`; CPU_PROCS training processes, default 1) -- for debugging a recipe with a tiny
+# model on a laptop, e.g. MODEL_PATH=<tiny model> bash recipes/iu_xray_editgrpo.sh --cpu data.train_batch_size=2 ...;
 # every other argument is passed to Hydra as an override (they come last, so they win).
 # VERL_EXT_PRINT_CMD=1 prints the command (NUL-separated arguments) instead of running it (used by the tests).
 
@@ -60,13 +63,16 @@ _split_files() {
   fi
 }
 
-# Splits "$@" into DRY_RUN (0/1) and USER_ARGS (the Hydra overrides).
+# Splits "$@" into DRY_RUN (0/1), CPU (0/1) and USER_ARGS (the Hydra overrides).
 _parse_args() {
   DRY_RUN=0
+  CPU=0
   USER_ARGS=()
   local arg
   for arg in "$@"; do
-    if [[ "$arg" == "--dry-run" ]]; then DRY_RUN=1; else USER_ARGS+=("$arg"); fi
+    if [[ "$arg" == "--dry-run" ]]; then DRY_RUN=1
+    elif [[ "$arg" == "--cpu" ]]; then CPU=1
+    else USER_ARGS+=("$arg"); fi
   done
 }
 
@@ -123,7 +129,13 @@ run_rl() {
   if (( NNODES > 1 )); then overrides+=("+ray_kwargs.ray_init.address=${RAY_ADDRESS:-auto}"); fi
   MODEL_OVERRIDES=()
   _model_overrides
-  overrides+=("${MODEL_OVERRIDES[@]}" "${VARIANT_ARGS[@]}" "${USER_ARGS[@]}")
+  overrides+=("${MODEL_OVERRIDES[@]}" "${VARIANT_ARGS[@]}")
+  if (( CPU )); then
+    export VERL_PLATFORM=cpu
+    local line
+    while IFS= read -r line; do overrides+=("$line"); done < <("$PYTHON" -m verl_ext.cpu.profile --procs "${CPU_PROCS:-1}")
+  fi
+  overrides+=("${USER_ARGS[@]}")
 
   local entry=(-m verl.trainer.main_ppo)
   if (( DRY_RUN )); then entry=(-m verl_ext.config.dry_run); fi
@@ -133,6 +145,11 @@ run_rl() {
 # SFT (stage 1): verl's SFT trainer (torchrun) with verl_ext/config/editgrpo_sft.yaml.
 run_sft() {
   _parse_args "$@"
+  if (( CPU )); then
+    echo "common.sh: --cpu is for RL recipes; for SFT on CPU set VERL_PLATFORM=cpu N_GPUS=1 and add engine.strategy=fsdp2" \
+      "model.use_remove_padding=False +model.override_config.attn_implementation=sdpa trainer.device=cpu" >&2
+    exit 2
+  fi
   local experiment="${EXPERIMENT_NAME:-${DATASET}_sft}"
   local project="${WANDB_PROJECT:-editgrpo-sft}"
   local overrides=(

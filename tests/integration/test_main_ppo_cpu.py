@@ -38,9 +38,8 @@ def _steps(path: Path) -> dict[int, dict]:
     return {row["step"]: row["data"] for row in map(json.loads, path.read_text().splitlines())}
 
 
-def _rollout_keys(out: Path, step: int) -> list[str]:
-    rows = [json.loads(line) for line in (out / "rollouts" / f"{step}.jsonl").read_text().splitlines()]
-    return [row["uid"] for row in rows]
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +63,26 @@ def test_two_edit_grpo_steps_with_validation(runs):
     assert sorted(steps) == [1, 2]
     for step, metrics in steps.items():
         # G trajectories per prompt (verl's own rollout dump, keys "{uid}_{session}_{output}")
-        keys = _rollout_keys(out, step)
         groups = {}
-        for key in keys:
-            uid, session, _ = key.rsplit("_", 2)
+        for row in _jsonl(out / "rollouts" / f"{step}.jsonl"):
+            uid, session, _ = row["uid"].rsplit("_", 2)
             groups.setdefault(uid, set()).add(int(session))
         assert len(groups) == PROMPTS and all(s == set(range(G)) for s in groups.values()), groups
-        # G/2 sampled + G/2 edit slots per group (scheme paper): a slot holds the edited copy, or -- when the edit
-        # changed nothing -- one more plain sample (editgrpo.on_unchanged=resample)
-        assert metrics["sampled/count"] + metrics["edited/count"] == PROMPTS * G
-        assert 1 <= metrics["edited/count"] <= PROMPTS * G // 2 and metrics["edit/num_edited"] == metrics["edited/count"]
+        # scheme paper: sessions 0..G/2-1 sampled, G/2..G-1 edit slots holding the edited copy of a sampled session
+        # or -- when its edit changed nothing -- one more plain sample (editgrpo.on_unchanged=resample)
+        records = _jsonl(out / "rollouts" / f"edits_{step}.jsonl")
+        assert len(records) == PROMPTS * G
+        for uid in groups:
+            group = {r["session"]: r for r in records if r["uid"] == uid}
+            assert not any(group[s]["is_edited"] for s in range(G // 2))
+            for slot in range(G // 2, G):
+                if group[slot]["is_edited"]:
+                    source = group[group[slot]["edit_source_session"]]
+                    assert not source["is_edited"] and group[slot]["edit_ops"]
+                    assert group[slot]["response"] != source["response"]
+        edited = sum(r["is_edited"] for r in records)
+        assert metrics["edited/count"] == edited and metrics["sampled/count"] == PROMPTS * G - edited
+        assert 1 <= edited <= PROMPTS * G // 2 and metrics["edit/num_edited"] == edited
         assert metrics["edit/error_groups"] == 0 and metrics["edit/tokens_inserted/sum"] > 0
         # the radiology reward and its components, for sampled and edited responses
         for key in ("critic/score/mean", "reward/radgraph_f1/mean", "reward/chexbert_micro_f1_14/mean",
@@ -116,3 +125,24 @@ def test_checkpoint_resume_and_export(runs, tmp_path):
     initial = load_file(str(inputs.model / "model.safetensors"))
     changed = [k for k in trained if k in initial and not torch.equal(trained[k].float(), initial[k].float())]
     assert len(changed) > len(trained) // 2, f"only {len(changed)}/{len(trained)} tensors changed"
+
+
+@pytest.mark.parametrize("variant", ["grpo", "ditpo"])
+def test_baseline_recipes_on_verl_trainer(variant, tmp_path):
+    """GRPO (verl's stock agent loop, no edits, std-normalised advantages) and DiTPO (DEER's tf-idf token weights on
+    the advantages): one step each, through the same entry point."""
+    from verl_ext.testing.cpu_run import main_ppo_command, prepare_inputs, run_env
+
+    inputs = prepare_inputs(tmp_path)
+    env = run_env(tmp_path)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    log = _launch(main_ppo_command(inputs, tmp_path, steps=1, prompts=PROMPTS, group=G, save_freq=-1, test_freq=-1,
+                                   variant=variant, experiment=variant), tmp_path, env, variant)
+    metrics = _steps(tmp_path / f"{variant}.jsonl")[1]
+    assert metrics["edit/num_edited"] == 0 and metrics["sampled/count"] == PROMPTS * G
+    assert "reward/ratescore/mean" in metrics and "actor/pg_loss" in metrics
+    if variant == "ditpo":
+        assert "ditpo/weight/mean" in metrics and metrics["ditpo/weight/max"] > 1.0
+    else:
+        assert "ditpo/weight/mean" not in metrics
+    assert "step:1 -" in log

@@ -115,8 +115,9 @@ def main_ppo_command(inputs: RunInputs, out: str | os.PathLike, *, steps: int = 
         overrides += ["actor_rollout_ref.rollout.agent.agent_loop_manager_class=null", "editgrpo.scheme=none",
                       "algorithm.adv_estimator=grpo", "algorithm.norm_adv_by_std_in_grpo=True",
                       "actor_rollout_ref.actor.loss_agg_mode=token-mean"]
-    elif variant == "ditpo":
+    elif variant == "ditpo":  # DEER Sec. 3.3: std-normalised GRPO advantages times rule-based token weights
         overrides += ["actor_rollout_ref.rollout.agent.agent_loop_manager_class=null", "editgrpo.scheme=none",
+                      "algorithm.adv_estimator=grpo", "algorithm.norm_adv_by_std_in_grpo=True",
                       "ditpo.weighting=tfidf"]
     elif variant != "editgrpo":
         raise ValueError(f"variant={variant!r}: expected editgrpo, grpo or ditpo")
