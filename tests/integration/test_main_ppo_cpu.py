@@ -95,6 +95,9 @@ def test_two_edit_grpo_steps_with_validation(runs):
                  + metrics["edited/advantage/mean"] * metrics["edited/count"])
         assert abs(total) < 1e-4, total
     assert "val-core/iu_xray/reward/mean@1" in steps[STEPS] and "val-core/iu_xray/reward/mean@1" not in steps[1]
+    # the rollout server received the updated weights after each step (verl's naive checkpoint engine -> hf adapter)
+    for step in range(1, STEPS + 1):
+        assert f"weight tensors of step {step}" in first
     console = [line for line in first.splitlines() if " step:" in line or line.startswith("step:")]
     assert len(console) == STEPS and all("edit/edited_share:" in line for line in console)
     # W&B offline run: the same metrics in its log
@@ -114,6 +117,8 @@ def test_checkpoint_resume_and_export(runs, tmp_path):
     ckpt = out / "checkpoints"
     assert (ckpt / f"global_step_{STEPS}" / "actor").is_dir()
     assert f"Resuming from {ckpt / f'global_step_{STEPS}'}" in resumed
+    # the rollout server starts from the base model files, so it must receive the resumed weights before step 3
+    assert f"weight tensors of step {STEPS}" in resumed
     steps = _steps(out / "resumed.jsonl")
     assert sorted(steps) == [STEPS + 1]  # resumed: steps 1-2 are not run again
     assert steps[STEPS + 1]["training/global_step"] == STEPS + 1
