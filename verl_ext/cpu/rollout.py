@@ -16,7 +16,6 @@ nothing here.
 """
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any, Generator, Optional
 
@@ -27,11 +26,7 @@ from verl.workers.rollout.replica import RolloutReplica
 
 from verl_ext.cpu.hf_server import HFGenerationServer
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["BACKEND_NAME", "HFReplica", "HFServerAdapter", "server_name"]
-
-BACKEND_NAME = "hf"
+__all__ = ["HFReplica", "HFServerAdapter", "server_name"]
 
 
 def server_name(replica_rank: int) -> str:
