@@ -128,7 +128,7 @@ def main_ppo_command(inputs: RunInputs, out: str | os.PathLike, *, steps: int = 
 def run_env(out: str | os.PathLike, threads: int = 1) -> dict[str, str]:
     """The launching environment: the CPU platform, offline hubs and W&B, caches and logs under `out`."""
     out = Path(out)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # always a fresh local Ray cluster
     env.update({
         "VERL_PLATFORM": "cpu",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
