@@ -65,7 +65,7 @@ def test_cpu_platform_is_never_auto_detected():
 
 
 def test_process_group_needs_the_gloo_wrapper():
-    # verl/utils/distributed.py:84 builds "cpu:gloo,cpu:gloo" on the CPU platform, which torch rejects; the wrapper
+    # verl/utils/distributed.py:89 builds "cpu:gloo,cpu:gloo" on the CPU platform, which torch rejects; the wrapper
     # (verl_ext.cpu.distributed) calls the same verl function with backend="gloo".
     out = _run("""
         import json, verl

@@ -1,7 +1,7 @@
 """verl's process-group setup with a single ``gloo`` backend on the CPU platform.
 
 verl builds its backend string as ``f"cpu:gloo,{get_device_name()}:{get_nccl_backend()}"``
-(``verl/utils/distributed.py:63`` and ``:84``). With device ``cpu`` that is ``"cpu:gloo,cpu:gloo"``, which
+(``verl/utils/distributed.py:63`` and ``:89``). With device ``cpu`` that is ``"cpu:gloo,cpu:gloo"``, which
 ``torch.distributed`` rejects ("Duplicate device type cpu"), and no platform method can change the string. This is
 the one place where the CPU profile wraps a verl function instead of registering a class: the wrappers call verl's
 own functions with ``backend="gloo"`` (``initialize_global_process_group_ray`` takes that argument) when the CPU

@@ -1,6 +1,6 @@
 """verl's platform for a machine without an accelerator: device ``cpu``, backend ``gloo``, real memory queries.
 
-verl resolves its platform once per process (``verl/plugin/platform/platform_manager.py:85-116``): the
+verl resolves its platform once per process (``verl/plugin/platform/platform_manager.py:83-117``): the
 ``VERL_PLATFORM`` environment variable names a class registered with ``PlatformRegistry.register``, else the
 registered platforms are probed, else it falls back to ``nvidia`` -- on a CPU machine ``get_torch_device()`` would be
 ``torch.cuda`` and the first memory query fails ("Found no NVIDIA driver"). ``CPUPlatform`` is registered as ``cpu``
@@ -8,7 +8,7 @@ and is never auto-detected (``is_platform_available`` is False), so it is used o
 (every Ray process inherits it from the launching shell).
 
 ``ray_resource_name`` is ``"GPU"`` on purpose: verl's resource pools ask Ray for one accelerator bundle per training
-process and count only ``GPU``/``NPU`` resources (``verl/single_controller/ray/base.py:148,220-229``). The CPU
+process and count only ``GPU``/``NPU`` resources (``verl/single_controller/ray/base.py:146-148,226-238``). The CPU
 profile declares that many *logical* GPU slots to Ray (``+ray_kwargs.ray_init.num_gpus=N``); nothing uses CUDA.
 """
 from __future__ import annotations

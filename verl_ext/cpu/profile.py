@@ -9,9 +9,9 @@ verl line that needs it:
 * ``trainer.device=cpu``: the worker groups' device name (``trainer_base.py:303``);
 * ``trainer.n_gpus_per_node=N trainer.nnodes=1``: N training processes on this machine (default 1);
 * ``+ray_kwargs.ray_init.num_gpus=N``: N *logical* GPU slots, because verl's resource pools reserve one ``GPU``
-  bundle per training process and count only GPU/NPU (``single_controller/ray/base.py:148,220-229``);
+  bundle per training process and count only GPU/NPU (``single_controller/ray/base.py:146-148,226-238``);
 * ``ray_kwargs.ray_init.num_cpus=C``: logical CPUs for Ray's scheduler, not threads. A pool bundle takes
-  ``max_colocate_count = 3`` CPUs (``base.py:146,189``), plus the TaskRunner, agent-loop and reward workers, the
+  ``max_colocate_count = 3`` CPUs (``single_controller/ray/base.py:146,192``), plus the TaskRunner, agent-loop and reward workers, the
   rollout server and TransferQueue; the default C=16 fits 1-2 training processes on any machine;
 * ``+ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu``: the platform in every Ray process (remote nodes
   included; a local cluster inherits the shell's environment);

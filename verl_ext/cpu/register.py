@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from verl_ext.post_import import when_imported
 
-# platform_manager.py:85-116 falls back to the NVIDIA platform without a GPU -> PlatformRegistry "cpu" (VERL_PLATFORM=cpu).
+# platform_manager.py:83-117 falls back to the NVIDIA platform without a GPU -> PlatformRegistry "cpu" (VERL_PLATFORM=cpu).
 import verl_ext.cpu.platform  # noqa: E402,F401  (the class registers itself with @PlatformRegistry.register)
 
 ENGINE_MODULE = "verl.workers.engine.fsdp.transformer_impl"
@@ -20,7 +20,7 @@ REPLICA_MODULE = "verl.workers.rollout.replica"
 
 def _register_engines() -> None:
     # transformer_impl.py:1143/1594 register the FSDP engines for device ["cuda", "npu"] only ->
-    # EngineRegistry.get_engine_cls (engine/base.py:398-427) raises "No engine registered for device='cpu'".
+    # EngineRegistry.get_engine_cls (engine/base.py:399-427) raises "No engine registered for device='cpu'".
     from verl.workers.engine.base import EngineRegistry
 
     from verl_ext.cpu.engine import CPUFSDPEngineWithLMHead, CPUFSDPEngineWithValueHead
@@ -35,7 +35,7 @@ def _register_engines() -> None:
 
 
 def _wrap_process_group_ray() -> None:
-    # engine_workers.py:89 -> distributed.py:84 builds "cpu:gloo,cpu:gloo" on device cpu (rejected by torch).
+    # engine_workers.py:89 -> distributed.py:89 builds "cpu:gloo,cpu:gloo" on device cpu (rejected by torch).
     import verl.utils.distributed as dist_utils
 
     from verl_ext.cpu.distributed import gloo_process_group, gloo_process_group_ray
@@ -67,7 +67,7 @@ def _register_rollout_adapter() -> None:
 
 
 def _register_rollout_replica() -> None:
-    # llm_server.py:396 get_rollout_replica_class(rollout.name) reads RolloutReplicaRegistry (replica.py:318-332).
+    # llm_server.py:393 get_rollout_replica_class(rollout.name) reads RolloutReplicaRegistry (replica.py:318-332).
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
     def _load_hf_replica():

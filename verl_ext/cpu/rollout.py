@@ -3,7 +3,7 @@
 verl's trainer builds rollout servers from two registries, keyed by ``actor_rollout_ref.rollout.name``:
 
 * ``RolloutReplicaRegistry`` (``verl/workers/rollout/replica.py:318``): ``LLMServerManager`` creates one replica per
-  ``rollout_world_size`` training processes and calls ``init_hybrid(worker_group)`` (``llm_server.py:459``), which
+  ``rollout_world_size`` training processes and calls ``init_hybrid(worker_group)`` (``llm_server.py:473``), which
   calls ``launch_servers``. `HFReplica.launch_servers` starts one `HFGenerationServer` Ray actor per replica on the
   node of its training workers, as ``vLLMReplica`` starts its ``vLLMHttpServer``;
 * ``_ROLLOUT_REGISTRY`` (``verl/workers/rollout/base.py:89``): every hybrid training worker builds its
