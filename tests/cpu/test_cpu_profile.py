@@ -131,3 +131,23 @@ def test_profile_cli_prints_the_overrides():
     assert proc.returncode == 0
     lines = proc.stdout.split()
     assert "trainer.device=cpu" in lines and "+ray_kwargs.ray_init.num_gpus=2" in lines
+
+
+@pytest.mark.parametrize("device,trainer_device,rollout,message", [
+    ("cuda", "cpu", "hf", "set VERL_PLATFORM=cpu"),
+    ("cpu", "cuda", "hf", "needs trainer.device=cpu"),
+    ("cpu", "cpu", "vllm", "rollout.name='vllm' needs a GPU"),
+])
+def test_platform_config_mismatch_fails_at_start(device, trainer_device, rollout, message):
+    from omegaconf import OmegaConf
+
+    from verl_ext.cpu.profile import check_cpu_profile
+
+    config = OmegaConf.create({"trainer": {"device": trainer_device},
+                               "actor_rollout_ref": {"rollout": {"name": rollout}}})
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_cpu_profile(config, device_name=device)
+    ok = OmegaConf.create({"trainer": {"device": "cpu"}, "actor_rollout_ref": {"rollout": {"name": "hf"}}})
+    check_cpu_profile(ok, device_name="cpu")
+    check_cpu_profile(OmegaConf.create({"trainer": {"device": "cuda"},
+                                        "actor_rollout_ref": {"rollout": {"name": "vllm"}}}), device_name="cuda")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["CPU_ENV", "cpu_overrides", "main"]
+__all__ = ["CPU_ENV", "check_cpu_profile", "cpu_overrides", "main"]
 
 #: Environment the launching shell needs (Ray processes of a local cluster inherit it).
 CPU_ENV = {"VERL_PLATFORM": "cpu"}
@@ -62,6 +62,33 @@ def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> li
     if edit:
         overrides.append("+editgrpo.device=cpu")
     return overrides
+
+
+def check_cpu_profile(config, device_name: str | None = None) -> None:
+    """Fail at trainer start, before any model loads, when the platform and the config disagree.
+
+    Without ``VERL_PLATFORM=cpu`` verl picks the NVIDIA platform and a ``trainer.device=cpu`` run dies much later
+    in NCCL or CUDA calls; with it, a GPU rollout backend cannot start. `device_name`: verl's current platform
+    device (default: ``verl.utils.device.get_device_name()``).
+    """
+    if device_name is None:
+        from verl.utils.device import get_device_name
+
+        device_name = get_device_name()
+    trainer_device = config.trainer.get("device", "cuda")
+    rollout = config.actor_rollout_ref.rollout.get("name")
+    problems = []
+    if trainer_device == "cpu" and device_name != "cpu":
+        problems.append(f"trainer.device=cpu but verl's platform is {device_name!r}: set VERL_PLATFORM=cpu in the "
+                        "launching environment (recipes: --cpu)")
+    if device_name == "cpu":
+        if trainer_device != "cpu":
+            problems.append(f"VERL_PLATFORM=cpu needs trainer.device=cpu (got {trainer_device!r})")
+        if rollout != "hf":
+            problems.append(f"actor_rollout_ref.rollout.name={rollout!r} needs a GPU; the CPU profile serves "
+                            "rollouts with rollout.name=hf")
+    if problems:
+        raise ValueError("CPU debug profile: " + "; ".join(problems) + " (see verl_ext/cpu/profile.py)")
 
 
 def main(argv: list[str] | None = None) -> int:

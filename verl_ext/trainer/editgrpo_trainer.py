@@ -157,6 +157,12 @@ def _define_trainer_class() -> type:
     class EditGRPOTrainer(PPOTrainerSync):
         """verl's synchronous V1 trainer with sampled-vs-edited metrics and optional DiTPO token weights."""
 
+        def __init__(self, config, *args, **kwargs):
+            from verl_ext.cpu.profile import check_cpu_profile
+
+            check_cpu_profile(config)  # a platform/config mismatch fails here, before resource pools and models
+            super().__init__(config, *args, **kwargs)
+
         @property
         def trainer_mode(self) -> str:
             # Behave as verl's "sync" mode everywhere verl compares the mode (see the module docstring).
