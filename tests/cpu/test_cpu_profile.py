@@ -135,6 +135,7 @@ def test_profile_cli_prints_the_overrides():
 
 @pytest.mark.parametrize("device,trainer_device,rollout,message", [
     ("cuda", "cpu", "hf", "set VERL_PLATFORM=cpu"),
+    ("cuda", "cuda", "hf", "set VERL_PLATFORM=cpu"),  # verl's auto_set_device already rewrote trainer.device
     ("cpu", "cuda", "hf", "needs trainer.device=cpu"),
     ("cpu", "cpu", "vllm", "rollout.name='vllm' needs a GPU"),
 ])

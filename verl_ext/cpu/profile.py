@@ -67,9 +67,11 @@ def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> li
 def check_cpu_profile(config, device_name: str | None = None) -> None:
     """Fail at trainer start, before any model loads, when the platform and the config disagree.
 
-    Without ``VERL_PLATFORM=cpu`` verl picks the NVIDIA platform and a ``trainer.device=cpu`` run dies much later
-    in NCCL or CUDA calls; with it, a GPU rollout backend cannot start. `device_name`: verl's current platform
-    device (default: ``verl.utils.device.get_device_name()``).
+    Without ``VERL_PLATFORM=cpu`` verl picks the NVIDIA platform, and its entry point silently rewrites
+    ``trainer.device=cpu`` to ``cuda`` (``verl/utils/device.py:157-166``), so the run would die much later in NCCL
+    (``ProcessGroupNCCL is only supported with GPUs``); the ``hf`` rollout backend is what reveals the profile then.
+    With the CPU platform, a GPU rollout backend cannot start. `device_name`: verl's current platform device
+    (default: ``verl.utils.device.get_device_name()``).
     """
     if device_name is None:
         from verl.utils.device import get_device_name
@@ -78,9 +80,9 @@ def check_cpu_profile(config, device_name: str | None = None) -> None:
     trainer_device = config.trainer.get("device", "cuda")
     rollout = config.actor_rollout_ref.rollout.get("name")
     problems = []
-    if trainer_device == "cpu" and device_name != "cpu":
-        problems.append(f"trainer.device=cpu but verl's platform is {device_name!r}: set VERL_PLATFORM=cpu in the "
-                        "launching environment (recipes: --cpu)")
+    if device_name != "cpu" and (trainer_device == "cpu" or rollout == "hf"):
+        problems.append(f"trainer.device={trainer_device}, rollout.name={rollout} but verl's platform is "
+                        f"{device_name!r}: set VERL_PLATFORM=cpu in the launching environment (recipes: --cpu)")
     if device_name == "cpu":
         if trainer_device != "cpu":
             problems.append(f"VERL_PLATFORM=cpu needs trainer.device=cpu (got {trainer_device!r})")
