@@ -25,6 +25,9 @@
 # Arguments: --dry-run checks the composed config without a GPU (python -m verl_ext.config.dry_run) and exits;
 # --preflight runs the pre-flight check of the composed config on this machine (python -m verl_ext.preflight:
 # GPUs, versions, models, data, a vLLM generation, a reward batch, the edit step, memory) and exits;
+# --cpu (RL) runs the recipe in the CPU debug profile (verl_ext/cpu: VERL_PLATFORM=cpu and the overrides of
+# `python -m verl_ext.cpu.profile`; CPU_PROCS training processes, default 1) -- for debugging a recipe with a tiny
+# model on a laptop, e.g. MODEL_PATH=<tiny model> bash recipes/iu_xray_editgrpo.sh --cpu data.train_batch_size=2 ...;
 # every other argument is passed to Hydra as an override (they come last, so they win).
 # VERL_EXT_PRINT_CMD=1 prints the command (NUL-separated arguments) instead of running it (used by the tests).
 
@@ -108,16 +111,18 @@ deer_rl_args() {
   )
 }
 
-# Splits "$@" into DRY_RUN (0/1), PREFLIGHT (0/1) and USER_ARGS (the Hydra overrides).
+# Splits "$@" into DRY_RUN (0/1), PREFLIGHT (0/1), CPU (0/1) and USER_ARGS (the Hydra overrides).
 _parse_args() {
   DRY_RUN=0
   PREFLIGHT=0
+  CPU=0
   USER_ARGS=()
   local arg
   for arg in "$@"; do
     case "$arg" in
       --dry-run) DRY_RUN=1 ;;
       --preflight) PREFLIGHT=1 ;;
+      --cpu) CPU=1 ;;
       *) USER_ARGS+=("$arg") ;;
     esac
   done
@@ -197,7 +202,13 @@ run_rl() {
   MODEL_OVERRIDES=()
   _model_overrides
   _attn_overrides actor_rollout_ref.model
-  overrides+=("${MODEL_OVERRIDES[@]}" "${ATTN_OVERRIDES[@]}" "${VARIANT_ARGS[@]}" "${USER_ARGS[@]}")
+  overrides+=("${MODEL_OVERRIDES[@]}" "${ATTN_OVERRIDES[@]}" "${VARIANT_ARGS[@]}")
+  if (( CPU )); then
+    export VERL_PLATFORM=cpu
+    local line
+    while IFS= read -r line; do overrides+=("$line"); done < <("$PYTHON" -m verl_ext.cpu.profile --procs "${CPU_PROCS:-1}")
+  fi
+  overrides+=("${USER_ARGS[@]}")
 
   local entry=(-m verl.trainer.main_ppo)
   if (( DRY_RUN )); then entry=(-m verl_ext.config.dry_run); fi
@@ -208,6 +219,11 @@ run_rl() {
 # SFT (stage 1): verl's SFT trainer (torchrun) with verl_ext/config/editgrpo_sft.yaml.
 run_sft() {
   _parse_args "$@"
+  if (( CPU )); then
+    echo "common.sh: --cpu is for RL recipes; for SFT on CPU set VERL_PLATFORM=cpu N_GPUS=1 and add engine.strategy=fsdp2" \
+      "model.use_remove_padding=False +model.override_config.attn_implementation=sdpa trainer.device=cpu" >&2
+    exit 2
+  fi
   local experiment="${EXPERIMENT_NAME:-${DATASET}_sft}"
   local project="${WANDB_PROJECT:-editgrpo-sft}"
   local overrides=(

@@ -26,6 +26,14 @@ REFERENCES = (
 
 
 @pytest.fixture(scope="session")
+def scorer_paths():
+    """Tiny random scorer models in their real formats (``verl_ext.testing.scorer_models``), for the evaluator."""
+    from verl_ext.testing.scorer_models import shared_models
+
+    return shared_models()
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_qwen25_vl(tmp_path_factory.mktemp("tiny_qwen"))
 
@@ -91,16 +99,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_distributed(script: Path, *args: str, world_size: int, cwd: Path | None = None,
-                    timeout: int = 600) -> subprocess.CompletedProcess:
-    """Start `world_size` ranks of `script` with the env torchrun would give them (no launcher process)."""
+def run_distributed(script: Path | str, *args: str, world_size: int, cwd: Path | None = None,
+                    timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Start `world_size` ranks of `script` (a file, or ``-m <module>`` when it is a dotted module name) with the
+    env torchrun would give them (no launcher process); `env` adds variables."""
     port = str(_free_port())
+    target = [str(script)] if isinstance(script, Path) else ["-m", script]
     procs = []
     for rank in range(world_size):
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", WANDB_MODE="offline",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank), LOCAL_RANK=str(rank),
-                   WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size))
-        procs.append(subprocess.Popen([sys.executable, str(script), *args], env=env, cwd=cwd, text=True,
+        rank_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", WANDB_MODE="offline",
+                        MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK=str(rank), LOCAL_RANK=str(rank),
+                        WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size), **(env or {}))
+        procs.append(subprocess.Popen([sys.executable, *target, *args], env=rank_env, cwd=cwd, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     results = []
     for proc in procs:
@@ -113,7 +123,7 @@ def run_distributed(script: Path, *args: str, world_size: int, cwd: Path | None 
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     failed = [r for r in results if r.returncode != 0]
     if failed:
-        raise AssertionError(f"{script.name} failed ({failed[0].returncode}):\n{failed[0].stdout[-3000:]}\n"
+        raise AssertionError(f"{script} failed ({failed[0].returncode}):\n{failed[0].stdout[-3000:]}\n"
                              f"{failed[0].stderr[-6000:]}")
     return results[0]
 

@@ -63,10 +63,10 @@ def test_formats_load_to_the_same_scores(tmp_path):
 
 
 def test_reads_what_the_metrics_cli_writes(tmp_path):
-    """per_sample.jsonl / per_sample.csv as verl_ext.metrics.evaluate.write_outputs writes them (no data_source;
+    """per_sample.jsonl / per_sample.csv as verl_ext.eval.evaluate.write_outputs writes them (no data_source;
     labels as lists or 0/1 strings; RaTE null where unscorable): the point estimates equal its table."""
     from verl_ext.metrics.aggregate import table_from_per_sample
-    from verl_ext.metrics.evaluate import EvalResult, write_outputs
+    from verl_ext.eval.evaluate import EvalResult, write_outputs
 
     records = []
     for r in _rows(0.0, datasets=(("iu_xray", 30),)):

@@ -1,14 +1,13 @@
-"""verl's own SFT trainer on CPU (with the platform shim in _sft_trainer_cpu.py) on a data-prep parquet, then the
-checkpoint it writes through export and generation: the whole SFT -> evaluation path."""
+"""verl's own SFT trainer (``python -m verl.trainer.sft_trainer``) on CPU in the CPU debug profile (``verl_ext.cpu``:
+``VERL_PLATFORM=cpu``, gloo, the FSDP engine registered for device cpu) on a data-prep parquet, then the checkpoint it
+writes through export and generation: the whole SFT -> evaluation path."""
 import json
-from pathlib import Path
 
 import pytest
 
 from verl_ext.eval.export import export_checkpoint
 from verl_ext.eval.generate import GenerateConfig, run
 
-HERE = Path(__file__).parent
 
 
 @pytest.mark.slow
@@ -23,7 +22,8 @@ def test_sft_steps_then_export_and_generate(tiny_model, test_parquet, tmp_path, 
         "trainer.total_training_steps=2", "trainer.save_freq=2", f"trainer.default_local_dir={ckpt}",
         "optim.lr=1e-3",
     ]
-    proc = distributed_runner(HERE / "_sft_trainer_cpu.py", *overrides, world_size=1, cwd=tmp_path)
+    proc = distributed_runner("verl.trainer.sft_trainer", *overrides, world_size=1, cwd=tmp_path,
+                              env={"VERL_PLATFORM": "cpu"})
     losses = [float(line.split("train/loss:")[1].split()[0]) for line in proc.stdout.splitlines()
               if "train/loss:" in line]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)

@@ -258,3 +258,18 @@ def test_end_to_end_dry_run_of_main_recipe(env):
     assert "== verl_ext dry run: editgrpo_trainer (rl)" in out.stdout, out.stderr[-3000:]
     assert out.returncode == 0, out.stdout[-4000:]
     assert "== OK" in out.stdout
+
+
+def test_cpu_switch_adds_the_cpu_profile(env):
+    """`--cpu`: the recipe's own overrides, then the CPU debug profile's (verl_ext.cpu.profile), then the user's."""
+    from verl_ext.cpu.profile import cpu_overrides
+
+    recipe = REPO / "recipes" / "iu_xray_editgrpo.sh"
+    cmd = _command(recipe, env, "--cpu", "trainer.nnodes=1")
+    profile = cpu_overrides(1)
+    start = cmd.index(profile[0])
+    assert cmd[start : start + len(profile)] == profile and cmd[-1] == "trainer.nnodes=1"
+    assert cmd.index("editgrpo.scheme=paper") < start  # the recipe's variant comes first, the profile overrides it
+    bad = subprocess.run(["bash", str(REPO / "recipes" / "iu_xray_sft.sh"), "--cpu"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--cpu is for RL recipes" in bad.stderr

@@ -2,7 +2,7 @@
 
 Import-light: verl imports this module (through ``verl_ext.register``) in every process. The estimator is registered
 in ``verl.trainer.ppo.core_algos.ADV_ESTIMATOR_REGISTRY`` as soon as that module is imported (see
-`verl_ext.trainer.post_import`), so importing this file costs nothing when no advantage is ever computed.
+`verl_ext.post_import`), so importing this file costs nothing when no advantage is ever computed.
 
 **Dr. GRPO** (Liu et al., 2025, arXiv 2503.20783; EditGRPO paper Sec. 2 "removes this bias-inducing quotient"):
 the advantage of response i in the group of prompt q is ``R(q, o_i) - mean_j R(q, o_j)``, broadcast over the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from verl_ext.trainer.post_import import when_imported
+from verl_ext.post_import import when_imported
 
 DR_GRPO = "dr_grpo"
 _CORE_ALGOS = "verl.trainer.ppo.core_algos"

@@ -5,7 +5,7 @@
         --run EditGRPO@mimic_cxr=scores/edit/mimic --run EditGRPO@iu_xray=scores/edit/iu ...
 
 Input (one or more per run; a run's files are concatenated): the ``per_sample.jsonl`` / ``per_sample.csv`` that
-``python -m verl_ext.metrics`` writes, or any JSON-lines / JSON / CSV / parquet file with the same fields, or a
+``python -m verl_ext.eval.evaluate`` writes, or any JSON-lines / JSON / CSV / parquet file with the same fields, or a
 directory holding one. Each row is one study of one test set:
 
 * ``id`` (the study id of the generation rows); the test set is the row's ``data_source`` if it has one, else the

@@ -8,8 +8,6 @@ Pure (numpy / stdlib only):
   ``aggregate`` Table 1 columns from per-sample records (``table_from_per_sample``), ``format_table``
   ``rexrank``   ReXrank's BLEU-2, RadGraph entity/relation F1, SembScore cosine and RadCliQ-v1
 
-Runner (loads models through ``verl_ext.clinical`` on use):
-  ``evaluate``  ``evaluate(rows, EvalConfig) -> EvalResult``, ``read_rows``, ``write_outputs``; the CLI
-                ``python -m verl_ext.metrics --input rows.jsonl --out DIR``. The per-sample file format
-                (``per_sample.jsonl``) is documented there.
+The model-backed runner that scores generated reports with these (``python -m verl_ext.eval.evaluate``; the older
+``python -m verl_ext.metrics`` is an alias) lives in ``verl_ext.eval.evaluate``.
 """

@@ -1,7 +1,7 @@
 """Table 1 aggregation from per-sample records (pure; the bootstrap/comparison tools build on this).
 
 ``table_from_per_sample(records)`` turns per-sample records (the rows of ``per_sample.jsonl``, see
-``verl_ext.metrics.evaluate``) into the paper's Table 1 columns. Corpus-level CheXbert F1s are recomputed from the
+``verl_ext.eval.evaluate``) into the paper's Table 1 columns. Corpus-level CheXbert F1s are recomputed from the
 per-sample label vectors, so any subset or bootstrap resample of the records gives that sample's table.
 
 Columns (``TABLE_COLUMNS``, in the paper's order) and how each aggregates:

@@ -1,13 +1,14 @@
-"""EditGRPO's edit step inside verl's rollout (agent-loop manager/worker), token splicing, and an HF test server.
+"""EditGRPO's edit step inside verl's rollout (agent-loop manager/worker) and token splicing.
 
     +actor_rollout_ref.rollout.agent.agent_loop_manager_class=verl_ext.rollout.EditAgentLoopManagerTQ
 
 * ``verl_ext.rollout.edit_worker``: ``EditAgentLoopManagerTQ`` / ``EditAgentLoopWorker`` (the V1 trainer plug-in);
 * ``verl_ext.rollout.config``: ``EditRolloutConfig``, the ``editgrpo`` Hydra key, and the group plans;
 * ``verl_ext.rollout.splice``: pure token splicing (kept sentences keep their sampled token ids);
-* ``verl_ext.rollout.analysis``: analyzer construction by name and cross-prompt batching;
-* ``verl_ext.rollout.hf_server``: a Hugging Face ``generate`` server behind verl's own LLM client (CPU tests, demo);
-* ``verl_ext.rollout.hf_actor``: old log-probs and PPO updates with verl's ``ppo_loss`` on an HF model (CPU tests, demo).
+* ``verl_ext.rollout.analysis``: analyzer construction by name and cross-prompt batching.
+
+The CPU debug profile's rollout backend (Hugging Face ``generate`` behind verl's server protocol) is in
+``verl_ext.cpu``.
 
 Attributes are resolved lazily so that importing the pure modules does not import Ray, TransferQueue or verl's
 agent loop.
@@ -22,10 +23,6 @@ _LAZY = {
     "validate_edit_setup": "verl_ext.rollout.edit_worker",
     "EditRolloutConfig": "verl_ext.rollout.config",
     "plan_group": "verl_ext.rollout.config",
-    "HFActor": "verl_ext.rollout.hf_actor",
-    "HFGenerationServer": "verl_ext.rollout.hf_server",
-    "launch_hf_servers": "verl_ext.rollout.hf_server",
-    "make_llm_client": "verl_ext.rollout.hf_server",
 }
 
 __all__ = sorted(_LAZY)

@@ -12,6 +12,10 @@ Select it with ``trainer.v1.trainer_mode=editgrpo``. It behaves exactly like ver
 3. **The per-token channel** (`verl_ext.trainer.token_channel_step`): gradient-based DiTPO weights from the reward
    path (``ditpo.weighting=gradient``) and the inserted-token mask for the inserted-token policy losses
    (``actor.policy_loss.loss_mode=inserted_masked|inserted_luffy``, loss installed in ``on_init_end``).
+4. **Edit records** (`_log_rollout_data`), only with ``trainer.rollout_data_dir`` set: beside verl's
+   ``<step>.jsonl`` generation dump, ``edits_<step>.jsonl`` holds one line per trajectory (uid, session, response
+   text, reward, ``is_edited``, the source session and the fired rules of an edited copy), so a run's edits can be
+   read back after it (the CPU demo prints its sampled-vs-edited table from them).
 
 Why ``trainer_mode`` is pinned to ``"sync"`` on the instance: verl's ``PPOTrainer`` compares
 ``self.trainer_mode == "sync"`` to choose the replay buffer (``ReplayBuffer`` vs ``ReplayBufferAsync``), the
@@ -21,15 +25,16 @@ take the asynchronous code paths. Per-mode settings are read from ``trainer.v1.s
 
 Import-light: the class is defined and registered (``verl.trainer.ppo.v1.register_trainer``) only when
 ``verl.trainer.ppo.v1`` is imported, which ``TaskRunnerV1.run`` does right before ``get_trainer_cls``; importing this
-module at ``import verl`` costs nothing (see `verl_ext.trainer.post_import`). ``EditGRPOTrainer`` is importable
+module at ``import verl`` costs nothing (see `verl_ext.post_import`). ``EditGRPOTrainer`` is importable
 from this module (it imports verl's V1 trainer on first access).
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Optional
 
-from verl_ext.trainer.post_import import when_imported
+from verl_ext.post_import import when_imported
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,50 @@ def fetch_edit_records(keys: list, partition_id: str, tags: Optional[list] = Non
         record["reward"] = score
         records.append(record)
     return records, seq_adv
+
+
+_EDIT_RECORD_FIELDS = ("is_edited", "edit_source_session", "edit_ops", "edit_tokens_inserted", "edit_tokens_kept",
+                       "edit_duplicate", "edit_truncated", "edit_error")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def dump_edit_records(keys: list, partition_id: str, tokenizer, path, tags: Optional[list] = None) -> int:
+    """Write one JSON line per trajectory of the step (sorted by uid, session) to `path`; returns the line count.
+    Padding rows added by verl's batch balancing (tag ``is_padding``) are left out."""
+    import json
+    from pathlib import Path
+
+    import transfer_queue as tq
+
+    keys = [k for i, k in enumerate(keys) if not (tags and tags[i].get("is_padding", False))]
+    data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["responses", "rm_scores",
+                                                                                 "extra_fields"])
+    extra_fields = data.pop("extra_fields").tolist()
+    rows = []
+    for i, key in enumerate(keys):
+        uid, session, output = str(key).rsplit("_", 2)
+        extra = extra_fields[i] if isinstance(extra_fields[i], dict) else {}
+        row = {"key": str(key), "uid": uid, "session": int(session), "output": int(output),
+               "response": tokenizer.decode(data["responses"][i].tolist(), skip_special_tokens=True),
+               "reward": float(data["rm_scores"][i].float().sum())}
+        row.update({f: _jsonable(extra[f]) for f in _EDIT_RECORD_FIELDS if f in extra})
+        row["is_edited"] = bool(row.get("is_edited", False))
+        row["reward_extra_info"] = _jsonable(extra.get("reward_extra_info") or {})
+        rows.append(row)
+    rows.sort(key=lambda r: (r["uid"], r["session"], r["output"]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
 
 
 def apply_ditpo_weights(keys: list, partition_id: str, weighting: str, alpha: float) -> dict[str, float]:
@@ -113,11 +162,13 @@ def _define_trainer_class() -> type:
         """verl's synchronous V1 trainer with sampled-vs-edited metrics and optional DiTPO token weights."""
 
         def __init__(self, config, *args, **kwargs):
-            # Late-failing settings (val_batch_size, wandb credentials, model paths) fail here, before verl's
-            # init() loads datasets and models (verl_ext.config.startup).
             from verl_ext.config.startup import check_before_loading
+            from verl_ext.cpu.profile import check_cpu_profile
 
+            # Late-failing settings (val_batch_size, wandb credentials, model paths) and a platform/config mismatch
+            # fail here, before verl's init() builds resource pools and loads datasets and models.
             check_before_loading(config)
+            check_cpu_profile(config)
             super().__init__(config, *args, **kwargs)
 
         @property
@@ -153,6 +204,13 @@ def _define_trainer_class() -> type:
                     )
             metrics.update(token_channel_step.after_advantage(list(batch.keys), batch.partition_id, self.config))
             return batch
+
+        def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):
+            super()._log_rollout_data(batch, timing_raw, rollout_data_dir)
+            with marked_timer("dump_edit_records", timing_raw, color="green"):
+                dump_edit_records(list(batch.keys), batch.partition_id, self.tokenizer,
+                                  os.path.join(rollout_data_dir, f"edits_{self.global_steps}.jsonl"),
+                                  list(batch.tags))
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
             super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)

@@ -26,7 +26,7 @@ import os
 from typing import Any, Optional
 
 from verl_ext.trainer.orapo_config import TRAINER_MODE, OraPOConfig, validate_orapo_setup
-from verl_ext.trainer.post_import import when_imported
+from verl_ext.post_import import when_imported
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""python -m verl_ext.metrics end to end on the tiny fixtures; the per-sample file reproduces the table."""
+"""python -m verl_ext.eval.evaluate (and its alias python -m verl_ext.metrics) end to end on the tiny fixtures; the per-sample file reproduces the table."""
 
 import csv
 import json
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from verl_ext.metrics.aggregate import TABLE_COLUMNS, table_from_per_sample
-from verl_ext.metrics.evaluate import EvalConfig, build_parser, evaluate, main, read_rows
+from verl_ext.eval.evaluate import EvalConfig, build_parser, evaluate, main, read_rows
 
 ROWS = [
     {
@@ -124,8 +124,7 @@ def test_read_rows_columns(tmp_path):
         read_rows(str(p))
 
 
-def test_module_entry_point_help():
-    out = subprocess.run(
-        [sys.executable, "-m", "verl_ext.metrics", "--help"], capture_output=True, text=True, timeout=120
-    )
+@pytest.mark.parametrize("module", ["verl_ext.eval.evaluate", "verl_ext.metrics"])
+def test_module_entry_point_help(module):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--green-model" in out.stdout

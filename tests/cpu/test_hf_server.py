@@ -15,7 +15,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    from verl_ext.rollout.hf_server import HFGenerationServer
+    from verl_ext.cpu.hf_server import HFGenerationServer
 
     return HFGenerationServer(str(model_dir), response_length=24, prompt_length=256, seed=3, num_threads=1)
 
@@ -33,15 +33,18 @@ def _prompt(server, n_images=2, text="Findings?", seed=0):
 
 
 def _training_log_probs(server, ids, out, images, temperature):
-    from verl_ext.rollout.hf_actor import sequence_next_token_log_probs
-    from verl_ext.rollout.hf_server import mm_token_type_ids
+    """The response's log-probs under a plain teacher-forced forward (what the training engine computes)."""
+    from verl_ext.cpu.hf_server import mm_token_type_ids
 
     full = torch.tensor(ids + out.token_ids)
-    mm = dict(server.processor.image_processor(images=images, return_tensors="pt")) if images else None
+    kwargs = {"input_ids": full[None], "attention_mask": torch.ones_like(full)[None],
+              "mm_token_type_ids": mm_token_type_ids(server.processor, full)}
+    if images:
+        kwargs.update(server.processor.image_processor(images=images, return_tensors="pt"))
     with torch.no_grad():
-        lp = sequence_next_token_log_probs(server.model, full, None, mm, temperature,
-                                           mm_token_type_ids=mm_token_type_ids(server.processor, full))
-    return lp[len(ids) - 1 : len(full) - 1]
+        logits = server.model(**kwargs).logits[0].float() / temperature
+    lp = torch.log_softmax(logits[:-1], dim=-1).gather(-1, full[1:, None]).squeeze(-1)
+    return lp[len(ids) - 1 :]
 
 
 def test_generate_follows_verl_server_contract(server):

@@ -1,14 +1,13 @@
-"""A Hugging Face ``generate`` server standing in for verl's vLLM server, for CPU tests and the CPU demo.
+"""The CPU profile's rollout server: Hugging Face ``generate`` behind verl's token-in/token-out server protocol.
 
 verl's agent loop talks to its rollout servers through ``verl.workers.rollout.llm_server.LLMServerClient``: the
 client asks verl's global load balancer (a Ray actor) for a server handle, then calls
 ``server.generate.remote(request_id=..., prompt_ids=..., sampling_params=..., image_data=..., video_data=...,
 [audio_data=..., mm_processor_kwargs=..., priority=...])`` and expects a ``TokenOutput``. ``HFGenerationServer``
 implements exactly that method (the signature of verl's vLLM server, ``vllm_async_server.py``) with
-``model.generate``, so the real client and the real load balancer run unchanged:
-
-    servers = launch_hf_servers(model_path, config.actor_rollout_ref.rollout)   # {address: Ray actor handle}
-    llm_client = make_llm_client(config, servers)                                 # verl's own LLMServerClient
+``model.generate``, so the real client and the real load balancer run unchanged. In training it is started by the
+``hf`` rollout replica (`verl_ext.cpu.rollout.HFReplica`, ``actor_rollout_ref.rollout.name=hf``) and receives the
+actor's weights after every step through verl's naive checkpoint engine (`verl_ext.cpu.rollout.HFServerAdapter`).
 
 Behaviour, as close to vLLM's as a test server needs:
 
@@ -19,13 +18,15 @@ Behaviour, as close to vLLM's as a test server needs:
 * the response includes the end-of-turn token when generation stopped on it, as vLLM returns it;
 * sampling follows ``sampling_params`` (temperature 0 -> greedy, ``top_k=-1`` -> off); ``logprobs=True`` returns
   log-softmax(logits / T) of the sampled tokens, which equals the training forward's log-probs
-  (``tests/rollout/test_hf_server.py``);
+  (``tests/cpu/test_hf_server.py``);
 * ``suppress_token_ids`` (default: the vision placeholder tokens and the padded, token-less rows of the embedding
   matrix) are never sampled: a tiny random policy would otherwise emit ``<|image_pad|>`` in a response, which no
   trained model does and which breaks verl's mrope position computation for that trajectory.
 
-The server is a plain class wrapped with ``ray.remote`` at use (``launch_hf_servers``); ``generate_sync`` runs one
-request in-process for tests.
+The server is a plain class wrapped with ``ray.remote`` at use; ``generate_sync`` runs one request in-process for
+tests. The replica lifecycle calls verl makes on a server (``sleep``/``wake_up`` around weight syncs, KV-cache
+release, profiling) have nothing to free on a CPU and return at once; ``abort_all_requests`` (the asynchronous
+trainers' partial rollout) is not supported and raises.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HFGenerationServer", "launch_hf_servers", "make_llm_client", "mm_token_type_ids"]
+__all__ = ["HFGenerationServer", "mm_token_type_ids"]
 
 _VISION_KEYS = ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 _PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
@@ -308,6 +309,7 @@ class HFGenerationServer:
         if unexpected:
             raise ValueError(f"HFGenerationServer.set_weights: unexpected keys {unexpected[:5]}...")
         self.global_steps = global_steps
+        print(f"HFGenerationServer: loaded {len(state_dict)} weight tensors of step {global_steps}", flush=True)
         return len(state_dict)
 
     async def set_weights(self, state_dict: dict, global_steps: Optional[int] = None) -> int:
@@ -321,39 +323,36 @@ class HFGenerationServer:
     async def stats(self) -> dict:
         return {"num_requests": self.num_requests, "num_batches": self.num_batches, "global_steps": self.global_steps}
 
+    # ------------------------------------------------------------------------------------------------------------
+    # verl's replica lifecycle (verl/workers/rollout/replica.py: RolloutReplica.wake_up ... stop_profile)
+    # ------------------------------------------------------------------------------------------------------------
 
-def launch_hf_servers(
-    model_path: str,
-    rollout_config,
-    *,
-    num_replicas: int = 1,
-    num_cpus: float = 1,
-    num_threads: Optional[int] = None,
-    seed: int = 0,
-    **server_kwargs: Any,
-) -> dict[str, Any]:
-    """Start ``num_replicas`` ``HFGenerationServer`` Ray actors; returns ``{address: handle}`` for verl's router."""
-    import ray
+    async def wake_up(self) -> None:
+        """Weights stay resident in this process's memory; nothing to restore."""
 
-    remote_cls = ray.remote(num_cpus=num_cpus)(HFGenerationServer)
-    servers = {}
-    for i in range(num_replicas):
-        servers[f"hf-server-{i}"] = remote_cls.remote(
-            str(model_path),
-            response_length=rollout_config.response_length,
-            prompt_length=rollout_config.prompt_length,
-            seed=seed + i,
-            num_threads=num_threads,
-            **server_kwargs,
+    async def sleep(self) -> None:
+        """Nothing to free: a CPU server shares no device memory with the trainer."""
+
+    async def clear_kv_cache(self) -> None:
+        """``generate`` keeps no cache between calls."""
+
+    async def release_kv_cache(self) -> None:
+        """``generate`` keeps no cache between calls."""
+
+    async def resume_kv_cache(self) -> None:
+        """``generate`` keeps no cache between calls."""
+
+    async def start_profile(self, **_: Any) -> None:
+        """Profiling of the HF server is not wired to verl's profiler."""
+
+    async def stop_profile(self) -> None:
+        """Profiling of the HF server is not wired to verl's profiler."""
+
+    async def abort_all_requests(self, reject_request: bool = False) -> None:
+        raise NotImplementedError(
+            "HFGenerationServer cannot abort a running generate() call: partial rollout (trainer.v1.trainer_mode "
+            "colocate_async/separate_async) is not supported by the CPU profile; use the sync trainer"
         )
-    ray.get([h.stats.remote() for h in servers.values()])  # surface construction errors here
-    return servers
 
-
-def make_llm_client(config, servers: dict[str, Any]):
-    """verl's own ``LLMServerClient`` behind verl's own global load balancer, routing to ``servers``."""
-    from verl.workers.rollout.llm_server import LLMServerClient
-    from verl.workers.rollout.router import get_router_handle
-
-    router = get_router_handle(servers=dict(servers))
-    return LLMServerClient(config=config, load_balancer_handle=router)
+    async def resume_generation(self) -> None:
+        """Nothing was aborted (see abort_all_requests)."""

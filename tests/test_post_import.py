@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from verl_ext.trainer.post_import import when_imported
+from verl_ext.post_import import when_imported
 
 
 @pytest.fixture

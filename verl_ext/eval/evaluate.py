@@ -2,7 +2,7 @@
 
 CLI::
 
-    python -m verl_ext.metrics --input rows.jsonl --out results/ \\
+    python -m verl_ext.eval.evaluate --input rows.jsonl --out results/ \\
         --rate-ner /models/RaTE-NER-Deberta --biolord /models/BioLORD-2023-C \\
         --chexbert-checkpoint /models/chexbert.pth --chexbert-bert /models/bert-base-uncased \\
         --radgraph-cache /models/radgraph --radgraph-model-type radgraph-xl \\
@@ -251,7 +251,7 @@ def write_outputs(result: EvalResult, out_dir: str) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m verl_ext.metrics",
+        prog="python -m verl_ext.eval.evaluate",
         description="Score generated radiology reports against references: CheXbert Micro/Macro-F1-14 and -5, "
         "RadGraph F1, RaTEScore, GREEN and their average (the paper's Table 1), with per-sample scores.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
