@@ -65,6 +65,16 @@ def check_config(config) -> list[str]:
     return problems
 
 
+def token_fields(config) -> tuple[str, ...]:
+    """The per-token fields the channel writes for the actor (``advantages`` weighted, ``INSERTED_FIELD``), for the
+    trainer's edit-record dump; () when the channel is off."""
+    from verl_ext.algorithms.offpolicy import LOSS_MODES
+
+    weighting, loss_mode, _ = _settings(config)
+    return (("advantages",) if weighting == "gradient" else ()) + ((INSERTED_FIELD,) if loss_mode in LOSS_MODES
+                                                                    else ())
+
+
 def channel_ppo_loss(config, model_output, data, dp_group=None, gamma: float = 0.1):
     """verl's ``ppo_loss`` with the micro-batch's inserted-token mask visible to the registered policy loss."""
     from verl.workers.utils.losses import ppo_loss
