@@ -210,7 +210,8 @@ def _define_trainer_class() -> type:
                             list(batch.keys), batch.partition_id, weighting, float(ditpo.get("alpha", 4.0))
                         )
                     )
-            metrics.update(token_channel_step.after_advantage(list(batch.keys), batch.partition_id, self.config))
+            batch, channel_metrics = token_channel_step.after_advantage(batch, self.config)
+            metrics.update(channel_metrics)
             return batch
 
         def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):
