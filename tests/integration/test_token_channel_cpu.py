@@ -116,9 +116,9 @@ def test_gradient_weights_reach_the_loss(run):
 
 
 def test_inserted_luffy_loss_runs_in_the_fsdp_engine(run):
-    from verl_ext.trainer.token_channel_step import INSERTED_FIELD
-
     from transformers import AutoTokenizer
+
+    from verl_ext.trainer.token_channel_step import INSERTED_FIELD
 
     records, m = run["records"], run["metrics"]
     eos = AutoTokenizer.from_pretrained(str(run["inputs"].model)).eos_token_id
