@@ -102,9 +102,10 @@ def test_all_zero_group_enters_the_dpo_branch(run):
     assert m["orapo/zrr/mean"] == pytest.approx(1 / PROMPTS)
     assert m["orapo/dpo_share"] == pytest.approx(1 / PROMPTS)  # the easy prompt has no zero-reward rollout
     assert m["orapo/dpo/pairs"] == K  # (reference, rejected) pairs of the hard prompt
-    # first visit: z_ema = z, so w = w_max = 0.15 for the hard prompt, w_min = 0.05 for the easy one
+    # first visit: z_ema = z = 1, so w = w_max = 0.15 for the hard prompt; the easy prompt has no rejected response,
+    # hence no DPO pair and w = 0 (verl_ext.algorithms.orapo.plan_prompt)
     assert m["orapo/w/mean_in_dpo"] == pytest.approx(0.15)
-    assert m["orapo/w/mean"] == pytest.approx((0.15 + 0.05) / 2)
+    assert m["orapo/w/mean"] == pytest.approx(0.15 / PROMPTS)
     assert 0.0 <= m["orapo/dpo/accuracy"] <= 1.0 and "orapo/dpo/margin/mean" in m and m["orapo/dpo/loss"] > 0
     assert m["orapo/oracle_truncated"] == 0
     assert m["orapo/rollout_reward/mean"] == pytest.approx(0.5)
