@@ -1,6 +1,6 @@
 """OraPO end to end on verl's own trainer: ``python -m verl.trainer.main_ppo`` in the CPU debug profile
-(``verl_ext.cpu``), one launch, one step, with the recipes' OraPO settings (``recipes/orapo_settings.bash``):
-``trainer.v1.trainer_mode=orapo``, the ``OraPOAgentLoopManagerTQ`` oracle worker, Dr. GRPO on the K rollouts,
+(``verl_ext.cpu``), one launch of two steps over one batch of two prompts (two epochs), with the recipes' OraPO
+settings (``recipes/orapo_settings.bash``): ``trainer.v1.trainer_mode=orapo``, the ``OraPOAgentLoopManagerTQ`` oracle worker, Dr. GRPO on the K rollouts,
 OraPO's actor loss installed by the trainer through ``set_loss_fn`` into verl's FSDP engine workers, and verl's
 reference-policy worker for the LN-DPO term's reference log-probs.
 
@@ -8,9 +8,12 @@ The reward (``_orapo_reward_fn.py``) fails every response to one prompt (``hard`
 every response to the other (``easy``), so every group's rewards are constant and Dr. GRPO's advantages are 0; the KL
 coefficient and weight decay are 0. Only the DPO branch can then move the parameters, and the test asserts from the
 run's own outputs (console, offline W&B, verl's rollout dump, the checkpoint exported by ``verl_ext.eval.export``)
-that the hard prompt enters it and the parameters change.
+that the hard prompt enters it at both steps, that step 2's DPO margin (the updated policy's) has moved in the
+reference report's favour, and that the parameters change.
 """
+import dataclasses
 import json
+import math
 import subprocess
 import time
 from pathlib import Path
@@ -23,6 +26,7 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 K = 3  # sampled rollouts per prompt; the group is K + 1 with the oracle (reference report)
 PROMPTS = 2
+STEPS = 2
 RESPONSE_LENGTH = 72  # the synthetic references are <= 68 tokens with the end-of-turn token: none is truncated
 
 
@@ -37,7 +41,8 @@ def _orapo_overrides(hard_index: int) -> list[str]:
         "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
         "+orapo.negatives=zero_reward",
         "+orapo.beta=1.0",
-        "data.shuffle=False",  # the first batch is the first PROMPTS rows of the train file
+        "data.shuffle=False",
+        f"trainer.total_epochs={STEPS}",
         "reward.reward_manager.name=naive",
         f"reward.custom_reward_function.path={HERE / '_orapo_reward_fn.py'}",
         "reward.custom_reward_function.name=compute_score",
@@ -57,14 +62,17 @@ def run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("orapo_cpu")
     inputs = prepare_inputs(out)
+    # one batch of PROMPTS studies, seen at both steps (two epochs): step 2 revisits the hard prompt after the update
     rows = pd.read_parquet(inputs.train_files[0]).head(PROMPTS)
+    rows.to_parquet(out / "train_batch.parquet")
+    inputs = dataclasses.replace(inputs, train_files=[str(out / "train_batch.parquet")])
     indices = [int(e["index"]) for e in rows["extra_info"]]
     references = {int(e["index"]): r["ground_truth"] for e, r in zip(rows["extra_info"], rows["reward_model"])}
     hard = indices[0]
     env = run_env(out)
     env["PYTHONPATH"] = str(HERE.parents[1])
-    cmd = main_ppo_command(inputs, out, steps=1, prompts=PROMPTS, group=K + 1, response_length=RESPONSE_LENGTH,
-                           save_freq=1, test_freq=-1, experiment="orapo", extra=tuple(_orapo_overrides(hard)))
+    cmd = main_ppo_command(inputs, out, steps=STEPS, prompts=PROMPTS, group=K + 1, response_length=RESPONSE_LENGTH,
+                           save_freq=STEPS, test_freq=-1, experiment="orapo", extra=tuple(_orapo_overrides(hard)))
     start = time.time()
     proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
@@ -76,49 +84,58 @@ def run(tmp_path_factory):
 
 
 def test_groups_hold_k_rollouts_and_the_oracle(run):
-    """verl's rollout dump: per prompt K sampled rollouts + the reference report as session K, scored by the reward
+    """verl's rollout dumps: per prompt K sampled rollouts + the reference report as session K, scored by the reward
     loop; the hard prompt's rollouts all score 0, the easy prompt's 1."""
-    groups = {}
-    for row in map(json.loads, (run["out"] / "rollouts" / "1.jsonl").read_text().splitlines()):
-        uid, session, _ = row["uid"].rsplit("_", 2)
-        groups.setdefault(uid, {})[int(session)] = row
-    assert len(groups) == PROMPTS
     by_reference = {ref: index for index, ref in run["references"].items()}
-    hard_seen = False
-    for sessions in groups.values():
-        assert sorted(sessions) == list(range(K + 1))
-        reference = sessions[K]["gts"]
-        assert sessions[K]["output"].strip() == reference.strip()  # the oracle's response is the reference
-        is_hard = by_reference[reference] == run["hard"]
-        hard_seen |= is_hard
-        assert [sessions[s]["score"] for s in range(K)] == [0.0 if is_hard else 1.0] * K
-    assert hard_seen
+    for step in range(1, STEPS + 1):
+        groups = {}
+        for row in map(json.loads, (run["out"] / "rollouts" / f"{step}.jsonl").read_text().splitlines()):
+            uid, session, _ = row["uid"].rsplit("_", 2)
+            groups.setdefault(uid, {})[int(session)] = row
+        assert len(groups) == PROMPTS
+        seen = []
+        for sessions in groups.values():
+            assert sorted(sessions) == list(range(K + 1))
+            reference = sessions[K]["gts"]
+            assert sessions[K]["output"].strip() == reference.strip()  # the oracle's response is the reference
+            seen.append(by_reference[reference])
+            is_hard = seen[-1] == run["hard"]
+            assert [sessions[s]["score"] for s in range(K)] == [0.0 if is_hard else 1.0] * K
+        assert sorted(seen) == sorted(run["references"])
 
 
 def test_all_zero_group_enters_the_dpo_branch(run):
-    m = run["metrics"][1]
-    assert m["orapo/prompts"] == PROMPTS
-    assert m["orapo/all_zero_share"] == pytest.approx(1 / PROMPTS)  # the hard prompt
-    assert m["orapo/zrr/mean"] == pytest.approx(1 / PROMPTS)
-    assert m["orapo/dpo_share"] == pytest.approx(1 / PROMPTS)  # the easy prompt has no zero-reward rollout
-    assert m["orapo/dpo/pairs"] == K  # (reference, rejected) pairs of the hard prompt
-    # first visit: z_ema = z = 1, so w = w_max = 0.15 for the hard prompt; the easy prompt has no rejected response,
-    # hence no DPO pair and w = 0 (verl_ext.algorithms.orapo.plan_prompt)
-    assert m["orapo/w/mean_in_dpo"] == pytest.approx(0.15)
-    assert m["orapo/w/mean"] == pytest.approx(0.15 / PROMPTS)
-    assert 0.0 <= m["orapo/dpo/accuracy"] <= 1.0 and "orapo/dpo/margin/mean" in m and m["orapo/dpo/loss"] > 0
-    assert m["orapo/oracle_truncated"] == 0
-    assert m["orapo/rollout_reward/mean"] == pytest.approx(0.5)
-    # verl's metrics are over the K rollouts only (the oracle rows are left out of them)
-    assert m["critic/score/mean"] == pytest.approx(0.5)
-    # the loss verl's actor ran is OraPO's: Dr. GRPO's term is 0 here, the DPO surrogate is not, and it has a gradient
-    assert m["actor/pg_loss"] == pytest.approx(0.0, abs=1e-7)
-    assert m["actor/orapo_dpo_surrogate"] != 0.0 and m["actor/grad_norm"] > 0
-    # the console line and the offline W&B run carry the orapo/* metrics
-    console = [line for line in run["log"].splitlines() if "step:1 -" in line]
-    assert len(console) == 1
+    for step in range(1, STEPS + 1):
+        m = run["metrics"][step]
+        assert m["orapo/prompts"] == PROMPTS
+        assert m["orapo/all_zero_share"] == pytest.approx(1 / PROMPTS)  # the hard prompt
+        assert m["orapo/zrr/mean"] == pytest.approx(1 / PROMPTS)
+        assert m["orapo/z_ema/mean"] == pytest.approx(1 / PROMPTS)  # EMA of 1, 1 (hard) and 0, 0 (easy)
+        assert m["orapo/dpo_share"] == pytest.approx(1 / PROMPTS)  # the easy prompt has no zero-reward rollout
+        assert m["orapo/dpo/pairs"] == K  # (reference, rejected) pairs of the hard prompt
+        # z_ema = 1, so w = w_max = 0.15 for the hard prompt; the easy prompt has no rejected response, hence no DPO
+        # pair and w = 0 (verl_ext.algorithms.orapo.plan_prompt)
+        assert m["orapo/w/mean_in_dpo"] == pytest.approx(0.15)
+        assert m["orapo/w/mean"] == pytest.approx(0.15 / PROMPTS)
+        assert m["orapo/oracle_truncated"] == 0
+        assert m["orapo/rollout_reward/mean"] == pytest.approx(0.5)
+        # verl's metrics are over the K rollouts only (the oracle rows are left out of them)
+        assert m["critic/score/mean"] == pytest.approx(0.5)
+        # the loss verl's actor ran is OraPO's: Dr. GRPO's term is 0 here, the DPO surrogate is not, with a gradient
+        assert m["actor/pg_loss"] == pytest.approx(0.0, abs=1e-7)
+        assert m["actor/orapo_dpo_surrogate"] != 0.0 and m["actor/grad_norm"] > 0
+    first, second = run["metrics"][1], run["metrics"][STEPS]
+    # step 1: the policy is the reference, so every margin (from the old log-probs) is 0 and the LN-DPO loss ln 2
+    assert first["orapo/dpo/margin/mean"] == pytest.approx(0.0, abs=1e-5)
+    assert first["orapo/dpo/loss"] == pytest.approx(math.log(2), abs=1e-5)
+    # step 2: after one DPO update the reference report gained on the failed rollouts, relative to the reference policy
+    assert second["orapo/dpo/margin/mean"] > 0 and second["orapo/dpo/accuracy"] > 0
+    assert second["orapo/dpo/loss"] < math.log(2)
+    # the console lines and the offline W&B run carry the orapo/* metrics
+    console = [line for line in run["log"].splitlines() if " step:" in line or line.startswith("step:")]
+    assert len(console) == STEPS
     for key in ("orapo/zrr/mean", "orapo/w/mean", "orapo/dpo_share", "orapo/dpo/margin/mean", "orapo/dpo/accuracy"):
-        assert f"{key}:" in console[0], key
+        assert all(f"{key}:" in line for line in console), key
     wandb_runs = sorted((run["out"] / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
     record = next(wandb_runs[0].glob("run-*.wandb")).read_bytes()
@@ -133,11 +150,11 @@ def test_dpo_branch_changes_the_parameters_and_the_ema_is_checkpointed(run, tmp_
     from verl_ext.eval.export import export_checkpoint
     from verl_ext.trainer.orapo_trainer import EMA_FILE
 
-    step = run["out"] / "checkpoints" / "global_step_1"
+    step = run["out"] / "checkpoints" / f"global_step_{STEPS}"
     ema = dict(json.loads((step / EMA_FILE).read_text())["values"])
     assert {int(k): v for k, v in ema.items()} == {i: float(i == run["hard"]) for i in run["references"]}
     exported = export_checkpoint(step, tmp_path / "hf", base_model=run["inputs"].model)
-    assert exported["global_step"] == 1
+    assert exported["global_step"] == STEPS
     trained = load_file(str(tmp_path / "hf" / "model.safetensors"))
     initial = load_file(str(run["inputs"].model / "model.safetensors"))
     changed = [k for k in trained if k in initial and not torch.equal(trained[k].float(), initial[k].float())]
