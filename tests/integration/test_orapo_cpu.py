@@ -128,6 +128,10 @@ def test_all_zero_group_enters_the_dpo_branch(run):
     # step 1: the policy is the reference, so every margin (from the old log-probs) is 0 and the LN-DPO loss ln 2
     assert first["orapo/dpo/margin/mean"] == pytest.approx(0.0, abs=1e-5)
     assert first["orapo/dpo/loss"] == pytest.approx(math.log(2), abs=1e-5)
+    # ... and the actor's DPO surrogate is twice sum_i w_i L_DPO,i / prompts (each pair enters on both of its rows,
+    # the partner frozen; verl_ext.algorithms.orapo): 2 * 0.15 * ln 2 / 2, through verl's global-batch normaliser,
+    # which counts the oracle rows
+    assert first["actor/orapo_dpo_surrogate"] == pytest.approx(2 * 0.15 * math.log(2) / PROMPTS, rel=1e-3)
     # step 2: after one DPO update the reference report gained on the failed rollouts, relative to the reference policy
     assert second["orapo/dpo/margin/mean"] > 0 and second["orapo/dpo/accuracy"] > 0
     assert second["orapo/dpo/loss"] < math.log(2)
