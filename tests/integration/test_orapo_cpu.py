@@ -8,8 +8,8 @@ The reward (``_orapo_reward_fn.py``) fails every response to one prompt (``hard`
 every response to the other (``easy``), so every group's rewards are constant and Dr. GRPO's advantages are 0; the KL
 coefficient and weight decay are 0. Only the DPO branch can then move the parameters, and the test asserts from the
 run's own outputs (console, offline W&B, verl's rollout dump, the checkpoint exported by ``verl_ext.eval.export``)
-that the hard prompt enters it at both steps, that step 2's DPO margin (the updated policy's) has moved in the
-reference report's favour, and that the parameters change.
+that the hard prompt enters it at both steps, that after the first update the reference report is more likely under
+the policy than under the reference policy, and that the parameters change.
 """
 import dataclasses
 import json
@@ -132,9 +132,11 @@ def test_all_zero_group_enters_the_dpo_branch(run):
     # the partner frozen; verl_ext.algorithms.orapo): 2 * 0.15 * ln 2 / 2, through verl's global-batch normaliser,
     # which counts the oracle rows
     assert first["actor/orapo_dpo_surrogate"] == pytest.approx(2 * 0.15 * math.log(2) / PROMPTS, rel=1e-3)
-    # step 2: after one DPO update the reference report gained on the failed rollouts, relative to the reference policy
-    assert second["orapo/dpo/margin/mean"] > 0 and second["orapo/dpo/accuracy"] > 0
-    assert second["orapo/dpo/loss"] < math.log(2)
+    assert first["orapo/dpo/chosen_log_ratio/mean"] == pytest.approx(0.0, abs=1e-5)
+    # step 2: after one DPO update the reference report is more likely under the policy than under the reference
+    # policy (the step-2 rejected responses are fresh samples of the updated policy, so the margin is reported, not
+    # asserted)
+    assert second["orapo/dpo/chosen_log_ratio/mean"] > 0
     # the console lines and the offline W&B run carry the orapo/* metrics
     console = [line for line in run["log"].splitlines() if " step:" in line or line.startswith("step:")]
     assert len(console) == STEPS
