@@ -12,5 +12,4 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, hard
     index = (extra_info or {}).get("index")
     if index is None:
         raise ValueError("_orapo_reward_fn: the sample has no extra_info.index")
-    return {"score": 0.0 if int(index) == int(hard_index) else 1.0,
-            "is_oracle": float(bool((extra_info or {}).get("orapo_oracle", False)))}
+    return 0.0 if int(index) == int(hard_index) else 1.0

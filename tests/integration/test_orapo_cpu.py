@@ -1,8 +1,9 @@
 """OraPO end to end on verl's own trainer: ``python -m verl.trainer.main_ppo`` in the CPU debug profile
-(``verl_ext.cpu``), one launch of two steps over one batch of two prompts (two epochs), with the recipes' OraPO
-settings (``recipes/orapo_settings.bash``): ``trainer.v1.trainer_mode=orapo``, the ``OraPOAgentLoopManagerTQ`` oracle worker, Dr. GRPO on the K rollouts,
-OraPO's actor loss installed by the trainer through ``set_loss_fn`` into verl's FSDP engine workers, and verl's
-reference-policy worker for the LN-DPO term's reference log-probs.
+(``verl_ext.cpu``), one launch of two steps over one batch of two prompts (two epochs) and a validation, with the
+recipes' OraPO settings (``recipes/orapo_settings.bash``): ``trainer.v1.trainer_mode=orapo``, the
+``OraPOAgentLoopManagerTQ`` oracle worker, Dr. GRPO on the K rollouts, OraPO's actor loss installed by the trainer
+through ``set_loss_fn`` into verl's FSDP engine workers, and verl's reference-policy worker for the LN-DPO term's
+reference log-probs.
 
 The reward (``_orapo_reward_fn.py``) fails every response to one prompt (``hard``: an all-zero group) and gives 1 to
 every response to the other (``easy``), so every group's rewards are constant and Dr. GRPO's advantages are 0; the KL
@@ -30,7 +31,7 @@ STEPS = 2
 RESPONSE_LENGTH = 72  # the synthetic references are <= 68 tokens with the end-of-turn token: none is truncated
 
 
-def _orapo_overrides(hard_index: int) -> list[str]:
+def _orapo_overrides(hard_index: int, out: Path) -> list[str]:
     """The OraPO recipe settings (recipes/orapo_settings.bash) and the test's reward and attribution settings."""
     return [
         "actor_rollout_ref.rollout.agent.agent_loop_manager_class="
@@ -40,7 +41,7 @@ def _orapo_overrides(hard_index: int) -> list[str]:
         "algorithm.adv_estimator=dr_grpo",
         "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
         "+orapo.negatives=zero_reward",
-        "+orapo.beta=1.0",
+        f"trainer.validation_data_dir={out / 'val'}",
         "data.shuffle=False",
         f"trainer.total_epochs={STEPS}",
         "reward.reward_manager.name=naive",
@@ -72,7 +73,8 @@ def run(tmp_path_factory):
     env = run_env(out)
     env["PYTHONPATH"] = str(HERE.parents[1])
     cmd = main_ppo_command(inputs, out, steps=STEPS, prompts=PROMPTS, group=K + 1, response_length=RESPONSE_LENGTH,
-                           save_freq=STEPS, test_freq=-1, experiment="orapo", extra=tuple(_orapo_overrides(hard)))
+                           save_freq=STEPS, test_freq=STEPS, experiment="orapo",
+                           extra=tuple(_orapo_overrides(hard, out)))
     start = time.time()
     proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True, timeout=900)
     log = proc.stdout + proc.stderr
@@ -80,7 +82,9 @@ def run(tmp_path_factory):
     assert proc.returncode == 0, f"main_ppo failed after {time.time() - start:.0f} s:\n{log[-6000:]}"
     print(f"orapo main_ppo: {time.time() - start:.0f} s")
     metrics = {row["step"]: row["data"] for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())}
-    return {"out": out, "inputs": inputs, "log": log, "metrics": metrics, "hard": hard, "references": references}
+    val_prompts = sum(len(pd.read_parquet(f)) for f in inputs.val_files)
+    return {"out": out, "inputs": inputs, "log": log, "metrics": metrics, "hard": hard, "references": references,
+            "val_prompts": val_prompts}
 
 
 def test_groups_hold_k_rollouts_and_the_oracle(run):
@@ -125,6 +129,11 @@ def test_all_zero_group_enters_the_dpo_branch(run):
         assert m["actor/pg_loss"] == pytest.approx(0.0, abs=1e-7)
         assert m["actor/orapo_dpo_surrogate"] != 0.0 and m["actor/grad_norm"] > 0
     first, second = run["metrics"][1], run["metrics"][STEPS]
+    # validation (the recipes validate too) runs through the oracle worker as plain sampling, with no oracle rows
+    assert any(k.startswith("val-") and k.endswith("/iu_xray/reward/mean@1") for k in second)
+    assert not any(k.startswith("val-") for k in first)
+    val = [json.loads(line) for line in (run["out"] / "val" / f"{STEPS}.jsonl").read_text().splitlines()]
+    assert len(val) == run["val_prompts"]  # one sample per test prompt (val_kwargs.n = 1), no oracle trajectory
     # step 1: the policy is the reference, so every margin (from the old log-probs) is 0 and the LN-DPO loss ln 2
     assert first["orapo/dpo/margin/mean"] == pytest.approx(0.0, abs=1e-5)
     assert first["orapo/dpo/loss"] == pytest.approx(math.log(2), abs=1e-5)
