@@ -110,6 +110,25 @@ def test_paired_difference_of_a_shifted_run():
     assert paired_bootstrap(partial, base, n_boot=50)["ratescore"].n == 3
 
 
+def test_bootstrap_of_another_statistic_resamples_the_same_studies():
+    """A caller's own columns (the ReXrank board's) get the same resamples as the corpus metrics they derive from."""
+    scores = _four()
+
+    def doubled(s, w):
+        return {"twice_ratescore": 2 * corpus_metrics(s, w)["ratescore"]}
+
+    plain = bootstrap(scores, n_boot=200, seed=3)["ratescore"]
+    est = bootstrap(scores, n_boot=200, seed=3, statistic=doubled)
+    assert list(est) == ["twice_ratescore"]
+    e = est["twice_ratescore"]
+    assert (e.value, e.low, e.high, e.se) == pytest.approx((2 * plain.value, 2 * plain.low, 2 * plain.high,
+                                                            2 * plain.se))
+    assert e.n == len(scores)
+    better = _four(values={**VALUES, "ratescore": [v + 0.1 for v in VALUES["ratescore"]]})
+    diff = paired_bootstrap(better, scores, n_boot=100, seed=0, statistic=doubled)["twice_ratescore"]
+    assert diff.delta == pytest.approx(0.2) and diff.p_value == 0.0
+
+
 def test_unscored_studies_are_left_out_of_means():
     """null/NaN = not scored (RaTE reference without entities, unparseable GREEN): means are over the rest, in the
     point estimate and in every resample — as verl_ext.metrics.aggregate.table_from_per_sample does."""

@@ -1,7 +1,9 @@
 """FactS (OraPO): scoring math, the LLM backend's prompts and parsing on canned completions, the analyzer backend."""
+import re
+
 import pytest
 
-from verl_ext.clinical.facts import FactsLLMScorer
+from verl_ext.clinical.facts import FactsLLMScorer, FactsUnavailable
 from verl_ext.editing import Entity, ReportAnalysis, Sentence
 from verl_ext.metrics.chexbert import CONDITIONS
 from verl_ext.metrics.facts import (
@@ -98,6 +100,13 @@ def test_llm_scorer_on_canned_completions():
     assert scorer.counters == {"pairs": 2, "unparseable_extraction": 1, "unparseable_judgement": 0}
     ok, why = FactsLLMScorer.availability(None)
     assert not ok and "path" in why
+
+
+def test_llm_scorer_without_a_model_raises_facts_unavailable(tmp_path):
+    assert FactsLLMScorer.availability(None) == (False, "no FactS model path given")
+    missing = str(tmp_path / "facts")
+    with pytest.raises(FactsUnavailable, match=f"^FactS model directory {re.escape(repr(missing))} does not exist$"):
+        FactsLLMScorer(missing).generate(["p"])
 
 
 def _analysis(*sentences):

@@ -1,8 +1,10 @@
 """GREEN prompt and parsing on canned completions (no model)."""
 
+import re
+
 import pytest
 
-from verl_ext.clinical.green import GreenScorer
+from verl_ext.clinical.green import GreenScorer, GreenUnavailable
 from verl_ext.metrics.green import CHAT_TEMPLATE, make_prompt, parse_completion, parse_counts
 
 COMPLETION = """[Explanation]:
@@ -87,6 +89,13 @@ def test_scorer_with_canned_generation_and_availability():
     assert not ok and "--green-model" in why
     ok, why = GreenScorer.availability("/nonexistent/green")
     assert not ok and "does not exist" in why
+
+
+def test_load_without_a_model_raises_green_unavailable(tmp_path):
+    assert GreenScorer.availability(None) == (False, "no GREEN model path given (--green-model)")
+    missing = str(tmp_path / "green")
+    with pytest.raises(GreenUnavailable, match=f"^GREEN model directory {re.escape(repr(missing))} does not exist$"):
+        GreenScorer(missing).generate(["p"])
 
 
 def test_chat_rendering_matches_reference_format():

@@ -40,3 +40,15 @@ def test_missing_column(tmp_path):
     with pytest.raises(ValueError, match="--column"):
         read_references(str(p))
     assert read_references(str(p), "text") == ["x"]
+
+
+def test_csv_and_json_inputs_and_an_unknown_suffix(tmp_path):
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text("reference,other\nlungs are clear.,1\nmild cardiomegaly.,2\n")
+    assert read_references(str(csv_path)) == ["lungs are clear.", "mild cardiomegaly."]
+    json_path = tmp_path / "rows.json"
+    json_path.write_text(json.dumps([{"ground_truth": "no effusion."}]))
+    assert read_references(str(json_path)) == ["no effusion."]
+    with pytest.raises(ValueError, match=r"^--input .*rows\.txt': expected ") as err:
+        read_references(str(tmp_path / "rows.txt"))
+    assert all(s in str(err.value) for s in (".jsonl", ".json", ".csv", ".parquet"))

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
 from verl_ext.clinical.cache import MiB, LRUCache
 from verl_ext.metrics.chexbert import CONDITIONS, binarize
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["CheXbertLabeler", "CONDITIONS", "normalize_report"]
 
@@ -78,24 +81,33 @@ class CheXbertLabeler:
         """Binary label vectors ``int64 [n, 14]``; ``uncertain``: "positive" (rrg convention) or "negative"."""
         return binarize(self.classes(texts), uncertain=uncertain)
 
+    def padded_batches(
+        self, all_ids: Sequence[list[int]]
+    ) -> Iterator[tuple[list[int], "torch.Tensor", "torch.Tensor"]]:
+        """``(positions in all_ids, ids [b, width], float attention mask [b, width])`` batches of ``batch_size``
+        id lists on the model's device, shortest first (least padding), padded with the tokenizer's pad id."""
+        import torch
+
+        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
+        dev = self.m.device
+        pad = self.m.tokenizer.pad_token_id or 0
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            width = max(len(all_ids[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.float)
+            for row, i in enumerate(idx):
+                ids[row, : len(all_ids[i])] = torch.tensor(all_ids[i])
+                mask[row, : len(all_ids[i])] = 1.0
+            yield idx, ids.to(dev), mask.to(dev)
+
     def _classes_uncached(self, texts: list[str]) -> list[np.ndarray]:
         import torch
 
-        all_ids = [self.input_ids(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(all_ids[i]))
         out: list = [None] * len(texts)
-        dev = self.m.device
-        pad = self.m.tokenizer.pad_token_id or 0
         with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                width = max(len(all_ids[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.float)
-                for row, i in enumerate(idx):
-                    ids[row, : len(all_ids[i])] = torch.tensor(all_ids[i])
-                    mask[row, : len(all_ids[i])] = 1.0
-                heads = self.m.model(ids.to(dev), mask.to(dev))
+            for idx, ids, mask in self.padded_batches([self.input_ids(t) for t in texts]):
+                heads = self.m.model(ids, mask)
                 pred = torch.stack([h.argmax(dim=1) for h in heads], dim=1).cpu().numpy().astype(np.int64)
                 for row, i in enumerate(idx):
                     r = pred[row].copy()

@@ -19,27 +19,16 @@ class CheXbertEncoder:
         from verl_ext.clinical.chexbert import CheXbertLabeler
 
         self.labeler = CheXbertLabeler(checkpoint, bert_dir, device=device, batch_size=batch_size)
-        self.batch_size = max(1, int(batch_size))
 
     def embeddings(self, texts: Sequence[str]) -> np.ndarray:
         """``float64 [n, hidden]`` [CLS] vectors, in input order."""
         import torch
 
-        m = self.labeler.m
+        bert = self.labeler.m.model.bert
         all_ids = [self.labeler.input_ids(str(t)) for t in texts]
-        hidden = m.model.bert.config.hidden_size
-        out = np.zeros((len(all_ids), hidden), dtype=np.float64)
-        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
-        pad = m.tokenizer.pad_token_id or 0
+        out = np.zeros((len(all_ids), bert.config.hidden_size), dtype=np.float64)
         with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s: s + self.batch_size]
-                width = max(len(all_ids[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.float)
-                for row, i in enumerate(idx):
-                    ids[row, : len(all_ids[i])] = torch.tensor(all_ids[i])
-                    mask[row, : len(all_ids[i])] = 1.0
-                final_hidden = m.model.bert(ids.to(m.device), attention_mask=mask.to(m.device))[0]
+            for idx, ids, mask in self.labeler.padded_batches(all_ids):
+                final_hidden = bert(ids, attention_mask=mask)[0]
                 out[idx] = final_hidden[:, 0, :].float().cpu().numpy()
         return out

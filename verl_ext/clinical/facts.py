@@ -9,9 +9,9 @@ completions). ``availability(model_path)`` says why the backend cannot run here 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Callable, Optional, Sequence
 
+from verl_ext.clinical import local_llm
 from verl_ext.metrics.facts import (
     DEFAULT_BETA,
     FactsResult,
@@ -56,29 +56,13 @@ class FactsLLMScorer:
 
     @staticmethod
     def availability(model_path: Optional[str]) -> tuple[bool, str]:
-        if not model_path:
-            return False, "no FactS model path given"
-        if not os.path.isdir(model_path):
-            return False, f"FactS model directory {model_path!r} does not exist"
-        try:
-            import vllm  # noqa: F401
-        except Exception as exc:  # noqa: BLE001 - any import failure means no vLLM here
-            return False, f"vLLM is not importable ({type(exc).__name__}: {exc}); install the gpu profile"
-        import torch
-
-        if not torch.cuda.is_available():
-            return False, "vLLM needs a CUDA device and none is visible"
-        return True, ""
+        return local_llm.availability(model_path, "FactS")
 
     def _load(self) -> None:
-        ok, why = self.availability(self.model_path)
-        if not ok:
-            raise FactsUnavailable(why)
-        from vllm import LLM
-
-        self._llm = LLM(model=self.model_path, dtype=self.dtype, max_model_len=self.max_model_len,
-                        gpu_memory_utilization=self.gpu_memory_utilization,
-                        tensor_parallel_size=self.tensor_parallel_size)
+        self._llm = local_llm.load_llm(self.model_path, "FactS", FactsUnavailable, dtype=self.dtype,
+                                       max_model_len=self.max_model_len,
+                                       gpu_memory_utilization=self.gpu_memory_utilization,
+                                       tensor_parallel_size=self.tensor_parallel_size)
 
     def generate(self, prompts: list[str]) -> list[str]:
         if not prompts:

@@ -12,9 +12,9 @@ evaluation CLI then skips the column with that message. ``generate_fn`` replaces
 from __future__ import annotations
 
 import logging
-import os
 from typing import Callable, Optional, Sequence
 
+from verl_ext.clinical import local_llm
 from verl_ext.metrics.green import CHAT_TEMPLATE, GreenResult, make_prompt, parse_completion
 
 logger = logging.getLogger(__name__)
@@ -48,31 +48,17 @@ class GreenScorer:
     @staticmethod
     def availability(model_path: Optional[str]) -> tuple[bool, str]:
         """(can run, reason if not)."""
-        if not model_path:
-            return False, "no GREEN model path given (--green-model)"
-        if not os.path.isdir(model_path):
-            return False, f"GREEN model directory {model_path!r} does not exist"
-        try:
-            import vllm  # noqa: F401
-        except Exception as exc:  # noqa: BLE001 - any import failure means no vLLM here
-            return False, f"vLLM is not importable ({type(exc).__name__}: {exc}); install the gpu profile"
-        import torch
-
-        if not torch.cuda.is_available():
-            return False, "vLLM needs a CUDA device and none is visible"
-        return True, ""
+        return local_llm.availability(model_path, "GREEN", " (--green-model)")
 
     def prompts(self, references: Sequence[str], candidates: Sequence[str]) -> list[str]:
         return [make_prompt(r, c, self.max_words) for r, c in zip(references, candidates)]
 
     def _load(self) -> None:
-        ok, why = self.availability(self.model_path)
-        if not ok:
-            raise GreenUnavailable(why)
-        from vllm import LLM
-
-        self._llm = LLM(
-            model=self.model_path,
+        self._llm = local_llm.load_llm(
+            self.model_path,
+            "GREEN",
+            GreenUnavailable,
+            path_flag=" (--green-model)",
             dtype=self.dtype,
             max_model_len=self.max_length,
             gpu_memory_utilization=self.gpu_memory_utilization,

@@ -19,8 +19,9 @@ distribution of the difference (run − baseline) with the between-study correla
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -217,25 +218,31 @@ def _n_used(scores: StudyScores, metric: str) -> int:
     return len(scores) if v is None else int((~np.isnan(v)).sum())
 
 
-def bootstrap(scores: StudyScores, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, Estimate]:
-    """Point estimate + percentile CI (level 1 − alpha) of every metric, resampling studies."""
-    point = corpus_metrics(scores)
+#: The corpus metrics of a run under study weights, as `corpus_metrics` computes them: ``(scores, (B, n) weights or
+#: None) -> {metric: (B,) values}``. The ReXrank board resamples its own columns through the same bootstrap.
+Statistic = Callable[[StudyScores, Optional[np.ndarray]], dict[str, np.ndarray]]
+
+
+def bootstrap(scores: StudyScores, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+              statistic: Statistic = corpus_metrics) -> dict[str, Estimate]:
+    """Point estimate + percentile CI (level 1 − alpha) of every metric of ``statistic``, resampling studies."""
+    point = statistic(scores, None)
     draws = {m: [] for m in point}
     for w in resample_counts(len(scores), n_boot, seed):
-        for m, v in corpus_metrics(scores, w).items():
+        for m, v in statistic(scores, w).items():
             draws[m].append(v)
     result = {}
     for m, parts in draws.items():
         samples = np.concatenate(parts)
         lo, hi = _interval(samples, alpha)
-        finite = samples[~np.isnan(samples)]
+        finite = samples[np.isfinite(samples)]
         se = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
         result[m] = Estimate(float(point[m][0]), lo, hi, se, _n_used(scores, m))
     return result
 
 
 def paired_bootstrap(run: StudyScores, baseline: StudyScores, n_boot: int = 1000, seed: int = 0,
-                     alpha: float = 0.05) -> dict[str, Difference]:
+                     alpha: float = 0.05, statistic: Statistic = corpus_metrics) -> dict[str, Difference]:
     """Difference run − baseline on their common studies, resampling the same studies for both.
 
     The p-value is two-sided: ``min(1, 2·min(P*(Δ ≤ 0), P*(Δ ≥ 0)))`` over the bootstrap distribution.
@@ -244,18 +251,18 @@ def paired_bootstrap(run: StudyScores, baseline: StudyScores, n_boot: int = 1000
     if not common:
         raise ValueError("the two runs share no study id")
     a, b = run.subset(common), baseline.subset(common)
-    metrics = [m for m in a.metrics if m in b.metrics]
-    pa, pb = corpus_metrics(a), corpus_metrics(b)
+    pa, pb = statistic(a, None), statistic(b, None)
+    metrics = [m for m in pa if m in pb]
     deltas = {m: [] for m in metrics}
     for w in resample_counts(len(common), n_boot, seed):
-        ma, mb = corpus_metrics(a, w), corpus_metrics(b, w)
+        ma, mb = statistic(a, w), statistic(b, w)
         for m in metrics:
             deltas[m].append(ma[m] - mb[m])
     result = {}
     for m in metrics:
         samples = np.concatenate(deltas[m])
         lo, hi = _interval(samples, alpha)
-        samples = samples[~np.isnan(samples)]
+        samples = samples[np.isfinite(samples)]
         p = min(1.0, 2 * min(float((samples <= 0).mean()), float((samples >= 0).mean()))) if samples.size else 1.0
         result[m] = Difference(float(pa[m][0] - pb[m][0]), lo, hi, p, len(common))
     return result

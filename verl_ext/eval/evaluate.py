@@ -87,25 +87,29 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
 
 
+def read_records(path: str) -> list[dict]:
+    """The rows of an ``--input`` file as dicts: .jsonl, .json (a list), .csv or .parquet (through pandas)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".jsonl":
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    if suffix == ".json":
+        return json.loads(p.read_text())
+    if suffix == ".csv":
+        with open(p, newline="") as f:
+            return list(csv.DictReader(f))
+    if suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(p).to_dict(orient="records")
+    raise ValueError(f"--input {path!r}: expected .jsonl, .json, .csv or .parquet")
+
+
 def read_rows(
     path: str, id_col: str = "id", generated_col: str = "generated", reference_col: str = "reference"
 ) -> list[dict]:
     """Rows ``{"id", "generated", "reference"}`` from .jsonl/.json/.csv/.parquet."""
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".jsonl":
-        raw = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    elif suffix == ".json":
-        raw = json.loads(p.read_text())
-    elif suffix == ".csv":
-        with open(p, newline="") as f:
-            raw = list(csv.DictReader(f))
-    elif suffix == ".parquet":
-        import pandas as pd
-
-        raw = pd.read_parquet(p).to_dict(orient="records")
-    else:
-        raise ValueError(f"--input {path!r}: expected .jsonl, .json, .csv or .parquet")
+    raw = read_records(path)
     rows = []
     for k, r in enumerate(raw):
         missing = [c for c in (generated_col, reference_col) if c not in r]

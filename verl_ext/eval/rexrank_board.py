@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from verl_ext.eval.bootstrap import Difference, Estimate, StudyScores, _interval, corpus_metrics, resample_counts
+from verl_ext.eval.bootstrap import StudyScores, bootstrap, corpus_metrics, paired_bootstrap
 from verl_ext.eval import compare
 from verl_ext.eval.compare import DatasetResult, Report
 from verl_ext.eval.rexrank_data import RexrankError
@@ -69,47 +69,6 @@ def _board_values(scores: StudyScores, weights: np.ndarray | None = None) -> dic
     return out
 
 
-def bootstrap_board(scores: StudyScores, n_boot: int = 1000, seed: int = 0,
-                    alpha: float = 0.05) -> dict[str, Estimate]:
-    """Point value + percentile CI of every board column (``verl_ext.eval.bootstrap``'s resampling of studies)."""
-    point = _board_values(scores)
-    draws = {m: [] for m in point}
-    for w in resample_counts(len(scores), n_boot, seed):
-        for m, v in _board_values(scores, w).items():
-            draws[m].append(v)
-    result = {}
-    for m, parts in draws.items():
-        samples = np.concatenate(parts)
-        lo, hi = _interval(samples, alpha)
-        finite = samples[np.isfinite(samples)]
-        source = scores.values.get(m)
-        n = len(scores) if source is None else int((~np.isnan(source)).sum())
-        result[m] = Estimate(float(point[m][0]), lo, hi, float(finite.std(ddof=1)) if finite.size > 1 else 0.0, n)
-    return result
-
-
-def paired_board(run: StudyScores, baseline: StudyScores, n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05) -> dict[str, Difference]:
-    """run − baseline per board column on their common studies, the same resamples for both."""
-    common = sorted(set(run.ids.tolist()) & set(baseline.ids.tolist()))
-    a, b = run.subset(common), baseline.subset(common)
-    metrics = [m for m in board_metrics(a) if m in board_metrics(b)]
-    pa, pb = _board_values(a), _board_values(b)
-    deltas = {m: [] for m in metrics}
-    for w in resample_counts(len(common), n_boot, seed):
-        va, vb = _board_values(a, w), _board_values(b, w)
-        for m in metrics:
-            deltas[m].append(va[m] - vb[m])
-    out = {}
-    for m in metrics:
-        samples = np.concatenate(deltas[m])
-        lo, hi = _interval(samples, alpha)
-        samples = samples[np.isfinite(samples)]
-        p = min(1.0, 2 * min(float((samples <= 0).mean()), float((samples >= 0).mean()))) if samples.size else 1.0
-        out[m] = Difference(float(pa[m][0] - pb[m][0]), lo, hi, p, len(common))
-    return out
-
-
 def build_report(runs: dict[str, dict[str, list[dict]]], *, baseline: str | None = None, n_boot: int = 1000,
                  seed: int = 0, alpha: float = 0.05) -> Report:
     """``verl_ext.eval.compare.Report`` of {run: {test set: per-study records}}, restricted per test set to the
@@ -135,12 +94,13 @@ def build_report(runs: dict[str, dict[str, list[dict]]], *, baseline: str | None
         metrics = [m for m in metric_sets[0] if all(m in ms for ms in metric_sets)]
         res = DatasetResult(test_set, None, metrics, present, len(shared), dropped)
         for n in present:
-            est = bootstrap_board(scores[n], n_boot, seed, alpha)
+            est = bootstrap(scores[n], n_boot, seed, alpha, statistic=_board_values)
             res.estimates[n] = {m: est[m] for m in metrics}
         if baseline in scores:
             for n in present:
                 if n != baseline:
-                    diff = paired_board(scores[n], scores[baseline], n_boot, seed, alpha)
+                    diff = paired_bootstrap(scores[n], scores[baseline], n_boot, seed, alpha,
+                                            statistic=_board_values)
                     res.differences[n] = {m: diff[m] for m in metrics}
         results.append(res)
     return Report(baseline, names, results, n_boot, seed, alpha)

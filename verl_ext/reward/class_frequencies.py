@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from verl_ext.eval.evaluate import read_records
 from verl_ext.metrics.chexbert import class_frequencies
 
 
@@ -31,23 +32,7 @@ def _get(row: dict, dotted: str) -> Any:
 
 
 def read_references(path: str, column: Optional[str] = None) -> list[str]:
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix == ".parquet":
-        import pandas as pd
-
-        rows = pd.read_parquet(p).to_dict(orient="records")
-    elif suffix == ".jsonl":
-        rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    elif suffix == ".json":
-        rows = json.loads(p.read_text())
-    elif suffix == ".csv":
-        import csv
-
-        with open(p, newline="") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        raise ValueError(f"--input {path!r}: expected .parquet, .jsonl, .json or .csv")
+    rows = read_records(path)
     candidates = [column] if column else ["reward_model.ground_truth", "reference", "ground_truth"]
     for col in candidates:
         values = [_get(r, col) for r in rows]

@@ -85,9 +85,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def dump_edit_records(keys: list, partition_id: str, tokenizer, path, tags: Optional[list] = None) -> int:
+def dump_edit_records(keys: list, partition_id: str, tokenizer, path, tags: Optional[list] = None,
+                      token_fields: tuple[str, ...] = ()) -> int:
     """Write one JSON line per trajectory of the step (sorted by uid, session) to `path`; returns the line count.
-    Padding rows added by verl's batch balancing (tag ``is_padding``) are left out."""
+    Padding rows added by verl's batch balancing (tag ``is_padding``) are left out.
+
+    `token_fields`: per-token TransferQueue fields (e.g. ``advantages`` as the loss reads them, after the token
+    channel) written with the response's ``token_ids``, one value per response token, so a run's DiTPO weights and
+    inserted-token mask can be checked against what reached the actor."""
     import json
     from pathlib import Path
 
@@ -95,7 +100,7 @@ def dump_edit_records(keys: list, partition_id: str, tokenizer, path, tags: Opti
 
     keys = [k for i, k in enumerate(keys) if not (tags and tags[i].get("is_padding", False))]
     data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["responses", "rm_scores",
-                                                                                 "extra_fields"])
+                                                                                 "extra_fields", *token_fields])
     extra_fields = data.pop("extra_fields").tolist()
     rows = []
     for i, key in enumerate(keys):
@@ -107,6 +112,9 @@ def dump_edit_records(keys: list, partition_id: str, tokenizer, path, tags: Opti
         row.update({f: _jsonable(extra[f]) for f in _EDIT_RECORD_FIELDS if f in extra})
         row["is_edited"] = bool(row.get("is_edited", False))
         row["reward_extra_info"] = _jsonable(extra.get("reward_extra_info") or {})
+        if token_fields:
+            row["token_ids"] = data["responses"][i].tolist()
+            row.update({f: data[f][i].float().tolist() for f in token_fields})
         rows.append(row)
     rows.sort(key=lambda r: (r["uid"], r["session"], r["output"]))
     path = Path(path)
@@ -202,7 +210,8 @@ def _define_trainer_class() -> type:
                             list(batch.keys), batch.partition_id, weighting, float(ditpo.get("alpha", 4.0))
                         )
                     )
-            metrics.update(token_channel_step.after_advantage(list(batch.keys), batch.partition_id, self.config))
+            batch, channel_metrics = token_channel_step.after_advantage(batch, self.config)
+            metrics.update(channel_metrics)
             return batch
 
         def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):
@@ -210,7 +219,7 @@ def _define_trainer_class() -> type:
             with marked_timer("dump_edit_records", timing_raw, color="green"):
                 dump_edit_records(list(batch.keys), batch.partition_id, self.tokenizer,
                                   os.path.join(rollout_data_dir, f"edits_{self.global_steps}.jsonl"),
-                                  list(batch.tags))
+                                  list(batch.tags), token_channel_step.token_fields(self.config))
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
             super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)

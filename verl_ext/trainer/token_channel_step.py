@@ -8,8 +8,8 @@ Called by the ``editgrpo`` V1 trainer (`verl_ext.trainer.editgrpo_trainer`):
   - with ``ditpo.weighting=gradient``: multiplies the advantages (and returns) by the ``ditpo_weight`` array
     computed in the reward path (DEER Eq. 6 with Eq. 12's weights; 1 where a trajectory has none);
   - with ``actor.policy_loss.loss_mode`` one of `verl_ext.algorithms.offpolicy.LOSS_MODES`: writes the
-    inserted-token mask as the TransferQueue field ``INSERTED_FIELD``, which reaches the actor's micro-batches with
-    every other field;
+    inserted-token mask as the TransferQueue field ``INSERTED_FIELD`` and adds it to the batch meta's ``fields``
+    (the fields verl's workers fetch), so it reaches the actor's micro-batches with every other field;
 
 * `install_loss` (``on_init_end``): for those loss modes, replaces the actor's loss function with `channel_ppo_loss`
   through the worker group's ``set_loss_fn`` (the call verl's own trainer uses for the critic). It is verl's
@@ -65,6 +65,16 @@ def check_config(config) -> list[str]:
     return problems
 
 
+def token_fields(config) -> tuple[str, ...]:
+    """The per-token fields the channel writes for the actor (``advantages`` weighted, ``INSERTED_FIELD``), for the
+    trainer's edit-record dump; () when the channel is off."""
+    from verl_ext.algorithms.offpolicy import LOSS_MODES
+
+    weighting, loss_mode, _ = _settings(config)
+    return (("advantages",) if weighting == "gradient" else ()) + ((INSERTED_FIELD,) if loss_mode in LOSS_MODES
+                                                                    else ())
+
+
 def channel_ppo_loss(config, model_output, data, dp_group=None, gamma: float = 0.1):
     """verl's ``ppo_loss`` with the micro-batch's inserted-token mask visible to the registered policy loss."""
     from verl.workers.utils.losses import ppo_loss
@@ -94,8 +104,15 @@ def install_loss(trainer) -> bool:
     return True
 
 
-def after_advantage(keys: list, partition_id: str, config) -> dict[str, Any]:
-    """Apply the channel to the stored advantages / write the inserted mask (see the module docstring); metrics."""
+def after_advantage(batch, config):
+    """Apply the channel to the stored advantages / write the inserted mask (see the module docstring).
+
+    `batch`: the step's ``KVBatchMeta``. Returns (the batch meta to hand on, metrics). The returned meta lists the
+    fields written here: verl's workers fetch only ``meta.fields`` from TransferQueue
+    (``transferqueue_utils.async_kv_batch_meta2batch_meta``), so a field missing there never reaches the actor.
+    """
+    import dataclasses
+
     import transfer_queue as tq
     from tensordict import TensorDict
     from verl.workers.utils.padding import response_to_nested
@@ -107,7 +124,8 @@ def after_advantage(keys: list, partition_id: str, config) -> dict[str, Any]:
     weighting, loss_mode, _ = _settings(config)
     want_weights, want_inserted = weighting == "gradient", loss_mode in LOSS_MODES
     if not (want_weights or want_inserted):
-        return {}
+        return batch, {}
+    keys, partition_id = list(batch.keys), batch.partition_id
     start = time.perf_counter()
     fields = ["extra_fields", "response_mask"] + (["advantages"] if want_weights else [])
     data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=fields)
@@ -135,5 +153,7 @@ def after_advantage(keys: list, partition_id: str, config) -> dict[str, Any]:
         out[INSERTED_FIELD] = response_to_nested(inserted * mask.float(), nested_mask)
         metrics["edit/inserted_token_share"] = float(inserted[mask.bool()].mean()) if mask.any() else 0.0
     tq.kv_batch_put(keys=keys, partition_id=partition_id, fields=TensorDict(out, batch_size=len(keys)))
+    if batch.fields is not None:
+        batch = dataclasses.replace(batch, fields=list(dict.fromkeys([*batch.fields, *out])))
     metrics["timing_s/token_channel"] = time.perf_counter() - start
-    return metrics
+    return batch, metrics
