@@ -175,6 +175,8 @@ def test_plan_batch_known_answer():
     # margins of "a": 0.5 - (0.1, -0.1, 0.3); of "b": 0 - 0
     assert m["orapo/dpo/margin/mean"] == pytest.approx((0.4 + 0.6 + 0.2 + 0.0) / 4)
     assert m["orapo/dpo/accuracy"] == pytest.approx(3 / 4)
+    assert m["orapo/dpo/chosen_log_ratio/mean"] == pytest.approx((0.5 + 0.0) / 2)  # per DPO prompt
+    assert m["orapo/dpo/rejected_log_ratio/mean"] == pytest.approx((0.1 - 0.1 + 0.3 + 0.0) / 4)  # per rejected row
     assert m["orapo/oracle_reward/mean"] == 1.0 and m["orapo/ema_prompts"] == 2
     # next step: prompt 1 now succeeds once; its EMA halves, the weight follows the power map
     plan2 = plan_batch(_rows("c", 1, [0.0, 0.0, 0.9]), ema, group_size=4)

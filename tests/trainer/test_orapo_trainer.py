@@ -60,3 +60,35 @@ def test_inserted_token_loss_fails_at_construction(trainer_cls):
     })
     with pytest.raises(ValueError, match="loss_mode=inserted_luffy: .*OraPO has no edited responses"):
         trainer_cls(config)
+
+
+def test_advantage_step_hands_the_actor_every_stored_field(trainer_cls, monkeypatch):
+    """verl's actor workers fetch only the fields the batch meta names (``verl/utils/transferqueue_utils.py``); the
+    meta verl's loop passes in predates ref_log_prob, the advantages and the orapo_* fields, so the advantage step must
+    return a meta naming them (main_ppo failed with 'the micro-batch lacks ...' before), keeping keys and extra_info."""
+    from transfer_queue import KVBatchMeta
+
+    from verl_ext.algorithms.orapo import BatchRow, ZeroRewardEMA
+    from verl_ext.trainer import editgrpo_trainer, orapo_trainer
+    from verl_ext.trainer.orapo_config import OraPOConfig
+
+    keys = ["u_0_0", "u_1_0", "u_2_0"]
+    rows = [BatchRow("u", 0, 0.0, 0.0), BatchRow("u", 0, 0.0, 0.0), BatchRow("u", 0, 1.0, 0.0, oracle=True)]
+    stored = KVBatchMeta(keys=keys, tags=[{}] * 3, partition_id="train",
+                         fields=["responses", "ref_log_prob", "advantages", "orapo_grpo_weight"])
+    estimated = []
+    monkeypatch.setattr(orapo_trainer, "read_batch_rows", lambda k, pid, tags: rows)
+    monkeypatch.setattr(orapo_trainer, "zero_advantages", lambda k, pid: None)
+    monkeypatch.setattr(orapo_trainer, "write_row_fields", lambda k, pid, plan: stored)
+    monkeypatch.setattr(editgrpo_trainer._trainer_cls, "_compute_advantage",
+                        lambda self, batch, metrics: estimated.append(batch.keys) or batch)
+    trainer = object.__new__(trainer_cls)
+    trainer.config = OmegaConf.create({"actor_rollout_ref": {"rollout": {"n": 3}}})
+    trainer.timing_raw, trainer.orapo_cfg, trainer.orapo_ema = {}, OraPOConfig(), ZeroRewardEMA()
+    batch = KVBatchMeta(keys=keys, tags=[{}] * 3, partition_id="train", fields=["responses"],
+                        extra_info={"temperature": 1.0})
+    metrics = {}
+    out = trainer._compute_advantage(batch, metrics)
+    assert out.fields == stored.fields and out.keys == keys and out.extra_info == {"temperature": 1.0}
+    assert estimated == [keys[:2]]  # verl's estimator on the K rollouts only
+    assert metrics["orapo/dpo_share"] == 1.0

@@ -317,6 +317,7 @@ def plan_batch(
     delta_old = torch.tensor([float(r.delta_old) for r in rows])
     pair_groups, plans = [], {}
     margins, losses, zs, z_emas, weights = [], [], [], [], []
+    chosen_deltas, rejected_deltas = [], []
     truncated, rollout_rewards, oracle_rewards = 0, [], []
     for uid, idx in groups.items():
         oracles = [i for i in idx if rows[i].oracle]
@@ -342,6 +343,8 @@ def plan_batch(
             pair_groups.append((oracle, rejected, plan.weight))
             m = delta_old[oracle] - delta_old[rejected]
             margins.extend(m.tolist())
+            chosen_deltas.append(float(delta_old[oracle]))
+            rejected_deltas.extend(delta_old[rejected].tolist())
             losses.append(ln_dpo_loss(delta_old[oracle], delta_old[rejected], beta).mean().item())
     terms = dpo_row_terms(delta_old, pair_groups, num_partners=group_size - 1, rows_per_prompt=group_size)
     n_prompts = len(groups)
@@ -357,6 +360,9 @@ def plan_batch(
         "orapo/dpo/pairs": float(len(margins)),
         "orapo/dpo/margin/mean": _mean(margins),
         "orapo/dpo/accuracy": _mean([float(m > 0) for m in margins]),
+        # DPO's implicit rewards / beta (the length-normalised old-vs-reference log-ratios of the pairs' two sides)
+        "orapo/dpo/chosen_log_ratio/mean": _mean(chosen_deltas),
+        "orapo/dpo/rejected_log_ratio/mean": _mean(rejected_deltas),
         "orapo/dpo/loss": _mean(losses),
         "orapo/oracle_truncated": float(truncated),
         "orapo/rollout_reward/mean": _mean(rollout_rewards),

@@ -71,8 +71,9 @@ def read_batch_rows(keys: list, partition_id: str, tags: list) -> list:
     return rows
 
 
-def write_row_fields(keys: list, partition_id: str, plan) -> None:
-    """Write the ``orapo_*`` per-row loss inputs (`verl_ext.trainer.orapo_loss`) to TransferQueue."""
+def write_row_fields(keys: list, partition_id: str, plan):
+    """Write the ``orapo_*`` per-row loss inputs (`verl_ext.trainer.orapo_loss`) to TransferQueue; returns
+    TransferQueue's ``KVBatchMeta`` of the rows, whose ``fields`` list every field now stored for them."""
     import transfer_queue as tq
     from tensordict import TensorDict
 
@@ -83,7 +84,7 @@ def write_row_fields(keys: list, partition_id: str, plan) -> None:
         "orapo_dpo_partners": plan.terms.partners,
         "orapo_dpo_partner_mask": plan.terms.partner_mask,
     }
-    tq.kv_batch_put(keys=keys, partition_id=partition_id, fields=TensorDict(fields, batch_size=len(keys)))
+    return tq.kv_batch_put(keys=keys, partition_id=partition_id, fields=TensorDict(fields, batch_size=len(keys)))
 
 
 def zero_advantages(keys: list, partition_id: str) -> None:
@@ -140,8 +141,12 @@ def _define_trainer_class() -> type:
                 c = self.orapo_cfg
                 plan = plan_batch(rows, self.orapo_ema, int(self.config.actor_rollout_ref.rollout.n), c.negatives,
                                   c.w_min, c.w_max, c.gamma, c.beta, c.zero_tol)
-                write_row_fields(keys, batch.partition_id, plan)
+                stored = write_row_fields(keys, batch.partition_id, plan)
             metrics.update(plan.metrics)
+            # verl's actor workers read only the fields named in the batch meta (transferqueue_utils.py:309-313),
+            # and the meta verl's loop carries was taken before ref_log_prob, the advantages and the orapo_* fields
+            # were written (verl's own advantage step returns the meta of its write for this reason).
+            batch.fields = stored.fields
             return batch
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
