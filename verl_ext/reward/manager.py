@@ -35,6 +35,8 @@ training in verl 0.9.1 (paths relative to the installed ``verl``):
 * The dataset does not mark it either: ``create_rl_dataset(..., is_train)`` (``trainer/ppo/utils.py:110``) never
   uses ``is_train``.
 
+``tests/reward/test_validate_flag.py`` runs that verl code and fails if a verl upgrade starts forwarding the flag.
+
 ``extra_info["split"]`` (``verl_ext.data.schema``) only says which split a row came from, not what the run is using
 it for. Skipping the weights on it would silently turn DiTPO off for a run whose ``train_files`` hold non-train
 rows, so this module does not use it. The exact fix belongs in the agent loop: a worker whose
