@@ -18,6 +18,31 @@ trajectory's extra fields (``tool_extra_fields`` in the reward loop, merged into
 ``edit_analysis`` (a RaTE ``ReportAnalysis`` of the response computed by the edit step, reused when compatible) and
 ``is_edited`` (copied to reward_extra_info for the sampled-vs-edited metrics).
 
+Validation samples are scored like training samples, gradient DiTPO weights included (``ditpo_weighted=1``). The
+weights go unused there, so the saliency is wasted work, but ``run_single`` has no way to tell validation from
+training in verl 0.9.1 (paths relative to the installed ``verl``):
+
+* V1 trainer (what the recipes run): ``trainer/ppo/v1/trainer_base.py:1066`` sets ``validate=True`` on the batch.
+  ``trainer/ppo/v1/agent_loop_tq.py:61-62`` reads it and pops it before building the per-sample kwargs (86-96).
+  After that it lives only in ``trajectory["validate"]``, which goes to ``_agent_loop_postprocess`` (150) and is
+  not passed to ``_compute_score(outputs, kwargs=kwargs)`` (160).
+* Legacy trainer: ``trainer/ppo/ray_trainer.py:632`` puts it in ``meta_info``. ``experimental/agent_loop/agent_loop.py``
+  reads it (589) but builds the kwargs from ``non_tensor_batch`` only (645).
+* Both paths: ``_compute_score`` (``agent_loop.py:967-1026``) builds the reward ``DataProto`` from those kwargs plus
+  ``tool_extra_fields`` (the trajectory's ``extra_fields``), with no ``meta_info``. ``RewardLoopWorker.compute_score``
+  (``experimental/reward_loop/reward_loop.py:145-155``) passes it to ``run_single`` unchanged. The colocated
+  reward-model path (``trainer/ppo/v1/trainer_base.py:1555-1561``) sends only ``raw_prompt``.
+* The dataset does not mark it either: ``create_rl_dataset(..., is_train)`` (``trainer/ppo/utils.py:110``) never
+  uses ``is_train``.
+
+``tests/reward/test_validate_flag.py`` runs that verl code and fails if a verl upgrade starts forwarding the flag.
+
+``extra_info["split"]`` (``verl_ext.data.schema``) only says which split a row came from, not what the run is using
+it for. Skipping the weights on it would silently turn DiTPO off for a run whose ``train_files`` hold non-train
+rows, so this module does not use it. The exact fix belongs in the agent loop: a worker whose
+``_agent_loop_postprocess`` sets ``output.extra_fields["validate"] = validate`` before scoring; the flag would then
+reach ``tool_extra_fields`` here.
+
 Guards: an empty response scores 0 (every component); a response without RaTE entities scores 0 on RaTEScore
 (the package says 0.5); every score is computed from its own pair's texts. A sample that cannot be scored (empty
 reference, reference without RaTE entities) is never silently 0: it is counted (``invalid=1`` with the reason; the

@@ -11,7 +11,8 @@ of a batch:
    channel (`verl_ext.token_channel`); the trainer multiplies the advantages by it (Eq. 6).
 
 Empty responses and invalid pairs get no array (weights stay 1); a request without spans (e.g. evaluation CLIs)
-is skipped. ``ditpo_weighted`` (0/1) in ``reward_extra_info`` says whether a sample got weights.
+is skipped. ``ditpo_weighted`` (0/1) in ``reward_extra_info`` says whether a sample got weights. Validation
+samples get weights too: the reward manager cannot tell them apart in verl 0.9.1 (``verl_ext.reward.manager``).
 """
 from __future__ import annotations
 
