@@ -33,8 +33,8 @@ distilroberta-base from a local directory, baseline-rescaled), SembScore (CheXbe
 entity and relation F1; RadGraph v1 ``radgraph`` model by default, the DyGIE++ checkpoint CXR-Report-Metric uses),
 1/RadCliQ-v1, RaTEScore, GREEN (needs vLLM + CUDA; skipped with a note otherwise). Each study is one bootstrap
 unit: ``tables.md``, ``summary.csv``, ``differences.csv`` and ``metrics.png`` come out as in
-``verl_ext.eval.compare`` (one table per test set and board), ``per_study/<set>/<run>.jsonl`` holds every study's
-scores, and ``leaderboard_<set>.csv`` puts each run among the published rows in ReXrank's results-CSV format,
+``verl_ext.eval.compare`` (one table per test set and board), ``per_study/<set>_<board>/<run>.jsonl`` holds every study's
+scores, and ``leaderboard_<set>_<board>.csv`` puts each run among the published rows in ReXrank's results-CSV format,
 ranked by 1/RadCliQ-v1 as rexrank.ai ranks (``--leaderboard``: a results CSV, or ``auto`` for the snapshot shipped in
 ``verl_ext/eval/resources/rexrank/``).
 

@@ -189,7 +189,7 @@ def write_outputs(report: Report, records: dict[str, dict[str, list[dict]]], out
                   leaderboards: dict[str, tuple[list[dict], str]] | None = None, notes: list[str] | None = None,
                   date: str = "", institution: str = "", url: str = "") -> dict[str, Path]:
     """tables.md / summary.csv / differences.csv / metrics.png (as ``verl_ext.eval.compare``), per-study JSON lines,
-    and ``leaderboard_<set>.csv`` for each test set that has published rows."""
+    and ``leaderboard_<set>_<board>.csv`` for each test set that has published rows."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
