@@ -44,7 +44,9 @@ def wandb_credentials(env: Optional[dict] = None) -> Optional[str]:
     return None
 
 
-def _get(config: Any, dotted: str, default: Any = None) -> Any:
+def config_get(config: Any, dotted: str, default: Any = None) -> Any:
+    """``config.a.b`` for ``"a.b"`` on a DictConfig, a dict or an attribute tree; ``default`` where a level or the
+    value is missing (the start-up checks run on user configs with optional sections)."""
     node = config
     for part in dotted.split("."):
         if node is None:
@@ -54,14 +56,14 @@ def _get(config: Any, dotted: str, default: Any = None) -> Any:
 
 
 def _loggers(config: Any) -> list[str]:
-    value = _get(config, "trainer.logger", [])
+    value = config_get(config, "trainer.logger", [])
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def startup_problems(config: Any, env: Optional[dict] = None, check_models: bool = True) -> list[str]:
     """Every problem ``check_before_loading`` would raise for, one line each (empty: none)."""
     problems = []
-    if "data" in config and "val_batch_size" in config.data and _get(config, "data.val_batch_size") in (None, 0):
+    if "data" in config and "val_batch_size" in config.data and config_get(config, "data.val_batch_size") in (None, 0):
         problems.append(
             "data.val_batch_size is not set: verl would put the whole validation split (with pixel values) "
             "through TransferQueue as one batch. Set data.val_batch_size (editgrpo_trainer.yaml: 64)."
@@ -86,12 +88,12 @@ def _model_path_problems(config: Any) -> list[str]:
             from verl_ext.rollout.config import EditRolloutConfig
 
             cfg = EditRolloutConfig.from_trainer_config(config)
-            manager = str(_get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class", "") or "")
+            manager = str(config_get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class", "") or "")
             if cfg.needs_analyzer and manager.startswith("verl_ext.rollout"):
                 check_analyzer_paths(cfg)
         except (ValueError, FileNotFoundError) as exc:
             problems.append(str(exc))
-    if _get(config, "reward.reward_manager.name") == "radiology":
+    if config_get(config, "reward.reward_manager.name") == "radiology":
         try:
             from verl_ext.reward.config import RadiologyRewardConfig
             from verl_ext.reward.service import check_model_paths

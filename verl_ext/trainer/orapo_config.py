@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
 from verl_ext.algorithms import orapo as algo
+from verl_ext.config.startup import config_get
 
 TRAINER_MODE = "orapo"
 MANAGER_CLASS = "verl_ext.rollout.oracle_worker.OraPOAgentLoopManagerTQ"
@@ -79,19 +80,10 @@ class OraPOConfig:
         return asdict(self)
 
 
-def _get(config: Any, dotted: str, default: Any = None) -> Any:
-    node = config
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        node = node.get(part, None) if hasattr(node, "get") else getattr(node, part, None)
-    return default if node is None else node
-
-
 def facts_model_problem(config: Any) -> Optional[str]:
     """Why ``reward.reward_kwargs.facts_model`` cannot serve the ``facts_llm`` reward component (unset, missing or
     not a directory); None when it can or when the radiology reward does not use that component."""
-    if _get(config, "reward.reward_manager.name") != "radiology":
+    if config_get(config, "reward.reward_manager.name") != "radiology":
         return None
     from verl_ext.reward.config import RadiologyRewardConfig
 
@@ -119,38 +111,38 @@ def validate_orapo_setup(config: Any, check_paths: bool = True) -> OraPOConfig:
     """
     cfg = OraPOConfig.from_trainer_config(config)
     problems = []
-    mode = _get(config, "trainer.v1.trainer_mode")
-    manager = _get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    mode = config_get(config, "trainer.v1.trainer_mode")
+    manager = config_get(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class")
     if mode != TRAINER_MODE:
         problems.append(f"trainer.v1.trainer_mode={mode!r}: OraPO's loss and advantages need "
                         f"trainer_mode={TRAINER_MODE}")
     if manager != MANAGER_CLASS:
         problems.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r}: the oracle trajectory "
                         f"(reference report) is added by {MANAGER_CLASS}")
-    n = int(_get(config, "actor_rollout_ref.rollout.n", 1))
+    n = int(config_get(config, "actor_rollout_ref.rollout.n", 1))
     if n < 2:
         problems.append(f"actor_rollout_ref.rollout.n={n}: OraPO needs n = K sampled rollouts + 1 oracle, K >= 1")
-    agg = _get(config, "actor_rollout_ref.actor.loss_agg_mode")
+    agg = config_get(config, "actor_rollout_ref.actor.loss_agg_mode")
     if agg != REQUIRED_LOSS_AGG_MODE:
         problems.append(f"actor_rollout_ref.actor.loss_agg_mode={agg!r}: OraPO's GRPO branch is Dr. GRPO "
                         f"({REQUIRED_LOSS_AGG_MODE}); the per-prompt mixing is exact only for it")
-    if not (_get(config, "actor_rollout_ref.actor.use_kl_loss", False) or _get(config, "algorithm.use_kl_in_reward",
-                                                                                 False)):
+    kl_loss = config_get(config, "actor_rollout_ref.actor.use_kl_loss", False)
+    if not (kl_loss or config_get(config, "algorithm.use_kl_in_reward", False)):
         problems.append("actor_rollout_ref.actor.use_kl_loss=False: the LN-DPO term needs the reference policy's "
                         "log-probs, which verl computes only with a KL term (set use_kl_loss=True; "
                         "kl_loss_coef=0 keeps the GRPO branch KL-free)")
-    if _get(config, "distillation.enabled", False):
+    if config_get(config, "distillation.enabled", False):
         problems.append("distillation.enabled=True: verl's distillation loss replaces the actor loss OraPO installs")
-    rc = _get(config, "algorithm.rollout_correction", None) or {}
+    rc = config_get(config, "algorithm.rollout_correction", None) or {}
     if rc.get("bypass_mode", False) if hasattr(rc, "get") else False:
         problems.append("algorithm.rollout_correction.bypass_mode=True: the oracle trajectory has no rollout "
                         "log-probs; disable bypass mode")
-    if _get(config, "actor_rollout_ref.rollout.calculate_log_probs", False):
+    if config_get(config, "actor_rollout_ref.rollout.calculate_log_probs", False):
         problems.append("actor_rollout_ref.rollout.calculate_log_probs=True: the oracle trajectory was not sampled, "
                         "so it has no behaviour-policy log-probs; set it to False (the actor recomputes them)")
     from verl_ext.algorithms.offpolicy import LOSS_MODES as INSERTED_LOSS_MODES
 
-    loss_mode = _get(config, "actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
+    loss_mode = config_get(config, "actor_rollout_ref.actor.policy_loss.loss_mode", "vanilla")
     if loss_mode in INSERTED_LOSS_MODES:
         problems.append(f"actor_rollout_ref.actor.policy_loss.loss_mode={loss_mode}: the inserted-token losses act on "
                         "the inserted tokens of edited responses, and OraPO has no edited responses; the editgrpo "
