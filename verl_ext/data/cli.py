@@ -5,7 +5,8 @@ Every command writes, under ``--out``: ``<split>-NNNNN.parquet`` shards (split =
 (restart markers), and with ``--image-mode path`` an ``images/`` tree of resized copies; then prints a summary.
 
 Exit status: 0 on success; 2 for malformed or missing input (a given input path that does not exist, a file that
-is not what its name says: one line naming the path and the problem; the traceback only with ``--debug``); 3 when
+is not what its name says or was cut off mid-row, image or report files of which not one of the first studies'
+exists: one line naming the path and the problem; the traceback only with ``--debug``); 3 when
 the output must not be trusted silently -- no input study found, an output split that had input but kept no row,
 or more than ``--max-drop-share`` of a split's (or the run's) distinct input studies dropped -- with one line listing
 the top drop causes (``--allow-empty`` accepts such a run; stats.json and the shards are written either way).

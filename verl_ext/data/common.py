@@ -2,8 +2,12 @@
 tallies."""
 from __future__ import annotations
 
+import bz2
+import csv
 import gzip
+import io
 import json
+import lzma
 import math
 import os
 import zipfile
@@ -49,11 +53,13 @@ _READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZi
 
 def read_csv_checked(path: str | os.PathLike, required: Iterable[str] = (), **kwargs):
     """`pandas.read_csv` of `path` (compression from the suffix: ``.gz``, ``.zip`` ...) that raises `InputError`
-    naming the file for unreadable content, an empty file or a missing required column."""
+    naming the file for unreadable content, an empty file, a file cut in the middle of a row (`truncation_problem`)
+    or a missing required column."""
     import pandas as pd
 
     try:
         df = pd.read_csv(path, **kwargs)
+        problem = truncation_problem(path)
     except FileNotFoundError:
         raise
     except pd.errors.EmptyDataError as e:
@@ -62,11 +68,57 @@ def read_csv_checked(path: str | os.PathLike, required: Iterable[str] = (), **kw
         raise InputError(f"{path}: not a well-formed CSV ({' '.join(str(e).split())})") from e
     except _READ_ERRORS as e:
         raise InputError(f"{path}: cannot be read as {_kind(path)} ({type(e).__name__}: {e})") from e
+    if problem:
+        raise InputError(f"{path}: {problem}; the file is truncated (an interrupted download or copy?): fetch it "
+                         "again")
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing required column(s) {', '.join(missing)} (has: "
                          f"{', '.join(map(str, df.columns[:12]))}{' ...' if len(df.columns) > 12 else ''})")
     return df
+
+
+def _open_decompressed(path: str | os.PathLike):
+    """`path`'s bytes, decompressed as pandas infers it from the suffix (a ``.zip`` holds one CSV)."""
+    name = str(path).lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith(".bz2"):
+        return bz2.open(path, "rb")
+    if name.endswith(".xz"):
+        return lzma.open(path, "rb")
+    if name.endswith(".zip"):
+        archive = zipfile.ZipFile(path)
+        members = [m for m in archive.namelist() if not m.endswith("/") and not m.startswith("__MACOSX/")]
+        return archive.open(members[0])
+    return open(path, "rb")
+
+
+def truncation_problem(path: str | os.PathLike) -> str | None:
+    """What shows that a CSV was cut off mid-row, or None. pandas reads such a file without complaint: the cut
+    row's missing fields become NaN (a split of NaN, an empty report), so the damage would surface as drops or
+    notes of the studies it holds. A file whose data ends without a line break is parsed with `csv` to count its
+    last record's fields: fewer than the header's, or an open quoted field, means the file was cut. (A cut that
+    falls exactly on a line break cannot be told from a shorter file.)"""
+    with _open_decompressed(path) as f:
+        last = b""
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            last = chunk
+    if not last or last.endswith((b"\n", b"\r")):
+        return None
+    with _open_decompressed(path) as f:
+        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline=""), strict=True)
+        header, record, line = None, None, 0
+        try:
+            for record in reader:
+                header = record if header is None else header
+                line = reader.line_num
+        except csv.Error:
+            return f"it ends inside a quoted field that starts at line {line + 1}"
+    if header is not None and record is not None and len(record) < len(header):
+        return (f"it ends in the middle of a row: line {line} has {len(record)} of the header's {len(header)} "
+                "fields")
+    return None
 
 
 def _kind(path) -> str:

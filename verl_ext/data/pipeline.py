@@ -18,7 +18,12 @@ Accounting: every distinct input study is counted once and ends as kept or dropp
 input study (the repeats are ``duplicate_record`` notes), so the drop-share gate sees distinct studies. Image-level
 events (a missing or unreadable file, an excluded view, a truncated image list, an unusable prior) are counted under
 ``notes``. Reasons in `PROBLEM_REASONS` are data faults rather than rules; ``--strict`` turns the first one into an
-error.
+error. Every reason that concerns a file (`FILE_REASONS`) keeps one example path per split (``examples`` in
+``stats.json``, and in the printed summary), so a wrong folder shows which path was looked for.
+
+Before converting, the first `PROBE_STUDIES` studies' image and report files are looked up: when not one of them
+exists, the input folder is wrong and the run stops at once (exit 2 naming a path and the nearest folder that does
+exist) instead of trying every study and ending with exit 3.
 """
 from __future__ import annotations
 
@@ -58,6 +63,15 @@ PROBLEM_REASONS = frozenset({
     "split_row_without_metadata", "metadata_row_without_split", "missing_study_datetime", "prior_image_missing",
     "prior_image_unreadable", "malformed_record", "no_report_metadata", "duplicate_record",
 })
+
+
+# Reasons that concern one file: their summaries name an example path.
+FILE_REASONS = frozenset({
+    "image_missing", "image_unreadable", "report_missing", "report_unreadable", "no_readable_image",
+    "prior_image_missing", "prior_image_unreadable",
+})
+# Studies whose files are looked up before converting (`probe_files`).
+PROBE_STUDIES = 16
 
 
 class DataError(RuntimeError):
@@ -151,11 +165,12 @@ class Counts:
         self.image_hist: Counter = Counter()  # n_images -> samples
         self.with_prior = 0
         self.rows_written = 0
+        self.examples: dict[str, str] = {}  # reason in FILE_REASONS -> the first path it concerned
 
     def to_json(self) -> dict:
         return {"kept": self.kept, "dropped": dict(self.dropped), "notes": dict(self.notes),
                 "image_hist": {str(k): v for k, v in self.image_hist.items()}, "with_prior": self.with_prior,
-                "rows_written": self.rows_written}
+                "rows_written": self.rows_written, "examples": dict(self.examples)}
 
     @classmethod
     def from_json(cls, d: dict) -> Counts:
@@ -166,6 +181,7 @@ class Counts:
         c.image_hist = Counter({int(k): v for k, v in d["image_hist"].items()})
         c.with_prior = d["with_prior"]
         c.rows_written = d["rows_written"]
+        c.examples = dict(d.get("examples", {}))  # progress markers of earlier versions have none
         return c
 
     def merge(self, other: Counts) -> None:
@@ -175,6 +191,8 @@ class Counts:
         self.image_hist.update(other.image_hist)
         self.with_prior += other.with_prior
         self.rows_written += other.rows_written
+        for reason, path in other.examples.items():
+            self.examples.setdefault(reason, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,19 +218,32 @@ def read_report(ref: tuple[str, ...]) -> str:
         else:
             raise ValueError(f"unknown report reference {ref!r}")
     except FileNotFoundError as e:
-        raise ReportError("report_missing", f"report not found: {ref[-1]}") from e
+        raise ReportError("report_missing", f"report not found: {ref[-1]}", report_path(ref)) from e
     except (OSError, zipfile.BadZipFile) as e:
-        raise ReportError("report_unreadable", f"cannot read report {ref[-1]}: {e}") from e
+        raise ReportError("report_unreadable", f"cannot read report {ref[-1]}: {e}", report_path(ref)) from e
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ReportError("report_unreadable", f"report is not UTF-8 text: {ref[-1]}") from e
+        raise ReportError("report_unreadable", f"report is not UTF-8 text: {ref[-1]}", report_path(ref)) from e
+
+
+def report_path(ref: tuple[str, ...]) -> str:
+    """A report reference as one path (``<zip>::<member>`` inside an archive)."""
+    return ref[1] if ref[0] == "file" else "::".join(ref[1:])
+
+
+def candidate_path(cand: ImageCandidate) -> str:
+    """Where an image candidate is read from (``<archive>::<member>`` inside a split zip)."""
+    if cand.archive:
+        return f"{cand.archive[0]}::{cand.member}"
+    return cand.path or f"(no file for image {cand.image_id})"
 
 
 class ReportError(Exception):
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, path: str = ""):
         super().__init__(message)
         self.reason = reason
+        self.path = path
 
 
 def study_text(job: StudyJob, cfg: PrepConfig) -> dict[str, str]:
@@ -262,6 +293,7 @@ class Outcome:
     notes: Counter
     n_images: int = 0
     has_prior: bool = False
+    examples: dict[str, str] = field(default_factory=dict)  # FILE_REASONS reason -> the path it concerned
 
 
 def _note(notes: Counter, reason: str, cfg: PrepConfig, message: str, n: int = 1) -> None:
@@ -273,18 +305,21 @@ def _note(notes: Counter, reason: str, cfg: PrepConfig, message: str, n: int = 1
 def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
     """One study -> one row, or a drop reason. Never raises for bad data unless `cfg.strict`."""
     notes: Counter = Counter()
+    examples: dict[str, str] = {}
 
-    def drop(reason: str, message: str = "") -> Outcome:
+    def drop(reason: str, message: str = "", path: str = "") -> Outcome:
         if cfg.strict and reason in PROBLEM_REASONS:
             raise DataError(f"study {job.study_id}: {message or reason}")
-        return Outcome(None, reason, notes)
+        if path and reason in FILE_REASONS:
+            examples.setdefault(reason, path)
+        return Outcome(None, reason, notes, examples=examples)
 
     for reason, n in job.notes.items():
         _note(notes, reason, cfg, f"study {job.study_id}: {reason}", n)
     try:
         text = study_text(job, cfg)
     except ReportError as e:
-        return drop(e.reason, str(e))
+        return drop(e.reason, str(e), e.path)
     findings = (text.get("findings") or "").strip()
     if not findings:
         return drop("no_findings")
@@ -305,10 +340,12 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
         except ImageError as e:
             reason = e.reason if cand.role == "current" else f"prior_{e.reason}"
             _note(notes, reason, cfg, f"study {job.study_id}: {e}")
+            examples.setdefault(reason, candidate_path(cand))
             continue
         loaded.append((cand, img))
     if not any(c.role == "current" for c, _ in loaded):
-        return drop("no_readable_image", f"no readable current image ({notes})")
+        failed = next((examples[r] for r in ("image_missing", "image_unreadable") if r in examples), "")
+        return drop("no_readable_image", f"no readable current image ({notes})", failed)
     if cfg.require_frontal and not any(c.role == "current" and view_class(c.view) == FRONTAL for c, _ in loaded):
         return drop("no_frontal")
     if not any(view_class(c.view) == FRONTAL or c.view == "UNKNOWN" for c, _ in loaded if c.role == "current"):
@@ -336,7 +373,7 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
     }
     row = make_row(data_source=cfg.dataset, prompt_text=prompt_text, findings=findings, images=images,
                    extra_info=extra)
-    return Outcome(row, None, notes, len(loaded), has_prior)
+    return Outcome(row, None, notes, len(loaded), has_prior, examples)
 
 
 # Resized, encoded images of the last few studies in this process. Shards list a patient's studies in time order, so
@@ -410,6 +447,8 @@ def _process_shard(cfg: PrepConfig, split: str, shard: int, jobs: list[StudyJob]
         for job in jobs:
             out = process_study(job, cfg)
             counts.notes.update(out.notes)
+            for reason, path in out.examples.items():
+                counts.examples.setdefault(reason, path)
             if out.row is None:
                 counts.dropped[out.dropped] += 1
                 continue
@@ -523,6 +562,8 @@ def run(plan: Plan, cfg: PrepConfig) -> dict:
         todo.append((split, shard, keys, start, fp))
     if n_skipped:
         logger.info("resuming: %d of %d shards already complete", n_skipped, len(tasks))
+    if todo:
+        probe_files(plan, PROBE_STUDIES)
 
     total_studies = sum(len(t[2]) for t in todo)
     bar = None
@@ -569,6 +610,34 @@ def run(plan: Plan, cfg: PrepConfig) -> dict:
     return stats
 
 
+def probe_files(plan: Plan, n_studies: int) -> None:
+    """Raise `FileNotFoundError` when not one image file (or report file) of the first `n_studies` studies (taken
+    from the splits in turn) exists: the image or report folder given is wrong, and converting would only try every
+    study to drop it. Files inside archives are not probed (their archive was opened while planning)."""
+    heads = {split: list(keys[:n_studies]) for split, keys in plan.keys.items() if keys}
+    picked: dict[str, list[str]] = {split: [] for split in heads}
+    for i in range(n_studies):
+        for split, keys in heads.items():
+            if i < len(keys) and sum(map(len, picked.values())) < n_studies:
+                picked[split].append(keys[i])
+    images: list[str] = []
+    reports: list[str] = []
+    for split, keys in picked.items():
+        for job in plan.build_jobs(split, keys, 0):
+            images += [c.path for c in job.candidates if c.role == "current" and c.path and not c.archive]
+            if job.report is not None and job.report[0] == "file":
+                reports.append(job.report[1])
+    n = sum(map(len, picked.values()))
+    for kind, paths in (("image", images), ("report", reports)):
+        if paths and not any(os.path.isfile(p) for p in paths):
+            folder = Path(paths[0]).parent
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            raise FileNotFoundError(
+                f"none of the {len(paths)} {kind} files of the first {n} studies exists, e.g. {paths[0]} (the "
+                f"nearest folder that exists is {folder}): check the {kind} folder given on the command line")
+
+
 def _take(it: Iterator, n: int):
     for _ in range(n):
         try:
@@ -599,6 +668,7 @@ def build_stats(plan: Plan, cfg: PrepConfig, counts: dict[str, Counts], seconds:
             "dropped": dict(sorted(dropped.items())),
             "notes": dict(sorted(notes.items())),
             "images_per_sample_hist": {str(k): c.image_hist[k] for k in sorted(c.image_hist)},
+            "examples": dict(sorted(c.examples.items())),
             "files": sorted(p.name for p in Path(cfg.out_dir).glob(f"{split}-[0-9]*.parquet")),
         }
         entry["accounted"] = entry["samples"] + entry["dropped_total"] == n_in
@@ -672,8 +742,13 @@ def format_summary(stats: dict) -> str:
         lines.append("paper Table 3: " + "; ".join(f"{s} {v['samples']} samples, {v['images']} images, "
                                                    f"{v['pct_with_prior']:.2f}% prior" for s, v in paper.items()))
     for split, e in stats["splits"].items():
+        examples = e.get("examples", {})
+
+        def item(reason: str, count: int) -> str:
+            return f"{reason}={count}" + (f" (e.g. {examples[reason]})" if reason in examples else "")
+
         if e["dropped"]:
-            lines.append(f"{split} dropped: " + ", ".join(f"{k}={v}" for k, v in e["dropped"].items()))
+            lines.append(f"{split} dropped: " + ", ".join(item(k, v) for k, v in e["dropped"].items()))
         if e["notes"]:
-            lines.append(f"{split} notes: " + ", ".join(f"{k}={v}" for k, v in e["notes"].items()))
+            lines.append(f"{split} notes: " + ", ".join(item(k, v) for k, v in e["notes"].items()))
     return "\n".join(lines)
