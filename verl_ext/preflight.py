@@ -230,7 +230,6 @@ def check_scorer_models(reward_cfg, device: str) -> list[tuple[str, Callable]]:
     """One (check name, fn) per model family the reward's components need, loaded as the reward loads them."""
     from verl_ext.clinical import models
     from verl_ext.reward.components import get_component
-    from verl_ext.reward.service import MODEL_KEYS
 
     needs = set().union(*(get_component(name).needs for name in reward_cfg.components))
     paths = reward_cfg.models
@@ -242,8 +241,8 @@ def check_scorer_models(reward_cfg, device: str) -> list[tuple[str, Callable]]:
     out = []
     for need in sorted(needs):
         def fn(need=need):
-            checked = [models.require(getattr(paths, key), f"reward.reward_kwargs.models.{key}", what, kind=kind)
-                       for key, kind, what in MODEL_KEYS[need]]
+            models.check_model_paths(paths, {need}, "reward.reward_kwargs.models")
+            checked = [str(getattr(paths, key)) for key, _, _ in models.MODEL_FILES[need]]
             size = sum(_module_bytes(m) for m in loaders[need]())
             return "ok", f"{', '.join(checked)} on {device}, {size / 1024**2:.1f} MB of weights", size
 

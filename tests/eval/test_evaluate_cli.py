@@ -128,3 +128,80 @@ def test_read_rows_columns(tmp_path):
 def test_module_entry_point_help(module):
     out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--green-model" in out.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The README command as a user runs it: checked model paths, progress, resume, data_source kept for compare.
+
+STUDIES = [dict(r, id=f"s{i}{r['id']}", data_source="mimic_cxr") for i in range(2) for r in ROWS]  # 8 rows
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_wrong_radgraph_model_type_fails_before_any_model_loads(tmp_path, scorer_paths, capsys):
+    """README's command without --radgraph-model-type on the tiny fixtures (which build `radgraph`): the default
+    `radgraph-xl` used to fail with a traceback after CheXbert had run."""
+    from verl_ext.clinical import models
+
+    src = _write_jsonl(tmp_path / "rows.jsonl", STUDIES)
+    args = model_args(scorer_paths)
+    i = args.index("--radgraph-model-type")
+    del args[i : i + 2]
+    before = dict(models.LOAD_COUNTS)
+    assert main(["--input", str(src), "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "--radgraph-model-type='radgraph-xl'" in err and "set --radgraph-model-type=radgraph" in err
+    assert "Traceback" not in err and dict(models.LOAD_COUNTS) == before
+    assert not (tmp_path / "out" / "per_sample.jsonl").exists()
+
+
+def test_interrupted_evaluation_resumes_and_keeps_data_source(tmp_path, scorer_paths, capsys, monkeypatch):
+    from verl_ext.eval import compare, evaluate as evaluate_module
+
+    src = _write_jsonl(tmp_path / "gen.jsonl", STUDIES)
+    out = tmp_path / "scores"
+    argv = ["--input", str(src), "--out", str(out), "--batch-size", "3", *model_args(scorer_paths)]
+    scored: list[str] = []
+    real_score = evaluate_module._Scoring.score
+
+    def score(self, chunk, stage=None):
+        if len(scored) >= 3:
+            raise KeyboardInterrupt  # killed during the second chunk
+        scored.extend(r["id"] for r in chunk)
+        return real_score(self, chunk, stage)
+
+    monkeypatch.setattr(evaluate_module._Scoring, "score", score)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    with (out / "per_sample.jsonl").open("a") as fh:
+        fh.write('{"id": "s1a", "data_so')  # a torn line from the kill
+    assert [json.loads(x)["id"] for x in (out / "per_sample.jsonl").read_text().splitlines()[:3]] == scored
+    capsys.readouterr()
+
+    scored.clear()
+    monkeypatch.setattr(evaluate_module._Scoring, "score",
+                        lambda self, chunk, stage=None: (scored.extend(r["id"] for r in chunk),
+                                                         real_score(self, chunk, stage))[1])
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert scored == [r["id"] for r in STUDIES[3:]]  # only the rows not yet scored
+    assert "evaluate: 100%" in captured.err and "5/5" in captured.err  # the progress bar
+    per = [json.loads(x) for x in (out / "per_sample.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in per] == [r["id"] for r in STUDIES] and {r["data_source"] for r in per} == {"mimic_cxr"}
+
+    fresh = tmp_path / "fresh"
+    assert main([*argv[:2], "--input", str(src), "--out", str(fresh), "--no-progress", *argv[4:]]) == 0
+    table, fresh_table = (json.loads((d / "table.json").read_text()) for d in (out, fresh))
+    assert table == fresh_table
+
+    # another setting on the same --out is refused (the file would mix two runs)
+    assert main([*argv, "--chexbert-uncertain", "negative"]) == 2
+    assert "chexbert_uncertain" in capsys.readouterr().err
+
+    # compare titles the run by its data_source, not "## test"
+    assert compare.main(["--run", f"EditGRPO={out}", "--out", str(tmp_path / "tables"), "--n-boot", "50"]) == 0
+    md = (tmp_path / "tables" / "tables.md").read_text()
+    assert "## mimic_cxr" in md and "## test" not in md

@@ -35,7 +35,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,73 @@ def require(value: Optional[str], key: str, what: str, kind: str = "dir") -> str
     if not ok:
         raise FileNotFoundError(f"{key}={value!r}: no such {'directory' if kind == 'dir' else 'file'} ({what})")
     return str(p)
+
+
+#: Model family (a scorer's or analyzer's ``needs``) -> the ``ModelPaths`` keys its loader reads: (key, "dir" or
+#: "file", what it is). ``check_model_paths`` checks them with the loaders' own rules.
+MODEL_FILES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "rate": (("rate_ner", "dir", "RaTE-NER model directory"), ("biolord", "dir", "BioLORD model directory")),
+    "radgraph": (("radgraph_cache", "dir", "radgraph model_cache_dir"),),
+    "chexbert": (("chexbert_checkpoint", "file", "CheXbert checkpoint chexbert.pth"),
+                 ("chexbert_bert", "dir", "bert-base-uncased tokenizer/config directory")),
+}
+#: What ``load_radgraph`` needs inside ``<radgraph_cache>/<radgraph_model_type>/``.
+RADGRAPH_FILES = ("config.json", "weights.th")
+
+#: How a caller names the ``ModelPaths`` keys to the user: a prefix (``"reward.reward_kwargs.models"`` gives
+#: ``reward.reward_kwargs.models.radgraph_cache``) or a mapping key -> setting (``{"radgraph_cache": "--radgraph-cache"}``).
+SettingNames = Union[str, Mapping[str, str]]
+
+
+def _setting(names: SettingNames, key: str) -> str:
+    if isinstance(names, str):
+        return f"{names}.{key}" if names else key
+    return names.get(key, key)
+
+
+def radgraph_model_problem(cache_dir: str, model_type: str, names: SettingNames = "") -> Optional[str]:
+    """Why ``load_radgraph(cache_dir, model_type)`` would fail on its model folder, naming both settings and the
+    model types the cache does hold (e.g. the tiny test fixtures build ``radgraph`` while the default is
+    ``radgraph-xl``); None when ``<cache_dir>/<model_type>/`` has ``config.json`` and ``weights.th``."""
+    model_dir = Path(cache_dir).expanduser() / model_type
+    if all((model_dir / name).is_file() for name in RADGRAPH_FILES):
+        return None
+    cache = Path(cache_dir).expanduser()
+    held = sorted(p.name for p in cache.iterdir() if all((p / name).is_file() for name in RADGRAPH_FILES)) \
+        if cache.is_dir() else []
+    cache_key, type_key = _setting(names, "radgraph_cache"), _setting(names, "radgraph_model_type")
+    hint = (f"the cache holds model type(s) {', '.join(held)}: set {type_key}={held[0]}" if held else
+            f"extract StanfordAIMI/RRG_scorers {model_type}.tar.gz there")
+    lacks = " and ".join(n for n in RADGRAPH_FILES if not (model_dir / n).is_file())
+    return (f"{type_key}={model_type!r}: {cache_key}={cache_dir!r} has no {model_type}/ model folder ({model_dir} "
+            f"lacks {lacks}); {hint}")
+
+
+def model_path_problems(paths: "ModelPaths", needs: Iterable[str], names: SettingNames) -> list[str]:
+    """One line per model path of ``needs`` (keys of ``MODEL_FILES``) that the loaders below would reject, with the
+    same rules (unset, no such directory/file, no ``<radgraph_cache>/<radgraph_model_type>/`` model), each naming
+    the setting to change. Runs before anything is loaded: the dry run, ``evaluate`` and the trainer start-up."""
+    problems = []
+    for need in sorted(set(needs)):
+        ok = True
+        for key, kind, what in MODEL_FILES.get(need, ()):
+            try:
+                require(getattr(paths, key), _setting(names, key), what, kind=kind)
+            except (ValueError, FileNotFoundError) as exc:
+                problems.append(str(exc))
+                ok = False
+        if need == "radgraph" and ok:
+            problem = radgraph_model_problem(paths.radgraph_cache, paths.radgraph_model_type, names)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def check_model_paths(paths: "ModelPaths", needs: Iterable[str], names: SettingNames) -> None:
+    """Raise ``FileNotFoundError`` listing every ``model_path_problems`` line (nothing is loaded)."""
+    problems = model_path_problems(paths, needs, names)
+    if problems:
+        raise FileNotFoundError("; ".join(problems))
 
 
 def ray_gpu_ids() -> Optional[list[str]]:
@@ -290,12 +357,9 @@ def load_chexbert(checkpoint: str, bert_dir: str, device: str = "auto") -> CheXb
 def load_radgraph(cache_dir: str, model_type: str = "radgraph-xl", device: str = "auto"):
     """radgraph 0.1.18's ``RadGraph`` built from ``<cache_dir>/<model_type>/`` (never downloads)."""
     cache_dir = require(cache_dir, "radgraph_cache", "radgraph model_cache_dir")
-    model_dir = Path(cache_dir) / model_type
-    if not (model_dir / "weights.th").is_file() or not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"radgraph_cache={cache_dir!r}: expected {model_dir}/config.json, vocabulary/ and weights.th "
-            f"(extract StanfordAIMI/RRG_scorers {model_type}.tar.gz there)"
-        )
+    problem = radgraph_model_problem(cache_dir, model_type)
+    if problem:
+        raise FileNotFoundError(problem)
     dev = resolve_device(device)
 
     def build():

@@ -426,28 +426,34 @@ def _check_rl(report: Report, cfg, resolved, strict: bool) -> None:
     _check_ray_env(report, cfg)
 
 
-# Local model keys (verl_ext.clinical.models.ModelPaths) each analysis needs.
-_MODELS_FOR = {
-    "rate": ("rate_ner", "biolord"),
-    "radgraph": ("radgraph_cache",),
-    "chexbert": ("chexbert_checkpoint", "chexbert_bert"),
-    "lexicon": (),
-}
+def _check_models(report: Report, name: str, paths, needs: set, strict: bool) -> None:
+    """The model paths of the families ``needs`` (``verl_ext.clinical.models.MODEL_FILES``): unset fails (the first
+    batch would raise in a worker); absent on this machine warns (fails with --strict), since dry runs often run
+    where the models are not; present but not what the loader needs (a RadGraph cache without the
+    ``radgraph_model_type`` folder, a directory where a file is expected) fails, by the loaders' own rules."""
+    from verl_ext.clinical.models import MODEL_FILES, model_path_problems
 
-
-def _check_models(report: Report, name: str, models, needed: set, strict: bool) -> None:
-    """Needed model keys must be set (else the first batch raises in a worker); set paths should exist here."""
-    unset = sorted(key for key in needed if not getattr(models, key, None))
+    keys = {need: [key for key, _, _ in MODEL_FILES.get(need, ())] for need in sorted(needs)}
+    all_keys = [key for ks in keys.values() for key in ks]
+    unset = [key for key in all_keys if not getattr(paths, key, None)]
     if unset:
         report.fail(name, f"not set: {', '.join(f'{name}.{k}' for k in unset)} (local paths; recipes: MODELS_DIR "
                           "or RATE_NER_PATH / BIOLORD_PATH / CHEXBERT_CHECKPOINT / CHEXBERT_BERT_PATH / "
                           "RADGRAPH_CACHE)")
-    paths = {key: getattr(models, key) for key in sorted(needed) if getattr(models, key, None)}
-    missing = [f"{k}={v}" for k, v in paths.items() if not Path(os.path.expanduser(str(v))).exists()]
-    if missing:
-        (report.fail if strict else report.warn)(name, f"not found on this machine: {', '.join(missing)}")
-    elif paths and not unset:
-        report.ok(name, ", ".join(f"{k}={v}" for k, v in paths.items()))
+    absent = [key for key in all_keys if getattr(paths, key, None)
+              and not Path(os.path.expanduser(str(getattr(paths, key)))).exists()]
+    if absent:
+        (report.fail if strict else report.warn)(
+            name, f"not found on this machine: {', '.join(f'{k}={getattr(paths, k)}' for k in absent)}")
+    here = {need for need, ks in keys.items() if not set(ks) & (set(unset) | set(absent))}
+    problems = model_path_problems(paths, here, name)
+    for problem in problems:
+        report.fail(name, problem)
+    if all_keys and not (unset or absent or problems):
+        detail = ", ".join(f"{k}={getattr(paths, k)}" for k in all_keys)
+        if "radgraph" in needs:
+            detail += f", radgraph_model_type={paths.radgraph_model_type}"
+        report.ok(name, detail)
 
 
 def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
@@ -500,8 +506,9 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
             report.fail("editgrpo.scheme", f"{edit.scheme!r} edits, but agent_loop_manager_class={manager!r} is not "
                         "verl_ext.rollout.EditAgentLoopManagerTQ: nothing would be edited (set editgrpo.scheme=none)")
         if uses_edit_manager and edit.needs_analyzer:
-            needed = set(_MODELS_FOR.get(edit.analyzer, ()))
-            _check_models(report, "editgrpo.models", edit_config_models(edit), needed, strict)
+            from verl_ext.clinical.models import ModelPaths
+
+            _check_models(report, "editgrpo.models", ModelPaths.from_dict(edit.models), {edit.analyzer}, strict)
 
     # --- OraPO (verl_ext/trainer/orapo_config.py), as its trainer and agent-loop manager check it
     if cfg.trainer.v1.get("trainer_mode") == "orapo" or str(manager).endswith("OraPOAgentLoopManagerTQ"):
@@ -530,8 +537,7 @@ def _check_rl_blocks(report: Report, cfg, strict: bool) -> None:
                         lambda r: f"components={dict(r[0].components)}")
         if result is not None:
             rc, needs = result
-            needed = {key for need in needs for key in _MODELS_FOR.get(need, ())}
-            _check_models(report, "reward.reward_kwargs.models", rc.models, needed, strict)
+            _check_models(report, "reward.reward_kwargs.models", rc.models, needs, strict)
             _check_facts_model(report, cfg, rc, strict)
 
 
@@ -549,13 +555,6 @@ def _check_facts_model(report: Report, cfg, rc, strict: bool) -> None:
         report.warn(FACTS_MODEL_KEY, f"not found on this machine: {rc.facts_model}")
     else:
         report.fail(FACTS_MODEL_KEY, problem)
-
-
-def edit_config_models(edit):
-    """``EditRolloutConfig.models`` (a dict) as an object with the model keys as attributes."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**dict(edit.models))
 
 
 def _report_pixel_budget(report: Report, train_files, image_key: str) -> None:

@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from verl_ext.eval.resume import check_settings, read_done_ids
+
 logger = logging.getLogger(__name__)
 
 # Settings that change what is generated; a resumed run must match them.
@@ -446,48 +448,11 @@ def pick_backend(requested: str) -> str:
 # ------------------------------------------------------------------------------------------------- output/resume
 
 
-def read_done_ids(out: Path) -> set[str]:
-    """Ids already in `out`. A torn last line (an interrupted write) is cut off the file."""
-    done: set[str] = set()
-    if not out.exists():
-        return done
-    good_bytes = 0
-    with out.open("rb") as fh:
-        for raw in fh:
-            try:
-                record = json.loads(raw)
-            except json.JSONDecodeError:
-                if raw.endswith(b"\n"):
-                    raise ValueError(f"{out}: line {len(done) + 1} is not JSON; fix or remove the file") from None
-                logger.warning("%s: dropping a torn last line (%d bytes)", out, len(raw))
-                break
-            if not raw.endswith(b"\n"):
-                logger.warning("%s: last line has no newline; dropping it to re-generate", out)
-                break
-            done.add(str(record["id"]))
-            good_bytes += len(raw)
-    if good_bytes != out.stat().st_size:
-        with out.open("r+b") as fh:
-            fh.truncate(good_bytes)
-    return done
-
-
 def _settings(cfg: GenerateConfig, files: list[str]) -> dict:
     data = asdict(cfg)
     data["data"] = files
     data["model"] = str(Path(cfg.model).resolve())
     return {k: data[k] for k in _RESUME_KEYS}
-
-
-def _check_meta(meta_path: Path, settings: dict, allow_change: bool) -> None:
-    if not meta_path.exists():
-        return
-    old = json.loads(meta_path.read_text()).get("settings", {})
-    changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-    if changed and not allow_change:
-        lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"{meta_path} was written with other settings ({lines}); the rows would mix two runs. "
-                         f"Use a new --out, or pass --allow-settings-change")
 
 
 def dataset_ids(dataset) -> list[str]:
@@ -512,7 +477,7 @@ def run(cfg: GenerateConfig) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_path = out.with_name(out.name + ".meta.json")
     settings = _settings(cfg, files)
-    _check_meta(meta_path, settings, cfg.allow_settings_change)
+    check_settings(meta_path, settings, cfg.allow_settings_change)
     done = read_done_ids(out)
 
     prompts = PromptBuilder(cfg.model, prompt_key=cfg.prompt_key, image_key=cfg.image_key,

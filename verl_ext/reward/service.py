@@ -184,27 +184,13 @@ class LocalScoringService:
         return out
 
 
-#: model families (``RewardScorer.needs``) -> the ``ModelPaths`` keys they load, whether each is a dir or a file.
-MODEL_KEYS: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "rate": (("rate_ner", "dir", "RaTE-NER model directory"), ("biolord", "dir", "BioLORD model directory")),
-    "radgraph": (("radgraph_cache", "dir", "radgraph model_cache_dir"),),
-    "chexbert": (("chexbert_checkpoint", "file", "CheXbert checkpoint chexbert.pth"),
-                 ("chexbert_bert", "dir", "bert-base-uncased tokenizer/config directory")),
-}
-
-
-def check_model_paths(cfg: RadiologyRewardConfig, prefix: str = "reward.reward_kwargs.models") -> list[str]:
-    """Raise (naming the config key and the path) unless every model the components need is a local path that
-    exists; returns the paths checked."""
-    from verl_ext.clinical.models import require
+def check_model_paths(cfg: RadiologyRewardConfig, prefix: str = "reward.reward_kwargs.models") -> None:
+    """Raise (naming each setting and path) unless every model the components need is where its loader looks
+    (``verl_ext.clinical.models.check_model_paths``: the loaders' own rules, RadGraph's model-type folder included)."""
+    from verl_ext.clinical.models import check_model_paths as check
     from verl_ext.reward.components import get_component
 
-    needs = set().union(*(get_component(name).needs for name in cfg.components))
-    checked = []
-    for need in sorted(needs):
-        for key, kind, what in MODEL_KEYS.get(need, ()):
-            checked.append(require(getattr(cfg.models, key), f"{prefix}.{key}", what, kind=kind))
-    return checked
+    check(cfg.models, set().union(*(get_component(name).needs for name in cfg.components)), prefix)
 
 
 class ScorerActor:

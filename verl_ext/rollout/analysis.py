@@ -95,21 +95,13 @@ def get_analyzer(cfg: EditRolloutConfig):
         return analyzer
 
 
-def check_analyzer_paths(cfg: EditRolloutConfig) -> list[str]:
-    """Raise (naming ``editgrpo.models.<key>`` and the path) unless the analyzer's local models exist."""
-    from verl_ext.clinical.models import ModelPaths, require
+def check_analyzer_paths(cfg: EditRolloutConfig) -> None:
+    """Raise (naming ``editgrpo.models.<key>`` and the path) unless the analyzer's local models are where its loader
+    looks (``verl_ext.clinical.models.check_model_paths``)."""
+    from verl_ext.clinical.models import ModelPaths, check_model_paths
 
-    paths = ModelPaths.from_dict(cfg.models)
-    if not cfg.needs_analyzer:
-        return []
-    if cfg.analyzer == "rate":
-        return [require(paths.rate_ner, "editgrpo.models.rate_ner", "RaTE-NER model directory"),
-                require(paths.biolord, "editgrpo.models.biolord", "BioLORD model directory")]
-    if cfg.analyzer == "radgraph":
-        cache = require(paths.radgraph_cache, "editgrpo.models.radgraph_cache", "radgraph model cache directory")
-        return [require(str(Path(cache) / paths.radgraph_model_type), "editgrpo.models.radgraph_cache",
-                        f"radgraph {paths.radgraph_model_type} model directory inside the cache")]
-    return []
+    if cfg.needs_analyzer:
+        check_model_paths(ModelPaths.from_dict(cfg.models), {cfg.analyzer}, "editgrpo.models")
 
 
 def analyze_locally(cfg_dict: dict, texts: list[str]) -> list:
