@@ -38,10 +38,10 @@ def setup(tmp_path_factory):
         "actor_rollout_ref.model.use_remove_padding=False",
         "editgrpo.models.rate_ner=" + models["rate_ner"], "editgrpo.models.biolord=" + models["biolord"],
         "editgrpo.models.radgraph_cache=" + models["radgraph_cache"],
-        "+editgrpo.models.radgraph_model_type=" + models["radgraph_model_type"],
+        "++editgrpo.models.radgraph_model_type=" + models["radgraph_model_type"],
         "+editgrpo.device=cpu",
         *[f"reward.reward_kwargs.models.{k}={v}" for k, v in models.items() if k != "radgraph_model_type"],
-        "+reward.reward_kwargs.models.radgraph_model_type=" + models["radgraph_model_type"],
+        "++reward.reward_kwargs.models.radgraph_model_type=" + models["radgraph_model_type"],
     ]
     return overrides, model
 
