@@ -154,6 +154,78 @@ def test_identical_runs_and_metric_intersection(tmp_path):
         assert "green" not in res.metrics and "avg" in res.metrics  # only metrics every run has
         for m, d in res.differences["B"].items():
             assert d.delta == 0.0 and d.low <= 0.0 <= d.high and d.p_value == 1.0, m
-    assert "Avg. is the mean of the metric columns shown" in markdown(report)
+    assert "Avg. is the mean of the paper's metric columns shown" in markdown(report)
     with pytest.raises(CompareError, match="baseline"):
         compare(runs, baseline="C")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The plot and the text say what the tables say.
+
+
+def _cli(tmp_path, runs: dict, *extra) -> tuple[list[str], str]:
+    argv = ["--out", str(tmp_path / "tables"), "--n-boot", "300", "--seed", "0", *extra]
+    for name, rows in runs.items():
+        argv += ["--run", f"{name}={_write_jsonl(tmp_path / f'{name}.jsonl', rows)}"]
+    assert main(argv) == 0
+    return argv, (tmp_path / "tables" / "tables.md").read_text()
+
+
+def test_plot_marks_significance_and_shows_paired_differences(tmp_path):
+    """Paired runs whose CIs overlap although the paired difference is clearly positive (the same studies, shifted
+    a little): the bars carry a `*` exactly where the difference table does, and the difference panel draws each
+    difference with its paired CI, filled where significant."""
+    from verl_ext.eval import compare as compare_module
+
+    base = _rows(0.0, datasets=(("mimic_cxr", 80),), seed=4)
+    shifted = [dict(r, radgraph_f1=r["radgraph_f1"] + 0.02) for r in base]  # significant, bars overlap
+    noise = np.random.default_rng(9)
+    jittered = [dict(r, radgraph_f1=r["radgraph_f1"] + float(noise.normal(0, 0.05))) for r in base]
+    _, md = _cli(tmp_path, {"SFT": base, "Better": shifted, "Noise": jittered}, "--in-domain", "mimic_cxr")
+    runs = {name: load_run(name, [tmp_path / f"{name}.jsonl"]) for name in ("SFT", "Better", "Noise")}
+    report = compare(runs, baseline="SFT", n_boot=300, seed=0)
+    res = report.datasets[0]
+    rg_sft, rg_better = res.estimates["SFT"]["radgraph_f1"], res.estimates["Better"]["radgraph_f1"]
+    assert rg_better.low < rg_sft.high and res.differences["Better"]["radgraph_f1"].p_value < 0.05  # the trap
+    significant = {(run, m) for run, diffs in res.differences.items() for m, d in diffs.items() if d.p_value < 0.05}
+    assert ("Better", "radgraph_f1") in significant and ("Noise", "chexbert_micro_f1_14") not in significant
+    avg = {run: res.estimates[run]["avg"].value for run in res.runs}
+    assert abs(avg["Noise"] / avg["SFT"] - 1) < 0.005  # printed as "(-0%)" before
+    noise_cell = f"{avg['Noise']:.4f} (-{abs(100 * (avg['Noise'] / avg['SFT'] - 1)):.1f}%)"
+    assert noise_cell in md and "(-0%" not in md and "(+0%" not in md
+
+    fig = compare_module.figure(report)
+    bars, diff = fig.axes[:2]
+    assert sum(t.get_text() == "*" for t in bars.texts) == len(significant)
+    assert sum(t.get_text() == "*" for t in diff.texts) == len(significant)
+    assert "paired difference to SFT" in diff.get_title(loc="left") and diff.get_ylabel() == "Δ vs SFT"
+    points = [line for line in diff.lines if line.get_marker() == "o"]
+    order = [(run, m) for run in res.differences for m in res.metrics]
+    assert len(points) == len(order)
+    for line, (run, m) in zip(points, order):
+        d = res.differences[run][m]
+        assert line.get_ydata()[0] == pytest.approx(d.delta)
+        assert (line.get_markerfacecolor() != "white") == ((run, m) in significant)
+    fig.clf()
+
+
+def test_avg_text_with_ce_metrics_names_the_columns_it_averages(tmp_path):
+    _, md = _cli(tmp_path, {"SFT": _rows(0.0, seed=1), "RL": _rows(0.05, seed=2)}, "--ce-metrics")
+    assert "Avg. is the mean of the metric columns shown" not in md
+    assert "Avg. = mean of Micro-F1-14, Macro-F1-14, Micro-F1-5, Macro-F1-5, RadGraph F1, RaTE, GREEN." in md
+    assert "| CE-P | CE-R | CE-F1 |" in md
+    with (tmp_path / "tables" / "summary.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "mimic_cxr" and r["run"] == "RL"]
+    value = {r["metric"]: float(r["value"]) for r in rows}
+    averaged = ["chexbert_micro_f1_14", "chexbert_macro_f1_14", "chexbert_micro_f1_5", "chexbert_macro_f1_5",
+                "radgraph_f1", "ratescore", "green"]
+    assert value["avg"] == pytest.approx(np.mean([value[m] for m in averaged]), abs=1e-6)
+
+
+def test_relative_change_never_prints_minus_zero():
+    from verl_ext.eval.compare import relative_change
+
+    assert relative_change(1.06, 1.0) == "+6%"
+    assert relative_change(0.5475, 0.5477) == "-0.04%"
+    assert relative_change(0.5361, 0.5368) == "-0.1%"
+    assert relative_change(0.5, 0.5) == "±0%"

@@ -19,7 +19,10 @@ directory holding one. Each row is one study of one test set:
 
 Output in `--out`: ``tables.md`` (per test set, in-domain first: each metric with its 95% CI; differences to the
 baseline with paired-bootstrap CIs and p-values; and an "Avg." table across test sets in the style of the paper's
-Table 2), ``summary.csv`` and ``differences.csv`` (long format), and ``metrics.png`` (bars with CI error bars).
+Table 2), ``summary.csv`` and ``differences.csv`` (long format), and ``metrics.png``: per test set, the runs' bars
+with their CIs and a ``*`` over each bar whose paired difference to the baseline is significant, and under them the
+paired differences themselves (run − baseline with the paired-bootstrap CI; filled where significant), since two
+runs' CIs may overlap while their paired difference is clearly non-zero.
 
 Studies are the resampling unit (`--n-boot` resamples, `--seed`). By default every run is restricted to the studies
 all runs of a test set have (a warning says how many were dropped), so columns compare like with like, and only the
@@ -41,6 +44,7 @@ import numpy as np
 from verl_ext.eval.bootstrap import (
     AVG,
     DISPLAY_NAMES,
+    PAPER_METRICS,
     Difference,
     Estimate,
     StudyScores,
@@ -314,6 +318,21 @@ def _p_text(p: float, n_boot: int) -> str:
     return f"p<{floor:.2g}" if p < floor else f"p={p:.3f}"
 
 
+def avg_columns(metrics: list[str]) -> list[str]:
+    """The columns ``avg`` is the mean of (``verl_ext.eval.bootstrap.corpus_metrics``): the paper's metrics present;
+    CE-P/R/F1 (``--ce-metrics``) are shown but are not part of it."""
+    return [m for m in metrics if m in PAPER_METRICS]
+
+
+def relative_change(value: float, base: float) -> str:
+    """``+6%`` style, with as many decimals (up to 3) as it takes not to print a change as ``-0%``."""
+    rel = 100 * (value - base) / base
+    for digits in range(0, 4):
+        if round(abs(rel), digits) > 0:
+            return f"{rel:+.{digits}f}%"
+    return "±0%"
+
+
 def _diff_cell(d: Difference, alpha: float, n_boot: int) -> str:
     star = "*" if d.p_value < alpha else ""
     return f"{d.delta:+.4f}{star} [{d.low:+.3f}, {d.high:+.3f}] {_p_text(d.p_value, n_boot)}"
@@ -328,7 +347,8 @@ def markdown(report: Report, title: str = "Evaluation", intro: str | None = None
         intro or (f"Corpus metrics with {level}% percentile bootstrap CIs ({report.n_boot} resamples of studies, seed "
         f"{report.seed}); CheXbert F1s are recomputed from label vectors in every resample. Differences are "
         f"run − {report.baseline} on the same studies (paired bootstrap); `*` marks p < {report.alpha:g}. "
-        f"Avg. is the mean of the metric columns shown (the paper's Avg. uses all seven)."),
+        f"Avg. is the mean of the paper's metric columns shown, listed under each test set (the paper's Avg. uses "
+        f"all seven; CE-P/R/F1 are not part of it)."),
         "",
     ]
     for res in report.datasets:
@@ -340,6 +360,8 @@ def markdown(report: Report, title: str = "Evaluation", intro: str | None = None
             counts = "; ".join(f"{_name(m)}: " + ", ".join(f"{r} {res.estimates[r][m].n}" for r in res.runs)
                                for m in partial)
             lines.append(f"Means are over the studies a metric could score ({counts} of {res.n_studies}).")
+        if AVG in res.metrics:
+            lines.append("Avg. = mean of " + ", ".join(_name(m) for m in avg_columns(res.metrics)) + ".")
         if res.dropped:
             lines.append("Restricted to studies every run has; dropped: "
                          + ", ".join(f"{k}: {v}" for k, v in res.dropped.items()) + ".")
@@ -377,7 +399,7 @@ def markdown(report: Report, title: str = "Evaluation", intro: str | None = None
                 text = f"{est.value:.4f}"
                 diff = res.differences.get(run, {}).get(AVG)
                 if base is not None and run != report.baseline and base.value:
-                    text += f" ({100 * (est.value - base.value) / base.value:+.0f}%"
+                    text += f" ({relative_change(est.value, base.value)}"
                     text += "*)" if diff is not None and diff.p_value < report.alpha else ")"
                 cells.append(text)
             label = res.dataset + (f" ({res.domain})" if res.domain else "")
@@ -408,41 +430,86 @@ def write_csv(report: Report, out: Path) -> None:
                                 f"{d.low:.6f}", f"{d.high:.6f}", f"{d.p_value:.4f}", d.n])
 
 
-def plot(report: Report, path: Path) -> None:
-    """One panel per test set: grouped bars (metrics × runs) with CI error bars."""
+def figure(report: Report):
+    """The comparison figure (see the module docstring): per test set a bar panel (runs × metrics, CI error bars,
+    ``*`` where the paired difference to the baseline has p < alpha, Avg. set apart) and, when there is a baseline
+    to compare with, a paired-difference panel under it (Δ and its paired CI per run and metric; filled marker and
+    ``*`` where significant, hollow where not; the zero line is "no effect")."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(report.datasets)
-    fig, axes = plt.subplots(n, 1, figsize=(12, 3.8 * n + 0.6), squeeze=False)
     colors = plt.get_cmap("tab10").colors
-    for ax, res in zip(axes[:, 0], report.datasets):
+    panels = [p for res in report.datasets for p in ([(res, "bars")] + ([(res, "diff")] if res.differences else []))]
+    heights = [3.6 if kind == "bars" else 2.4 for _, kind in panels]
+    total = sum(heights) + 1.0
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, total), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    alpha = report.alpha
+    for ax, (res, kind) in zip(axes[:, 0], panels):
         x = np.arange(len(res.metrics))
-        width = 0.8 / max(1, len(res.runs))
-        for i, run in enumerate(res.runs):
-            est = [res.estimates[run][m] for m in res.metrics]
-            values = np.array([e.value for e in est])
-            err = np.array([[e.value - e.low for e in est], [e.high - e.value for e in est]]).clip(min=0)
+        runs = res.runs if kind == "bars" else list(res.differences)
+        width = 0.8 / max(1, len(runs))
+        if AVG in res.metrics:  # the Avg. column is a summary of the others, not one more metric
+            ax.axvline(len(res.metrics) - 1.5, color="grey", linestyle=":", linewidth=1)
+        for i, run in enumerate(runs):
+            pos = x + (i - (len(runs) - 1) / 2) * width
             color = colors[report.runs.index(run) % len(colors)]
-            ax.bar(x + (i - (len(res.runs) - 1) / 2) * width, values, width, yerr=err, capsize=2.5,
-                   color=color, edgecolor="black", linewidth=0.4, error_kw={"elinewidth": 0.9})
-        ax.set_xticks(x, [_name(m) for m in res.metrics])
-        ax.set_ylabel("score")
-        top = max(e.high for r in res.runs for e in res.estimates[r].values())
-        ax.set_ylim(0, (top * 1.08 if top > 1 else min(1.0, top * 1.08)) if top > 0 else 1.0)  # 1/RadCliQ > 1
-        title = res.dataset + (f" ({res.domain})" if res.domain else "") + f" — {res.n_studies} studies"
-        ax.set_title(title, fontsize=11, loc="left")
+            if kind == "bars":
+                est = [res.estimates[run][m] for m in res.metrics]
+                values = np.array([e.value for e in est])
+                err = np.array([[e.value - e.low for e in est], [e.high - e.value for e in est]]).clip(min=0)
+                ax.bar(pos, values, width, yerr=err, capsize=2.5, color=color, edgecolor="black", linewidth=0.4,
+                       error_kw={"elinewidth": 0.9})
+                diffs = res.differences.get(run, {})
+                for p, m, e in zip(pos, res.metrics, est):
+                    if m in diffs and diffs[m].p_value < alpha:
+                        ax.text(p, e.high, "*", ha="center", va="bottom", fontsize=13, fontweight="bold")
+            else:
+                diffs = [res.differences[run][m] for m in res.metrics]
+                for p, d in zip(pos, diffs):
+                    significant = d.p_value < alpha
+                    ax.errorbar([p], [d.delta], yerr=[[max(d.delta - d.low, 0)], [max(d.high - d.delta, 0)]],
+                                fmt="o", color=color, markerfacecolor=color if significant else "white",
+                                markeredgecolor=color, capsize=3, markersize=6)
+                    if significant:
+                        ax.text(p, d.high, "*", ha="center", va="bottom", fontsize=13, fontweight="bold")
+        ax.set_xticks(x, [_name(m) if m != AVG else f"{_name(m)}\n(of {len(avg_columns(res.metrics))})"
+                          for m in res.metrics])
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
-    level = round(100 * (1 - report.alpha))
-    fig.suptitle(f"Corpus metrics with {level}% bootstrap CIs ({report.n_boot} study resamples)", fontsize=12)
+        label = res.dataset + (f" ({res.domain})" if res.domain else "")
+        if kind == "bars":
+            ax.set_ylabel("score")
+            top = max(e.high for r in res.runs for e in res.estimates[r].values())
+            ax.set_ylim(0, (top * 1.12 if top > 1 else min(1.08, top * 1.15)) if top > 0 else 1.0)  # 1/RadCliQ > 1
+            ax.set_title(f"{label} — {res.n_studies} studies", fontsize=11, loc="left")
+        else:
+            ax.axhline(0, color="black", linewidth=0.8)
+            lows = [d.low for r in runs for d in res.differences[r].values()]
+            highs = [d.high for r in runs for d in res.differences[r].values()]
+            span = max(max(highs), 0) - min(min(lows), 0) or 1e-3
+            ax.set_ylim(min(min(lows), 0) - 0.08 * span, max(max(highs), 0) + 0.2 * span)
+            ax.set_ylabel(f"Δ vs {report.baseline}")
+            ax.set_title(f"{label} — paired difference to {report.baseline} ({round(100 * (1 - alpha))}% CI; filled "
+                         f"and * = p < {alpha:g}, hollow = not significant)", fontsize=10, loc="left")
+    level = round(100 * (1 - alpha))
+    fig.suptitle(f"Corpus metrics with {level}% bootstrap CIs ({report.n_boot} study resamples); * = paired "
+                 f"difference to {report.baseline} with p < {alpha:g}", fontsize=12)
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=colors[i % len(colors)], edgecolor="black", linewidth=0.4)
                for i in range(len(report.runs))]
     fig.legend(handles, report.runs, loc="upper center", ncol=len(report.runs), frameon=False, fontsize=10,
-               bbox_to_anchor=(0.5, 1 - 0.45 / (3.8 * n + 0.6)))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / (3.8 * n + 0.6)))
+               bbox_to_anchor=(0.5, 1 - 0.45 / total))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / total))
+    return fig
+
+
+def plot(report: Report, path: Path) -> None:
+    """Save `figure(report)` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
     fig.savefig(path, dpi=150)
     plt.close(fig)
 
