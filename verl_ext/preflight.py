@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from verl_ext.help_format import HelpFormatter
+
 REPO_CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
 GB = 1024**3
 
@@ -530,9 +532,10 @@ def _reward_checks(pf: Preflight, cfg, rows: list[dict], samples: int, has_gpu: 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m verl_ext.preflight", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m verl_ext.preflight", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--config-path", "-cp", default=None, help="config directory (default: verl_ext/config)")
-    p.add_argument("--config-name", "-cn", default="editgrpo_trainer")
+    p.add_argument("--config-name", "-cn", default="editgrpo_trainer", help="the RL config to check")
     p.add_argument("--samples", type=int, default=8, help="data rows read per split and pairs per reward batch")
     p.add_argument("--skip-vllm", action="store_true", help="skip the vLLM generation even with a GPU")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")

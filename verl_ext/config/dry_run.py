@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from verl_ext.help_format import HelpFormatter
+
 CONFIG_DIR = Path(__file__).resolve().parent
 REGISTER_MODULE = "verl_ext.register"
 # Settings printed for each kind of config (the full config: --print-config).
@@ -734,9 +736,11 @@ def dry_run(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m verl_ext.config.dry_run", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m verl_ext.config.dry_run", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--config-path", "-cp", default=None, help="config directory (default: verl_ext/config)")
-    p.add_argument("--config-name", "-cn", default="editgrpo_trainer")
+    p.add_argument("--config-name", "-cn", default="editgrpo_trainer",
+                   help="config to compose: editgrpo_trainer (RL) or editgrpo_sft (SFT)")
     p.add_argument("--strict", action="store_true", help="missing data/model/analyzer paths are errors")
     p.add_argument("--print-config", action="store_true", help="also print the full composed config")
     p.add_argument("--json", action="store_true", help="print one JSON object per run instead of the report")

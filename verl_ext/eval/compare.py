@@ -51,6 +51,7 @@ from verl_ext.eval.bootstrap import (
     bootstrap,
     paired_bootstrap,
 )
+from verl_ext.help_format import HelpFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -540,19 +541,19 @@ def _parse_runs(specs: list[str], default_dataset: str) -> dict[str, list[tuple[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verl_ext.eval.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--run", action="append", required=True, metavar="NAME[@TEST_SET]=PATH",
                         help="a run's per-study score file or directory (repeat; the same NAME concatenates); "
                              "@TEST_SET names the test set of rows without data_source")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--baseline", default=None, help="run the others are compared with (default: the first)")
+    parser.add_argument("--baseline", default=None, help="run the others are compared with (unset: the first --run)")
     parser.add_argument("--in-domain", action="append", default=[], metavar="DATA_SOURCE",
                         help="test sets from the training distribution (repeat); the others are out-of-domain")
     parser.add_argument("--dataset", default="test",
                         help="test-set name for rows without data_source and without @TEST_SET")
-    parser.add_argument("--n-boot", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--alpha", type=float, default=0.05, help="1 - CI level")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples of the studies")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (results are reproducible)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="1 - CI level; also the significance level of the `*` marks")
     parser.add_argument("--ce-metrics", action="store_true",
                         help="add the example-based CheXpert-label P/R/F1 (CE-P/R/F1) of the MambaXray-VL line, as "
                              "OraPO reports them (verl_ext.metrics.clinical_efficacy)")

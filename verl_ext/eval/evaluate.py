@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from verl_ext.eval.resume import check_settings, meta_path, read_done_ids
+from verl_ext.help_format import HelpFormatter
 from verl_ext.metrics.aggregate import TABLE_COLUMNS, format_table, table_from_per_sample
 
 logger = logging.getLogger(__name__)
@@ -432,10 +433,10 @@ def write_outputs(result: EvalResult, out_dir: str, per_sample_written: bool = F
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m verl_ext.eval.evaluate",
-        description="Score generated radiology reports against references: CheXbert Micro/Macro-F1-14 and -5, "
-        "RadGraph F1, RaTEScore, GREEN and their average (the paper's Table 1), with per-sample scores. Rerunning "
-        "the same command resumes where it stopped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Score generated radiology reports against references: CheXbert Micro/Macro-F1-14 and -5,\n"
+        "RadGraph F1, RaTEScore, GREEN and their average (the paper's Table 1), with per-sample scores.\n"
+        "Model paths are checked before anything loads; rerunning the same command resumes where it stopped.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--input", required=True, help="rows file: .jsonl, .json, .csv or .parquet")
     p.add_argument("--out", required=True, help="output directory (table.json, table.csv, per_sample.jsonl/.csv); "

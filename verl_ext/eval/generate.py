@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from verl_ext.eval.resume import check_settings, read_done_ids
+from verl_ext.help_format import HelpFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -537,33 +538,38 @@ def _json_arg(text: str) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> GenerateConfig:
     parser = argparse.ArgumentParser(prog="python -m verl_ext.eval.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     d = GenerateConfig(model="", data=[], out="")
     parser.add_argument("--model", required=True, help="Hugging Face model directory")
     parser.add_argument("--data", required=True, action="append", help="test parquet file/glob/dir (repeatable)")
     parser.add_argument("--out", required=True, help="output .jsonl (resumed when it exists)")
-    parser.add_argument("--backend", default=d.backend, choices=["auto", "vllm", "hf"])
+    parser.add_argument("--backend", default=d.backend, choices=["auto", "vllm", "hf"],
+                        help="auto: vLLM when installed and a GPU is visible, else transformers")
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="transformers batch size")
     parser.add_argument("--vllm-chunk", type=int, default=d.vllm_chunk, help="prompts per vLLM call")
-    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    parser.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens,
+                        help="generation budget per report (rows that hit it: finish_reason=length)")
     parser.add_argument("--temperature", type=float, default=d.temperature, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=d.top_p)
-    parser.add_argument("--top-k", type=int, default=d.top_k)
-    parser.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty)
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--top-p", type=float, default=d.top_p, help="nucleus sampling p (with --temperature > 0)")
+    parser.add_argument("--top-k", type=int, default=d.top_k, help="top-k sampling (-1: off)")
+    parser.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty,
+                        help="verl's rollout default (the model's generation_config.json is ignored)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="sampling seed")
     parser.add_argument("--limit", type=int, default=None, help="generate at most N new rows")
     parser.add_argument("--min-pixels", type=int, default=None, help="override the parquet's per-image min_pixels")
     parser.add_argument("--max-pixels", type=int, default=None, help="override the parquet's per-image max_pixels")
-    parser.add_argument("--prompt-key", default=d.prompt_key)
-    parser.add_argument("--image-key", default=d.image_key)
+    parser.add_argument("--prompt-key", default=d.prompt_key, help="parquet column with the chat messages")
+    parser.add_argument("--image-key", default=d.image_key, help="parquet column with the images")
     parser.add_argument("--apply-chat-template-kwargs", type=_json_arg, default={},
                         help="JSON, as data.apply_chat_template_kwargs")
     parser.add_argument("--mm-processor-kwargs", type=_json_arg, default={}, help="JSON, as data.mm_processor_kwargs")
-    parser.add_argument("--dtype", default=d.dtype, choices=["auto", "bfloat16", "float16", "float32"])
+    parser.add_argument("--dtype", default=d.dtype, choices=["auto", "bfloat16", "float16", "float32"],
+                        help="auto: bfloat16 on GPU, float32 on CPU")
     parser.add_argument("--device", default=d.device, help="transformers backend: auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--tensor-parallel-size", type=int, default=d.tensor_parallel_size)
-    parser.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization)
-    parser.add_argument("--max-model-len", type=int, default=d.max_model_len)
+    parser.add_argument("--tensor-parallel-size", type=int, default=d.tensor_parallel_size, help="vLLM GPUs per model")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization,
+                        help="vLLM share of GPU memory")
+    parser.add_argument("--max-model-len", type=int, default=d.max_model_len, help="vLLM context length")
     parser.add_argument("--limit-images", type=int, default=None, help="vLLM images per prompt (default: from data)")
     parser.add_argument("--allow-settings-change", action="store_true",
                         help="resume even though the settings differ from the existing output's")

@@ -29,6 +29,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from verl_ext.help_format import HelpFormatter
+
 WEIGHTINGS = ("random", "tfidf", "gradient")
 
 
@@ -118,20 +120,20 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m verl_ext.eval.token_masking", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--input", required=True, help="JSON lines with generated, reference[, group]")
     p.add_argument("--tokenizer", required=True, help="the policy's tokenizer directory")
-    p.add_argument("--chexbert-checkpoint", required=True)
-    p.add_argument("--chexbert-bert", required=True)
+    p.add_argument("--chexbert-checkpoint", required=True, help="chexbert.pth (StanfordAIMI/RRG_scorers)")
+    p.add_argument("--chexbert-bert", required=True, help="bert-base-uncased tokenizer/config directory")
     p.add_argument("--out", required=True, help="output directory (masking.json, masking.md)")
     p.add_argument("--share", type=float, default=0.1, help="share of tokens masked (DEER: top 10 %%)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-masking baseline")
     p.add_argument("--alpha", type=float, default=4.0, help="TF-IDF weight strength (DEER: 4)")
     p.add_argument("--beta", type=float, default=1.0, help="gradient weight strength (DEER: 1)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--generated-key", default="generated")
-    p.add_argument("--reference-key", default="reference")
-    p.add_argument("--group-key", default="group", help="rows sharing it form a TF-IDF group (default: reference)")
+    p.add_argument("--device", default="auto", help="CheXbert device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--generated-key", default="generated", help="input field with the generated report")
+    p.add_argument("--reference-key", default="reference", help="input field with the reference report")
+    p.add_argument("--group-key", default="group", help="input field whose value groups rows for TF-IDF (rows without it: grouped by reference)")
     a = p.parse_args(argv)
     if not 0 < a.share <= 1:
         p.error("--share must be in (0, 1]")

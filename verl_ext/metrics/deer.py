@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from verl_ext.help_format import HelpFormatter
 from verl_ext.metrics.clinical_efficacy import clinical_efficacy
 from verl_ext.metrics.meteor import DEFAULT_TIMEOUT_S, meteor_scores, require_java
 
@@ -86,16 +87,16 @@ def deer_columns(generated: Sequence[str], references: Sequence[str], gen_labels
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m verl_ext.metrics.deer", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--input", required=True, help="JSON lines with generated and reference (verl_ext.eval.generate)")
     p.add_argument("--chexbert-checkpoint", required=True)
     p.add_argument("--chexbert-bert", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--ce", choices=CE_MODES, default="example",
                    help="example (MIMIC-CXR, IU-Xray; PromptMRG) or macro (CheXpert Plus; MambaXray-VL)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="CheXbert device: auto, cpu, cuda, cuda:N")
     p.add_argument("--meteor-timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                   help="seconds METEOR's Java process may take before it is stopped (default %(default)s)")
+                   help="seconds METEOR's Java process may take before it is stopped")
     a = p.parse_args(argv)
     from verl_ext.clinical.chexbert import CheXbertLabeler
 

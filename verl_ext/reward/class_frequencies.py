@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from verl_ext.eval.evaluate import read_records
+from verl_ext.help_format import HelpFormatter
 from verl_ext.metrics.chexbert import class_frequencies
 
 
@@ -57,15 +58,17 @@ def compute(
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m verl_ext.reward.class_frequencies", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m verl_ext.reward.class_frequencies", description=__doc__.split("\n")[0],
+                                formatter_class=HelpFormatter)
     p.add_argument("--input", required=True, help="training rows: .parquet (verl layout), .jsonl, .json or .csv")
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument("--column", help="reference text column (dotted for nested: reward_model.ground_truth)")
-    p.add_argument("--chexbert-checkpoint", required=True)
-    p.add_argument("--chexbert-bert", required=True)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--uncertain", default="positive", choices=["positive", "negative"])
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chexbert-checkpoint", required=True, help="chexbert.pth (StanfordAIMI/RRG_scorers)")
+    p.add_argument("--chexbert-bert", required=True, help="bert-base-uncased tokenizer/config directory")
+    p.add_argument("--device", default="auto", help="CheXbert device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--uncertain", default="positive", choices=["positive", "negative"],
+                   help="CheXbert's uncertain label counts as positive or negative")
+    p.add_argument("--batch-size", type=int, default=64, help="reports per CheXbert batch")
     args = p.parse_args(argv)
     refs = read_references(args.input, args.column)
     out = compute(refs, args.chexbert_checkpoint, args.chexbert_bert, args.device, args.uncertain, args.batch_size)

@@ -44,6 +44,7 @@ from verl_ext.algorithms.ddsampling import (
     reward_diversity,
     sample_by_rank,
 )
+from verl_ext.help_format import HelpFormatter
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ def run(cfg: DDSamplingConfig, labeler=None) -> dict:
 
 def parse_args(argv: Optional[list[str]] = None) -> DDSamplingConfig:
     p = argparse.ArgumentParser(prog="python -m verl_ext.selection.ddsampling", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="SFT model directory (Hugging Face format)")
     p.add_argument("--data", required=True, action="append", help="training parquet(s), glob or directory")
     p.add_argument("--out", required=True, help="output directory (shards, manifest, report; resumable)")
@@ -250,16 +251,17 @@ def parse_args(argv: Optional[list[str]] = None) -> DDSamplingConfig:
     p.add_argument("--chexbert-bert", required=True, help="bert-base-uncased tokenizer/config directory")
     p.add_argument("--k", type=int, default=DEFAULT_K, help="reports per study (DEER: 10)")
     p.add_argument("--share", type=float, default=DEFAULT_SHARE, help="share of studies selected (DEER: 0.2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of generation pass k (seed*1000+k) and of the selection")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (the paper gives none)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling p (the paper gives none)")
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--backend", choices=("auto", "vllm", "hf"), default="auto")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="generation budget per report")
+    p.add_argument("--backend", choices=("auto", "vllm", "hf"), default="auto",
+                   help="auto: vLLM when installed and a GPU is visible, else transformers")
     p.add_argument("--batch-size", type=int, default=8, help="prompts per transformers generate call")
     p.add_argument("--uncertain", choices=("negative", "positive"), default="negative",
                    help="CheXbert 'uncertain' counts as (negative = PromptMRG's label == 1)")
     p.add_argument("--device", default="auto", help="CheXbert device")
-    p.add_argument("--rows-per-shard", type=int, default=10_000)
+    p.add_argument("--rows-per-shard", type=int, default=10_000, help="rows per written train-*.parquet shard")
     p.add_argument("--limit", type=int, default=None, help="at most this many studies per generation pass")
     a = p.parse_args(argv)
     cfg = DDSamplingConfig(model=a.model, data=a.data, out=a.out, chexbert_checkpoint=a.chexbert_checkpoint,
