@@ -156,6 +156,10 @@ def test_wrong_radgraph_model_type_fails_before_any_model_loads(tmp_path, scorer
     assert "--radgraph-model-type='radgraph-xl'" in err and "set --radgraph-model-type=radgraph" in err
     assert "Traceback" not in err and dict(models.LOAD_COUNTS) == before
     assert not (tmp_path / "out" / "per_sample.jsonl").exists()
+    # a GREEN model that is given but not there is a typo, not a reason to skip the column quietly
+    argv = ["--input", str(src), "--out", str(tmp_path / "out"), *model_args(scorer_paths)]
+    assert main([*argv, "--green-model", str(tmp_path / "GREEN-radllama2-7b")]) == 2
+    assert "--green-model=" in capsys.readouterr().err and dict(models.LOAD_COUNTS) == before
 
 
 def test_interrupted_evaluation_resumes_and_keeps_data_source(tmp_path, scorer_paths, capsys, monkeypatch):

@@ -79,7 +79,7 @@ METRIC_MODELS = {"chexbert": "chexbert", "radgraph": "radgraph", "ratescore": "r
 #: The CLI flag of each ``ModelPaths`` key, for messages that name what to change.
 MODEL_FLAGS = {"rate_ner": "--rate-ner", "biolord": "--biolord", "chexbert_checkpoint": "--chexbert-checkpoint",
                "chexbert_bert": "--chexbert-bert", "radgraph_cache": "--radgraph-cache",
-               "radgraph_model_type": "--radgraph-model-type"}
+               "radgraph_model_type": "--radgraph-model-type", "green_model": "--green-model"}
 #: Per-sample fields the corpus table needs (the texts are left out of what stays in memory).
 _TEXT_FIELDS = ("generated", "reference")
 
@@ -187,12 +187,16 @@ def model_needs(skip: Sequence[str]) -> set[str]:
 
 def check_models(config: EvalConfig, names: Any = "") -> None:
     """Raise naming the setting (``names``: a ``ModelPaths`` key -> flag mapping, or a prefix) for any model path the
-    metrics would fail to load from, with the loaders' own rules; nothing is loaded."""
-    from verl_ext.clinical.models import ModelPaths, check_model_paths
+    metrics would fail to load from, with the loaders' own rules; nothing is loaded. A GREEN model that is given
+    but absent is an error too (no GREEN model, or no vLLM/CUDA here, skips the column with a note)."""
+    from verl_ext.clinical.models import ModelPaths, check_model_paths, require
 
     unknown = set(config.skip) - set(METRICS)
     if unknown:
         raise ValueError(f"skip: unknown metrics {sorted(unknown)}; choose from {METRICS}")
+    if config.green_model and "green" not in config.skip:
+        name = names.get("green_model", "green_model") if isinstance(names, dict) else "green_model"
+        require(config.green_model, name, "GREEN model directory")
     check_model_paths(ModelPaths.from_dict(config.models), model_needs(config.skip), names)
 
 
