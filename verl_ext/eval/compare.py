@@ -496,8 +496,9 @@ def figure(report: Report):
             ax.set_title(f"{label} — paired difference to {report.baseline} ({round(100 * (1 - alpha))}% CI; filled "
                          f"and * = p < {alpha:g}, hollow = not significant)", fontsize=10, loc="left")
     level = round(100 * (1 - alpha))
-    fig.suptitle(f"Corpus metrics with {level}% bootstrap CIs ({report.n_boot} study resamples); * = paired "
-                 f"difference to {report.baseline} with p < {alpha:g}", fontsize=12)
+    marks = (f"; * = paired difference to {report.baseline} with p < {alpha:g}"
+             if any(res.differences for res in report.datasets) else "")
+    fig.suptitle(f"Corpus metrics with {level}% bootstrap CIs ({report.n_boot} study resamples){marks}", fontsize=12)
     handles = [plt.Rectangle((0, 0), 1, 1, facecolor=colors[i % len(colors)], edgecolor="black", linewidth=0.4)
                for i in range(len(report.runs))]
     fig.legend(handles, report.runs, loc="upper center", ncol=len(report.runs), frameon=False, fontsize=10,
