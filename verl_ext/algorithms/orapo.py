@@ -49,6 +49,10 @@ DEFAULT_W_MAX = 0.15
 DEFAULT_GAMMA = 2.0
 # Reconstructed (see the module docstring).
 DEFAULT_BETA = 0.1
+# Ours: the constant that divides the GRPO branch's per-sequence token sum (Dr. GRPO's constant normaliser), fixed
+# so that the GRPO/DPO balance set by w_i does not move with max_response_length; 4096 = the length the OraPO
+# recipes ran with before (the EditGRPO authors' max_response_length), so their balance is unchanged.
+DEFAULT_GRPO_TOKEN_NORM = 4096.0
 NEGATIVES = ("zero_reward", "all", "below_mean")
 DEFAULT_NEGATIVES = "zero_reward"
 EMA_INITS = ("first", "zero")

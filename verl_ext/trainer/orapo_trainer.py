@@ -126,7 +126,8 @@ def _define_trainer_class() -> type:
 
         def on_init_end(self):
             actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-            self.actor_rollout_wg.set_loss_fn(partial(orapo_loss, config=actor_config, beta=self.orapo_cfg.beta))
+            self.actor_rollout_wg.set_loss_fn(partial(orapo_loss, config=actor_config, beta=self.orapo_cfg.beta,
+                                                          grpo_token_norm=self.orapo_cfg.grpo_token_norm))
             super().on_init_end()
 
         def _compute_advantage(self, batch, metrics: dict):
