@@ -110,7 +110,6 @@ deer_rl_args() {
     "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[$switch,0.25]]}"
     "+reward.reward_kwargs.schedule_unit=$unit"
     +reward.reward_kwargs.bleu_n=2
-    +reward.reward_kwargs.chexbert_uncertain=negative
     "ditpo.weighting=$weighting"
   )
 }

@@ -127,6 +127,11 @@ class RadiologyRewardConfig:
     ``ditpo.weighting=gradient`` by `from_trainer_config`."""
     ditpo_beta: float = 1.0
     """beta of Eq. 12 (DEER Sec. 4: 1)."""
+    ditpo_uncertain: str = "negative"
+    """How the reference's CheXbert "uncertain" counts for DiTPO's target set T (Eq. 9): "negative" (DEER: T is
+    the reference's positive conditions, class 1, as its F1 reward, PromptMRG's ``label == 1``, and the recipes
+    always used) or "positive". Separate from ``chexbert_uncertain``, which the other CheXbert components read
+    (EditGRPO's convention: uncertain counts as positive)."""
     ditpo_logit_classes: str = "positive"
     """Eq. 9's target: "positive" logits (the formula) or "positive_uncertain" (the sentence around it)."""
     saliency_batch_size: int = 32
@@ -152,6 +157,8 @@ class RadiologyRewardConfig:
             raise ValueError(f"on_invalid={self.on_invalid!r}: expected 'count' or 'raise'")
         if self.chexbert_uncertain not in ("positive", "negative"):
             raise ValueError(f"chexbert_uncertain={self.chexbert_uncertain!r}: expected 'positive' or 'negative'")
+        if self.ditpo_uncertain not in ("positive", "negative"):
+            raise ValueError(f"ditpo_uncertain={self.ditpo_uncertain!r}: expected 'positive' or 'negative'")
         if self.actor_placement not in ("auto", "pool", "node"):
             raise ValueError(f"actor_placement={self.actor_placement!r}: expected 'auto', 'pool' or 'node'")
         if self.actor_num_gpus is not None and not 0 <= float(self.actor_num_gpus):
