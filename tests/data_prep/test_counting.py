@@ -182,3 +182,22 @@ def test_padchest_repeated_record_and_conflicting_table_split(shape, tmp_path, p
     assert stats["splits"]["unknown"]["dropped"] == {"inconsistent_split": 1}  # "abnormal": train and test rows
     rows = rows_by_study(tmp_path / "out")
     assert rel.cases["normal"] in rows and rel.cases["abnormal"] not in rows
+
+
+def test_padchest_record_without_ids_is_no_study_of_an_unknown_split(tmp_path, pixel_args):
+    """Issue 21: a grounded-report record without StudyID/ImageID was one more study, under `unknown`, while the study
+    it belonged to was counted again in its own split as report_missing."""
+    import json
+
+    rel = write_padchest_release(tmp_path / "src", shape="list")
+    path = rel.root / "grounded_reports_20240819.json"
+    data = json.loads(path.read_text())
+    orphan = next(r for r in data if r["StudyID"] == rel.cases["normal"])
+    orphan.pop("StudyID")
+    orphan.pop("ImageID")
+    path.write_text(json.dumps(data))
+    stats = run("padchest_gr", ["--root", str(rel.root)], tmp_path, pixel_args)
+    assert_accounted(stats)
+    assert "unknown" not in stats["splits"] and sum(inputs(stats).values()) == 6  # every master-table study once
+    assert stats["splits"]["train"]["dropped"]["report_missing"] == 2  # the release's table-only study + this one
+    assert stats["reader"]["records_without_study_id"] == 1
