@@ -114,7 +114,7 @@ class ImageCandidate:
 
 @dataclass
 class StudyJob:
-    """Everything a worker needs for one study. Either `text` (structured datasets) or `report` is set."""
+    """Everything a worker needs for one study: `text` (structured datasets), `report`, or both (`study_text`)."""
 
     split: str
     source_split: str
@@ -216,12 +216,14 @@ class ReportError(Exception):
 
 
 def study_text(job: StudyJob, cfg: PrepConfig) -> dict[str, str]:
-    """The job's sections: given, or parsed from its MIMIC report."""
-    if job.text is not None:
+    """The job's sections: given, or parsed from its MIMIC report; with both, the given non-empty ones win (R2Gen's
+    split: its report as the findings, the context lines from the official report)."""
+    if job.text is not None and job.report is None:
         return job.text
     fields = extract_report_fields(read_report(job.report), context_fallbacks=cfg.context_fallbacks)
-    return {"findings": fields.findings, "impression": fields.impression, "indication": fields.indication,
-            "technique": fields.technique, "comparison": fields.comparison}
+    parsed = {"findings": fields.findings, "impression": fields.impression, "indication": fields.indication,
+              "technique": fields.technique, "comparison": fields.comparison}
+    return {**parsed, **{k: v for k, v in (job.text or {}).items() if v}}
 
 
 # ---------------------------------------------------------------------------------------------------------------
