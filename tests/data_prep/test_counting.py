@@ -201,3 +201,19 @@ def test_padchest_record_without_ids_is_no_study_of_an_unknown_split(tmp_path, p
     assert "unknown" not in stats["splits"] and sum(inputs(stats).values()) == 6  # every master-table study once
     assert stats["splits"]["train"]["dropped"]["report_missing"] == 2  # the release's table-only study + this one
     assert stats["reader"]["records_without_study_id"] == 1
+
+
+def test_chexpert_plus_priors_by_report_date_order_are_an_option(tmp_path, pixel_args):
+    """Off by default, as DEER and OraPO train; --prior links a patient's previous study (patient_report_date_order)."""
+    rel = write_chexpert_release(tmp_path / "src")
+    default = rows_by_study(tmp_path / "out") if run("chexpert_plus", ["--root", str(rel.root)], tmp_path,
+                                                     pixel_args) else None
+    assert not any(r["extra_info"]["has_prior"] for r in default.values())
+    stats = run("chexpert_plus", ["--root", str(rel.root), "--prior", "--max-images", "4"], tmp_path, pixel_args,
+                name="prior")
+    assert_accounted(stats)
+    rows = rows_by_study(tmp_path / "prior")
+    second, first = rows[rel.cases["train_1_2"]]["extra_info"], rows[rel.cases["train_1_1"]]["extra_info"]
+    assert second["has_prior"] is True and second["prior_study_id"] == rel.cases["train_1_1"]
+    assert second["image_roles"] == ["current_frontal", "current_lateral", "prior_frontal", "prior_lateral"]
+    assert first["has_prior"] is False and stats["reader"]["studies_with_prior_link"] == 1

@@ -91,6 +91,10 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     if d["prior"]:
         g.add_argument("--no-prior", action="store_true",
                        help="do not add the most recent prior study's images (default: add them)")
+    elif dataset == "chexpert_plus":
+        g.add_argument("--prior", action="store_true",
+                       help="add the images of the patient's previous study (by patient_report_date_order); "
+                            "raise --max-images to make room for them (default: none, as DEER and OraPO train)")
     g.add_argument("--max-images", type=int, default=d["max_images"], metavar="N",
                    help="at most N images per sample, the rollout's limit_images (default: %(default)s)")
     g.add_argument("--over-limit", choices=("truncate", "drop"), default="truncate",
@@ -190,7 +194,8 @@ def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tup
                         quality=args.jpeg_quality),
         image_mode=args.image_mode,
         views=args.views,
-        include_prior=DEFAULTS[dataset]["prior"] and not getattr(args, "no_prior", False),
+        include_prior=(DEFAULTS[dataset]["prior"] and not getattr(args, "no_prior", False))
+        or getattr(args, "prior", False),
         max_images=args.max_images,
         over_limit=args.over_limit,
         max_study_images=getattr(args, "max_study_images", 0) or None,
