@@ -251,9 +251,9 @@ class RadiologyRewardConfig:
             for start, weight in self.schedule_steps(name, total_steps):
                 if start > total_steps:
                     problems.append(
-                        f"reward.reward_kwargs.component_schedules.{name}: the phase with weight {weight:g} starts at "
-                        f"step {start} but the run has at most {total_steps} steps, so it never happens; give the "
-                        "switch as a share of the run (reward.reward_kwargs.schedule_unit=share, e.g. "
+                        f"reward.reward_kwargs.component_schedules.{name} starts its phase with weight {weight:g} at "
+                        f"step {start}, but the run has at most {total_steps} steps, so that phase never happens; "
+                        "give the switch as a share of the run (reward.reward_kwargs.schedule_unit=share, e.g. "
                         "DEER_BLEU_SWITCH=0.5 in the DEER recipes) or an earlier step")
         return problems
 
