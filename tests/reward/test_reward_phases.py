@@ -32,6 +32,8 @@ def test_share_schedule_needs_the_run_length_and_a_reachable_share():
         RadiologyRewardConfig(**DEER, component_schedules={"bleu2": [[1.0, 0.25]]}, schedule_unit="share")
     with pytest.raises(ValueError, match="schedule_unit"):
         RadiologyRewardConfig(**DEER, schedule_unit="epoch")
+    with pytest.raises(ValueError, match="schedule_unit=share"):  # a share given in steps used to become step 0
+        RadiologyRewardConfig(**DEER, component_schedules={"bleu2": [[0, 0.0], [0.5, 0.25]]})
 
 
 def test_trainer_config_gives_the_run_length():

@@ -287,11 +287,15 @@ class RadiologyRewardConfig:
 
 
 def _parse_schedule(name: str, value: Any, unit: str) -> list[tuple[float, float]]:
-    cast = int if unit == "step" else float
     try:
-        entries = sorted((cast(start), float(weight)) for start, weight in value)
+        entries = sorted((float(start), float(weight)) for start, weight in value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"component_schedules.{name}={value!r}: expected [[from_{unit}, weight], ...]") from exc
+    if unit == "step":
+        if any(start != int(start) for start, _ in entries):
+            raise ValueError(f"component_schedules.{name}={value!r}: a start that is not a whole step; for a share of "
+                             "the run set reward.reward_kwargs.schedule_unit=share")
+        entries = [(int(start), weight) for start, weight in entries]
     if unit == "share" and any(not 0 <= start < 1 for start, _ in entries):
         raise ValueError(f"component_schedules.{name}={value!r} with schedule_unit=share: each start must be a "
                          "share of the run in [0, 1) (1 or more would never be reached)")
