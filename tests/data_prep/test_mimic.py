@@ -227,12 +227,15 @@ def test_r2gen_split_file_one_image_per_sample(tmp_path, pixel_args):
            "val": [], "test": [item(other, "test", "no pleural effusion.")]}
     ann["train"].append(dict(ann["train"][0]))  # an id listed twice: one sample
     ann["test"].append({"id": "x", "report": "r"})  # no image path: a malformed item
+    no_report = dict(item(other, "test", "no pleural effusion."), id="no-report", study_id=59999999)
+    ann["test"].append(no_report)  # its official report does not exist: kept, without context lines
     split_file = tmp_path / "annotation.json"
     split_file.write_text(json.dumps(ann))
     out = tmp_path / "out"
     stats = main("mimic_cxr", ["--mimic-cxr-jpg", str(jpg), "--reports", str(rel.paths["reports"]),
                                "--split-file", str(split_file), "--out", str(out), "--no-progress", *pixel_args])
-    assert stats["splits"]["train"]["samples"] == 2 and stats["splits"]["test"]["samples"] == 1
+    assert stats["splits"]["train"]["samples"] == 2 and stats["splits"]["test"]["samples"] == 2
+    assert stats["splits"]["test"]["notes"]["context_report_missing"] == 1
     assert stats["splits"]["train"]["notes"]["duplicate_record"] == 1
     assert stats["splits"]["test"]["dropped"] == {"malformed_record": 1}
     rows = rows_by_study(out)
@@ -243,3 +246,4 @@ def test_r2gen_split_file_one_image_per_sample(tmp_path, pixel_args):
         assert row["reward_model"]["ground_truth"] == "the lungs are clear."  # R2Gen's report, not ours
         assert e["indication"] == "___F with cough"  # the official report's context line
     assert rows[other.dicom_id]["reward_model"]["ground_truth"] == "no pleural effusion."
+    assert rows["no-report"]["extra_info"]["indication"] == ""

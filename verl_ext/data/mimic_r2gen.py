@@ -9,7 +9,9 @@ same report; here too: one row per item, its ``study_id`` being the item's ``id`
 subject. R2Gen links no priors, so none are added.
 
 * target: the item's ``report`` (R2Gen's findings text, what its metrics compare against); the context lines
-  (INDICATION / TECHNIQUE / COMPARISON) come from the official report of the item's study, as for the default split;
+  (INDICATION / TECHNIQUE / COMPARISON) come from the official report of the item's study, as for the default split
+  (a report that cannot be read is counted as ``context_report_missing`` / ``context_report_unreadable`` and the
+  sample keeps its target without context);
 * image: ``<mimic_cxr_jpg>/files/<image_path>`` (or ``<mimic_cxr_jpg>/<image_path>``); its view from
   ``mimic-cxr-2.0.0-metadata.csv.gz`` when the image is listed there (else ``UNKNOWN``); ``--views`` does not
   filter R2Gen's images (the split fixes them);

@@ -286,7 +286,10 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
     try:
         text = study_text(job, cfg)
     except ReportError as e:
-        return drop(e.reason, str(e))
+        if job.text is None:
+            return drop(e.reason, str(e))
+        text = dict(job.text)  # the report only adds context lines to the given target: counted, not dropped
+        notes[f"context_{e.reason}"] += 1
     findings = (text.get("findings") or "").strip()
     if not findings:
         return drop("no_findings")
