@@ -4,6 +4,9 @@
 #
 #   MODEL_PATH=<Qwen2.5-VL-3B-Instruct dir> DATA_DIR=<data_prep output> bash recipes/chexpert_plus_deer_sft.sh [--dry-run] [overrides]
 #
+# Data protocol: DEER follows MambaXray-VL's CheXpert Plus split (40,463 / 5,780 / 11,562, findings as the target):
+# build it with `data_prep/chexpert_plus.py --split-file <their annotation.json>`; without it, data_prep writes the
+# release's train/valid split, which is not DEER's protocol.
 # Settings: verl_ext/config/editgrpo_sft.yaml; environment variables: recipes/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 use_dataset chexpert_plus

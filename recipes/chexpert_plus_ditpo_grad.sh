@@ -4,6 +4,9 @@
 #
 #   MODEL_PATH=<sft checkpoint>/huggingface DATA_DIR=<data_prep output> bash recipes/chexpert_plus_ditpo_grad.sh [--dry-run] [overrides]
 #
+# Data protocol: DEER follows MambaXray-VL's CheXpert Plus split (40,463 / 5,780 / 11,562, findings as the target):
+# build it with `data_prep/chexpert_plus.py --split-file <their annotation.json>`; without it, data_prep writes the
+# release's train/valid split, which is not DEER's protocol.
 # Settings shared by every recipe: verl_ext/config/editgrpo_trainer.yaml; environment variables: recipes/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 use_dataset chexpert_plus

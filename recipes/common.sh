@@ -85,13 +85,16 @@ use_ddsampling_subset() {
 }
 
 # DEER's RL settings (Sec. 3.1 and 4): GRPO advantages (Eq. 2, / std), 8 rollouts, 64 prompts per step, reward
-# F1 (PromptMRG example-based CheXbert F1), then F1 + 0.25 BLEU-2 from step DEER_BLEU_SWITCH_STEP (the paper
-# gives no step: default 500), no edit step, one pass over the (sub)set (DEER gives no step count, so the
-# EditGRPO step caps of use_dataset are dropped). Usage: deer_rl_args <weighting> -> DEER_ARGS.
+# F1 (PromptMRG example-based CheXbert F1), then F1 + 0.25 BLEU-2 (Sec. 4 "two-phase reward strategy"; the paper
+# gives no switch point: ours is DEER_BLEU_SWITCH=0.5, the share of the run's steps spent on F1 alone, so both
+# phases happen for any data size; DEER_BLEU_SWITCH_STEP=<step> switches at a fixed step instead, refused at start-up
+# when the run is shorter), no edit step, one pass over the (sub)set (DEER gives no step count, so the EditGRPO step
+# caps of use_dataset are dropped). Usage: deer_rl_args <weighting> -> DEER_ARGS.
 deer_rl_args() {
   local weighting="$1"
   TOTAL_STEPS=
-  local switch="${DEER_BLEU_SWITCH_STEP:-500}"
+  local unit=share switch="${DEER_BLEU_SWITCH:-0.5}"
+  if [[ -n "${DEER_BLEU_SWITCH_STEP:-}" ]]; then unit=step; switch="$DEER_BLEU_SWITCH_STEP"; fi
   DEER_ARGS=(
     actor_rollout_ref.rollout.agent.agent_loop_manager_class=null
     editgrpo.scheme=none
@@ -105,8 +108,8 @@ deer_rl_args() {
     "~reward.reward_kwargs.components"
     "+reward.reward_kwargs.components={chexbert_example_f1:1.0,bleu2:0.0}"
     "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[$switch,0.25]]}"
+    "+reward.reward_kwargs.schedule_unit=$unit"
     +reward.reward_kwargs.bleu_n=2
-    +reward.reward_kwargs.chexbert_uncertain=negative
     "ditpo.weighting=$weighting"
   )
 }

@@ -4,6 +4,9 @@
 #
 #   MODEL_PATH=<sft checkpoint>/huggingface DATA_DIR=<data_prep output> bash recipes/mimic_ditpo_grad.sh [--dry-run] [overrides]
 #
+# Data protocol: DEER trains and tests MIMIC-CXR on R2Gen's split (270,790 / 2,130 / 3,858 images, one image per
+# sample, R2Gen's report as the target): build it with `data_prep/mimic.py --split-file <R2Gen annotation.json>`.
+# Without --split-file, data_prep writes the official split (one sample per study), which is not DEER's protocol.
 # Settings shared by every recipe: verl_ext/config/editgrpo_trainer.yaml; environment variables: recipes/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 use_dataset mimic

@@ -7,7 +7,8 @@
 #     bash recipes/mimic_orapo.sh [--dry-run] [overrides]
 #
 # Data: $DATA_DIR/mimic_cxr/{train,test}*.parquet (data_prep/mimic.py). OraPO settings:
-# recipes/orapo_settings.bash; shared settings: verl_ext/config/editgrpo_trainer.yaml; environment: recipes/common.sh.
+# recipes/orapo_settings.bash (with the source of every value: paper, notes, EditGRPO or ours); shared settings:
+# verl_ext/config/editgrpo_trainer.yaml; environment: recipes/common.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/orapo_settings.bash"
 use_dataset mimic

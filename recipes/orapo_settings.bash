@@ -11,6 +11,20 @@
 #   FACTS_BACKEND   facts (default: RaTE entities vs CheXbert labels) | facts_radgraph (RadGraph observations) |
 #                   facts_llm (needs FACTS_MODEL, a local instruction-model directory run in-process by vLLM)
 #   ORAPO_NEGATIVES rejected responses of the DPO branch: zero_reward (default) | all | below_mean
+#
+# Where every value of an OraPO run comes from ("paper": the abstract, shared/papers/orapo_abstract.txt; "notes": the
+# two paper notes of shared/reference/peers.md §1.3; "EditGRPO": inherited from verl_ext/config/editgrpo_trainer.yaml,
+# i.e. the EditGRPO authors' settings, as neither OraPO source gives a value; "ours": chosen here):
+#   model Qwen2.5-VL-3B-Instruct, RL only, ~1K studies ........................ paper / notes
+#   w_min 0.05, w_max 0.15, gamma 2, EMA alpha 0.5, Dr. GRPO branch, LN-DPO ... notes (verl_ext/algorithms/orapo.py)
+#   oracle = reference report as chosen, negatives=zero_reward ................ paper ("failed explorations") / notes
+#   FactS beta 2 (notes: beta > 1), facts backend (paper: GPT-4.1) ............ ours (verl_ext/reward/facts.py)
+#   K = 8 rollouts, 5 epochs, LN-DPO beta 0.1, grpo_token_norm 4096 ........... ours (OraPO gives none)
+#   lr 1e-6 (AdamW, wd 0.01, constant), clip 0.2, grad clip 1.0 ................ EditGRPO
+#   KL: use_kl_loss, low_var_kl, coef 0.01 (notes: "clipped ratio + KL", no coef) EditGRPO
+#   batch 32 prompts (x K+1 rows), mini-batch 32, one PPO epoch ............... EditGRPO
+#   max_prompt_length 4096, max_response_length 4096, temperature 1.0 ........ EditGRPO
+#   4 GPUs (the paper: 4 x A10) ............................................... paper (common.sh)
 
 orapo_variant_args() {
   local k="${ORAPO_K:-8}"

@@ -192,3 +192,23 @@ def test_plan_batch_rejects_malformed_groups_and_skips_truncated_oracles():
     plan = plan_batch(_rows("a", 1, [0.0, 0.0], usable=False), ZeroRewardEMA(), group_size=3)
     assert not plan.plans["a"].in_dpo and plan.metrics["orapo/oracle_truncated"] == 1
     assert plan.grpo_weight[:2].tolist() == pytest.approx([1.5, 1.5]) and plan.terms.sign.abs().sum() == 0
+
+
+def test_unscorable_rollouts_are_neither_zero_rewards_nor_negatives():
+    """Issue 21: a FactS pair the reward cannot score (reward 0, invalid=1) counted as a failed exploration, raising
+    the zero-reward rate and turning the prompt into DPO supervision."""
+    from verl_ext.algorithms.orapo import BatchRow, plan_batch
+
+    ema = ZeroRewardEMA()
+    rows = _rows("a", 1, [0.0, 0.0, 0.5])  # rollout 0 scored 0 (failed); rollout 1 unscorable (e.g. unparseable)
+    rows[1] = BatchRow("a", 1, 0.0, 0.0, unscorable=True)
+    # prompt 2: the reference has no present label, so no rollout can be scored
+    rows += [BatchRow("b", 2, 0.0, 0.0, unscorable=True) for _ in range(3)] + [BatchRow("b", 2, 1.0, 0.0, oracle=True)]
+    plan = plan_batch(rows, ema, group_size=4)
+    assert plan.plans["a"].z == pytest.approx(1 / 2) and plan.plans["a"].negatives == [0]
+    assert not plan.plans["b"].in_dpo and plan.plans["b"].weight == 0.0 and ema.get(2) is None
+    assert plan.terms.sign.tolist() == [-1, 0, 0, 1, 0, 0, 0, 0]
+    m = plan.metrics
+    assert m["orapo/zrr/mean"] == pytest.approx(1 / 2) and m["orapo/dpo_share"] == 0.5
+    assert m["orapo/unscorable/count"] == 4 and m["orapo/unscorable/share"] == pytest.approx(4 / 6)
+    assert m["orapo/unscorable/prompts"] == 1

@@ -182,3 +182,38 @@ def test_padchest_repeated_record_and_conflicting_table_split(shape, tmp_path, p
     assert stats["splits"]["unknown"]["dropped"] == {"inconsistent_split": 1}  # "abnormal": train and test rows
     rows = rows_by_study(tmp_path / "out")
     assert rel.cases["normal"] in rows and rel.cases["abnormal"] not in rows
+
+
+def test_padchest_record_without_ids_is_no_study_of_an_unknown_split(tmp_path, pixel_args):
+    """Issue 21: a grounded-report record without StudyID/ImageID was one more study, under `unknown`, while the study
+    it belonged to was counted again in its own split as report_missing."""
+    import json
+
+    rel = write_padchest_release(tmp_path / "src", shape="list")
+    path = rel.root / "grounded_reports_20240819.json"
+    data = json.loads(path.read_text())
+    orphan = next(r for r in data if r["StudyID"] == rel.cases["normal"])
+    orphan.pop("StudyID")
+    orphan.pop("ImageID")
+    path.write_text(json.dumps(data))
+    stats = run("padchest_gr", ["--root", str(rel.root)], tmp_path, pixel_args)
+    assert_accounted(stats)
+    assert "unknown" not in stats["splits"] and sum(inputs(stats).values()) == 6  # every master-table study once
+    assert stats["splits"]["train"]["dropped"]["report_missing"] == 2  # the release's table-only study + this one
+    assert stats["reader"]["records_without_study_id"] == 1
+
+
+def test_chexpert_plus_priors_by_report_date_order_are_an_option(tmp_path, pixel_args):
+    """Off by default, as DEER and OraPO train; --prior links a patient's previous study (patient_report_date_order)."""
+    rel = write_chexpert_release(tmp_path / "src")
+    default = rows_by_study(tmp_path / "out") if run("chexpert_plus", ["--root", str(rel.root)], tmp_path,
+                                                     pixel_args) else None
+    assert not any(r["extra_info"]["has_prior"] for r in default.values())
+    stats = run("chexpert_plus", ["--root", str(rel.root), "--prior", "--max-images", "4"], tmp_path, pixel_args,
+                name="prior")
+    assert_accounted(stats)
+    rows = rows_by_study(tmp_path / "prior")
+    second, first = rows[rel.cases["train_1_2"]]["extra_info"], rows[rel.cases["train_1_1"]]["extra_info"]
+    assert second["has_prior"] is True and second["prior_study_id"] == rel.cases["train_1_1"]
+    assert second["image_roles"] == ["current_frontal", "current_lateral", "prior_frontal", "prior_lateral"]
+    assert first["has_prior"] is False and stats["reader"]["studies_with_prior_link"] == 1

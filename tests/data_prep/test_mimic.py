@@ -197,3 +197,53 @@ def test_workers_and_restart(mimic_layout, mimic_out, tmp_path, pixel_args):
         {k: v for k, v in mtimes.items() if k != victim.name}
     main("mimic_cxr", args + ["--missing-value", "none given"])
     assert all(p.stat().st_mtime_ns != mtimes[p.name] for p in tmp_path.glob("*.parquet"))
+
+
+def test_r2gen_split_file_one_image_per_sample(tmp_path, pixel_args):
+    """DEER trains and tests MIMIC-CXR on R2Gen's annotation.json (issue 21): its split, its sample unit (one image,
+    R2Gen's MimiccxrSingleImageDataset), its report as the target; the context lines from the official report."""
+    import gzip
+    import json
+
+    import pandas as pd
+
+    from verl_ext.data.cli import main
+    from verl_ext.data.output import rows_by_study
+    from verl_ext.testing.released import write_mimic_release
+
+    rel = write_mimic_release(tmp_path / "src")
+    jpg = rel.paths["jpg_root"]
+    with gzip.open(jpg / "mimic-cxr-2.0.0-metadata.csv.gz", "rt") as fh:
+        meta = pd.read_csv(fh, dtype=str)
+    normal = meta[meta["study_id"] == rel.cases["normal"]]
+    other = meta[meta["study_id"] == rel.cases["impression_only"]].iloc[0]
+
+    def item(row, split, report):
+        path = f"p{row.subject_id[:2]}/p{row.subject_id}/s{row.study_id}/{row.dicom_id}.jpg"
+        return {"id": row.dicom_id, "study_id": int(row.study_id), "subject_id": int(row.subject_id),
+                "report": report, "image_path": [path], "split": split}
+
+    ann = {"train": [item(r, "train", "the lungs are clear.") for r in normal.itertuples()],
+           "val": [], "test": [item(other, "test", "no pleural effusion.")]}
+    ann["train"].append(dict(ann["train"][0]))  # an id listed twice: one sample
+    ann["test"].append({"id": "x", "report": "r"})  # no image path: a malformed item
+    no_report = dict(item(other, "test", "no pleural effusion."), id="no-report", study_id=59999999)
+    ann["test"].append(no_report)  # its official report does not exist: kept, without context lines
+    split_file = tmp_path / "annotation.json"
+    split_file.write_text(json.dumps(ann))
+    out = tmp_path / "out"
+    stats = main("mimic_cxr", ["--mimic-cxr-jpg", str(jpg), "--reports", str(rel.paths["reports"]),
+                               "--split-file", str(split_file), "--out", str(out), "--no-progress", *pixel_args])
+    assert stats["splits"]["train"]["samples"] == 2 and stats["splits"]["test"]["samples"] == 2
+    assert stats["splits"]["test"]["notes"]["context_report_missing"] == 1
+    assert stats["splits"]["train"]["notes"]["duplicate_record"] == 1
+    assert stats["splits"]["test"]["dropped"] == {"malformed_record": 1}
+    rows = rows_by_study(out)
+    pa, lateral = (rows[d] for d in normal["dicom_id"])
+    for row, view in ((pa, "PA"), (lateral, "LATERAL")):
+        e = row["extra_info"]
+        assert e["n_images"] == 1 and e["view_positions"] == [view] and e["has_prior"] is False
+        assert row["reward_model"]["ground_truth"] == "the lungs are clear."  # R2Gen's report, not ours
+        assert e["indication"] == "___F with cough"  # the official report's context line
+    assert rows[other.dicom_id]["reward_model"]["ground_truth"] == "no pleural effusion."
+    assert rows["no-report"]["extra_info"]["indication"] == ""

@@ -112,7 +112,8 @@ def _check_deer(cmd, variant, env, data_name):
     assert "algorithm.adv_estimator=grpo" in cmd and "algorithm.norm_adv_by_std_in_grpo=true" in cmd
     assert "actor_rollout_ref.rollout.n=8" in cmd and "data.train_batch_size=64" in cmd
     assert "+reward.reward_kwargs.components={chexbert_example_f1:1.0,bleu2:0.0}" in cmd
-    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[500,0.25]]}" in cmd
+    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[0.5,0.25]]}" in cmd
+    assert "+reward.reward_kwargs.schedule_unit=share" in cmd  # both phases for any data size (issue 21)
     weighting = "tfidf" if variant == "ditpo_rule" else "gradient"
     assert f"ditpo.weighting={weighting}" in cmd
     subset = f"data.train_files={env['DATA_DIR']}/{data_name}_ddsampling/train.parquet"
@@ -126,6 +127,9 @@ def test_deer_subset_and_switch_step_from_the_environment(env, tmp_path):
                                                         "DEER_BLEU_SWITCH_STEP": "120"})
     assert f"data.train_files=[{tmp_path}/train-00000.parquet]" in cmd
     assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[120,0.25]]}" in cmd
+    assert "+reward.reward_kwargs.schedule_unit=step" in cmd
+    share = _command(REPO / "recipes" / "mimic_deer.sh", {**env, "DEER_BLEU_SWITCH": "0.3"})
+    assert "+reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[0.3,0.25]]}" in share
     given = _command(REPO / "recipes" / "mimic_deer.sh", {**env, "TRAIN_FILES": "/x/train.parquet"})
     assert "data.train_files=/x/train.parquet" in given
 
@@ -161,6 +165,10 @@ BROKEN = {
     "model not given": ("mimic_editgrpo", ["actor_rollout_ref.model.path=null"],
                         ["required values: set actor_rollout_ref.model.path"]),
     "sft validation without data": ("mimic_sft", ["trainer.test_freq=after_each_epoch"], ["trainer.test_freq"]),
+    "deer bleu-2 phase after the last step": (
+        "mimic_deer", ["trainer.total_training_steps=460", "reward.reward_kwargs.schedule_unit=step",
+                       "reward.reward_kwargs.component_schedules={bleu2:[[0,0.0],[500,0.25]]}"],
+        ["weight 0.25 at step 500, but the run has at most 460 steps"]),
     "orapo without reference policy": ("chexpert_plus_orapo",
                                        ["actor_rollout_ref.actor.use_kl_loss=false",
                                         "actor_rollout_ref.actor.loss_agg_mode=token-mean"],

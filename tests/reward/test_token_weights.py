@@ -32,7 +32,7 @@ def test_weights_reach_the_channel_with_the_known_values(make_config, make_item,
     outputs = run(worker.compute_score_batch(DataProto.concat(items)))
     scorer = manager.service.scorer
     labeler = scorer.clinical.chexbert
-    targets = np.flatnonzero(labeler.labels([REF])[0]).tolist()
+    targets = np.flatnonzero(labeler.labels([REF], "negative")[0]).tolist()  # DEER's T: class 1 only
     assert targets, "the tiny CheXbert finds no positive condition in the reference; pick another"
     for item, response, out in zip(items, RESPONSES, outputs):
         info = out["reward_extra_info"]
@@ -97,3 +97,33 @@ def test_schedule_errors_name_the_setting():
         RadiologyRewardConfig(components={"bleu2": 1.0}, component_schedules={"bleu2": [3]})
     with pytest.raises(ValueError, match="token_weights"):
         RadiologyRewardConfig(token_weights="tfidf")
+
+
+def test_target_set_counts_uncertain_as_negative_by_default(monkeypatch):
+    """DEER's T is the reference's positive (class 1) conditions, as the DEER recipes always set; the component used
+    the reward's chexbert_uncertain (default positive) before, so an uncertain finding joined T (issue 21)."""
+    from types import SimpleNamespace
+
+    import verl_ext.reward.token_weights as tw
+    from verl_ext.reward.config import RadiologyRewardConfig
+    from verl_ext.reward.scoring import RewardScorer, ScoreRequest
+
+    classes = np.zeros(14, dtype=np.int64)
+    classes[[1, 4, 9]] = [1, 3, 2]  # positive, uncertain, negative
+    clinical = SimpleNamespace(chexbert_classes=lambda texts: [classes for _ in texts], chexbert=SimpleNamespace(m=None),
+                               _rate=None)
+    seen = []
+
+    def capture(model, texts, spans, reference_labels, **kwargs):
+        seen.append([np.flatnonzero(lab).tolist() for lab in reference_labels])
+        return {}, {}
+
+    monkeypatch.setattr(tw, "ditpo_gradient_channels", capture)
+    request = ScoreRequest("small effusion", "small effusion, possible edema", token_spans=[(0, 5), (6, 14)])
+    for kwargs, expected in (({}, [1]), ({"ditpo_uncertain": "positive"}, [1, 4]),
+                             ({"chexbert_uncertain": "positive"}, [1])):
+        cfg = RadiologyRewardConfig(components={"chexbert_example_f1": 1.0}, token_weights="chexbert_gradient",
+                                    **kwargs)
+        RewardScorer(cfg, clinical=clinical).score_batch([request])
+        assert seen.pop() == [expected]
+

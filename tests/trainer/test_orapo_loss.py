@@ -71,7 +71,7 @@ def test_without_oracle_and_weight_it_is_verls_ppo_loss(actor_config):
     td = _batch(3, lengths, **_row_fields([1.0, 1.0, 1.0]))
     full_a, out_a = _log_probs(td, lengths, shift=0.05)
     full_b, out_b = _log_probs(td, lengths, shift=0.05)
-    ours, _ = orapo_loss(actor_config, out_a, td)
+    ours, _ = orapo_loss(actor_config, out_a, td, grpo_token_norm=L)
     theirs, _ = ppo_loss(actor_config, out_b, td)
     torch.testing.assert_close(ours, theirs)
     ours.backward()
@@ -88,7 +88,7 @@ def test_weighted_grpo_branch_with_an_oracle_row(actor_config):
     lengths, w = [5, 3, 4], 0.15
     td = _batch(3, lengths, **_row_fields([(1 - w) * 3 / 2, (1 - w) * 3 / 2, 0.0]))
     _, out = _log_probs(td, lengths, shift=0.05)
-    ours, _ = orapo_loss(actor_config, out, td)
+    ours, _ = orapo_loss(actor_config, out, td, grpo_token_norm=L)
     # reference: (1 - w) x verl's Dr. GRPO loss on the two rollouts alone (a batch of 2)
     ref_td = TensorDict({k: torch.nested.as_nested_tensor(td[k].unbind()[:2], layout=torch.jagged)
                          for k in ("prompts", "responses", "response_mask", "old_log_probs", "ref_log_prob",
@@ -97,6 +97,30 @@ def test_weighted_grpo_branch_with_an_oracle_row(actor_config):
     _, ref_out = _log_probs(ref_td, lengths[:2], shift=0.05)
     theirs, _ = ppo_loss(actor_config, ref_out, ref_td)
     torch.testing.assert_close(ours, (1 - w) * theirs)
+
+
+def test_grpo_dpo_balance_does_not_move_with_the_response_length(actor_config):
+    """Issue 21: verl's loss_scale_factor (= max_response_length) divided the GRPO branch only, so 4x the response
+    length made the GRPO share of the gradient 4x smaller against the same w_i-weighted DPO term."""
+    import copy
+
+    lengths, w, n = [5, 3, 4], 0.15, 3
+    base = _batch(3, lengths, seed=1)
+    pad = lambda xs: torch.nn.utils.rnn.pad_sequence(list(xs), batch_first=True)  # noqa: E731
+    mask = pad([torch.ones(k) for k in lengths])
+    delta = length_normalised_log_ratio(pad(base["old_log_probs"].unbind()), pad(base["ref_log_prob"].unbind()), mask)
+    terms = dpo_row_terms(delta, [(2, [0, 1], w)], num_partners=2, rows_per_prompt=n)
+    td = _batch(3, lengths, seed=1, **_row_fields([(1 - w) * 3 / 2, (1 - w) * 3 / 2, 0.0], terms))
+    grads = []
+    for factor in (L, 4 * L, 4096):
+        cfg = copy.deepcopy(actor_config)
+        object.__setattr__(cfg, "loss_scale_factor", factor)
+        full, out = _log_probs(td, lengths, shift=0.05)
+        loss, _ = orapo_loss(cfg, out, td)
+        loss.backward()
+        grads.append(torch.cat([f.grad for f in full]))
+    torch.testing.assert_close(grads[0], grads[1])
+    torch.testing.assert_close(grads[0], grads[2])
 
 
 def test_dpo_branch_gradient_is_the_ln_dpo_gradient(actor_config):

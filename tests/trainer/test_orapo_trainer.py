@@ -92,3 +92,13 @@ def test_advantage_step_hands_the_actor_every_stored_field(trainer_cls, monkeypa
     assert out.fields == stored.fields and out.keys == keys and out.extra_info == {"temperature": 1.0}
     assert estimated == [keys[:2]]  # verl's estimator on the K rollouts only
     assert metrics["orapo/dpo_share"] == 1.0
+
+
+def test_reward_invalid_flag_marks_a_rollout_unscorable():
+    import numpy as np
+
+    from verl_ext.trainer.orapo_trainer import _invalid
+
+    assert _invalid({"reward_extra_info": {"invalid": 1, "invalid_reason": "reference_without_present_labels"}})
+    assert _invalid({"reward_extra_info": {"invalid": np.int64(1)}})
+    assert not _invalid({"reward_extra_info": {"invalid": 0}}) and not _invalid({})

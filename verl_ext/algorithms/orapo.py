@@ -22,7 +22,11 @@ The numbers above are those of the paper as reported by two independent paper no
 * several rejected responses per prompt: ``L_DPO,i`` is the mean over the (chosen, rejected) pairs;
 * a prompt with no rejected response (e.g. no zero reward under ``negatives="zero_reward"``) has no DPO term that
   step, so its weight is 0 (pure GRPO), and "in the DPO branch" means "has at least one pair";
-* ``beta = 0.1`` (the DPO default of Rafailov et al., 2023; the notes give none) and ``zero_tol = 0``.
+* ``beta = 0.1`` (the DPO default of Rafailov et al., 2023; the notes give none) and ``zero_tol = 0``;
+* a rollout the reward could not score (``BatchRow.unscorable``: the reward's ``invalid`` flag, e.g. FactS with no
+  present label in the reference or an unparseable LLM answer) is not a failed exploration: it is left out of the
+  zero-reward rate and of the rejected responses, and counted (``orapo/unscorable/*``). A prompt with no scorable
+  rollout has no rate that step (its EMA is left as it was) and no DPO term.
 
 Per-sample decomposition (why `dpo_row_terms` exists): verl splits a mini-batch into micro-batches by token budget,
 so the chosen and a rejected response of a pair need not be in the same forward pass. Each row therefore carries the
@@ -49,6 +53,10 @@ DEFAULT_W_MAX = 0.15
 DEFAULT_GAMMA = 2.0
 # Reconstructed (see the module docstring).
 DEFAULT_BETA = 0.1
+# Ours: the constant that divides the GRPO branch's per-sequence token sum (Dr. GRPO's constant normaliser), fixed
+# so that the GRPO/DPO balance set by w_i does not move with max_response_length; 4096 = the length the OraPO
+# recipes ran with before (the EditGRPO authors' max_response_length), so their balance is unchanged.
+DEFAULT_GRPO_TOKEN_NORM = 4096.0
 NEGATIVES = ("zero_reward", "all", "below_mean")
 DEFAULT_NEGATIVES = "zero_reward"
 EMA_INITS = ("first", "zero")
@@ -161,7 +169,7 @@ class PromptPlan:
     """What OraPO decides for one prompt at one step."""
 
     z: float
-    """zero-reward rate of its rollouts this step"""
+    """zero-reward rate of its scorable rollouts this step (nan: none was scorable)"""
     z_ema: float
     weight: float
     """w_i: 0 when the prompt has no DPO pair this step"""
@@ -280,6 +288,8 @@ class BatchRow:
     """False when the reference was cut at the response limit"""
     padding: bool = False
     """verl's synthetic padding rows: no loss, no statistics"""
+    unscorable: bool = False
+    """the reward could not score this rollout (``invalid``): not a zero reward, not a rejected response"""
 
 
 @dataclass
@@ -319,6 +329,7 @@ def plan_batch(
     margins, losses, zs, z_emas, weights = [], [], [], [], []
     chosen_deltas, rejected_deltas = [], []
     truncated, rollout_rewards, oracle_rewards = 0, [], []
+    unscorable, unscorable_prompts = 0, 0
     for uid, idx in groups.items():
         oracles = [i for i in idx if rows[i].oracle]
         rollouts = [i for i in idx if not rows[i].oracle]
@@ -326,14 +337,22 @@ def plan_batch(
             raise ValueError(f"OraPO: group uid={uid} has {len(idx)} rows with {len(oracles)} oracle row(s); "
                              f"expected {group_size} rows with exactly one oracle (rollout.n = K + 1)")
         oracle = oracles[0]
-        rewards = [rows[i].reward for i in rollouts]
-        z = zero_reward_rate(rewards, zero_tol)
-        z_ema = ema.update(rows[oracle].prompt_id, z)
-        plan = plan_prompt(rewards, z_ema, rows[oracle].oracle_usable, negatives, w_min, w_max, gamma, zero_tol)
+        scored = [k for k, i in enumerate(rollouts) if not rows[i].unscorable]
+        unscorable += len(rollouts) - len(scored)
+        rewards = [rows[rollouts[k]].reward for k in scored]
+        if scored:
+            z = zero_reward_rate(rewards, zero_tol)
+            z_ema = ema.update(rows[oracle].prompt_id, z)
+            plan = plan_prompt(rewards, z_ema, rows[oracle].oracle_usable, negatives, w_min, w_max, gamma, zero_tol)
+            plan.negatives = [scored[k] for k in plan.negatives]  # positions among the group's rollouts
+            zs.append(z)
+            z_emas.append(z_ema)
+        else:
+            unscorable_prompts += 1
+            previous = ema.get(rows[oracle].prompt_id)
+            plan = PromptPlan(z=math.nan, z_ema=math.nan if previous is None else previous, weight=0.0, negatives=[])
         plans[uid] = plan
         truncated += not rows[oracle].oracle_usable
-        zs.append(z)
-        z_emas.append(z_ema)
         weights.append(plan.weight)
         rollout_rewards.extend(rewards)
         oracle_rewards.append(rows[oracle].reward)
@@ -365,6 +384,9 @@ def plan_batch(
         "orapo/dpo/rejected_log_ratio/mean": _mean(rejected_deltas),
         "orapo/dpo/loss": _mean(losses),
         "orapo/oracle_truncated": float(truncated),
+        "orapo/unscorable/count": float(unscorable),
+        "orapo/unscorable/share": unscorable / max(1, sum(len(idx) - 1 for idx in groups.values())),
+        "orapo/unscorable/prompts": float(unscorable_prompts),
         "orapo/rollout_reward/mean": _mean(rollout_rewards),
         "orapo/oracle_reward/mean": _mean(oracle_rewards),
         "orapo/ema_prompts": float(len(ema)),

@@ -10,6 +10,9 @@ pre-flight check. It raises one ``ValueError`` listing every problem, each namin
 * ``wandb`` in ``trainer.logger`` without credentials: ``wandb.init`` runs in ``fit`` after every model is loaded and
   fails there without an API key. Credentials are ``WANDB_API_KEY``, a ``wandb login`` entry in ``~/.netrc`` (or
   ``$NETRC``) for the W&B host, or ``WANDB_MODE=offline`` / ``disabled``.
+* a reward phase the run never reaches (``reward.reward_kwargs.component_schedules``): a step-based switch past the
+  run's length (``trainer.total_training_steps``, else the train files' rows // batch * epochs, read from the
+  parquet footers) would silently train on the first phase only (DEER's BLEU-2 phase at step 500 of a ~460-step run).
 * the edit step's and the reward's model paths (``editgrpo.models.*``, ``reward.reward_kwargs.models.*``): each must
   exist, as the workers would only find out when they load them.
 """
@@ -75,9 +78,49 @@ def startup_problems(config: Any, env: Optional[dict] = None, check_models: bool
             "WANDB_API_KEY, run `wandb login`, export WANDB_MODE=offline, or drop wandb from trainer.logger "
             "(e.g. trainer.logger='[console,file]')."
         )
+    problems += _schedule_problems(config)
     if check_models:
         problems += _model_path_problems(config)
     return problems
+
+
+def planned_training_steps(config: Any) -> Optional[int]:
+    """The run's step count as verl will compute it: ``trainer.total_training_steps``, else (rows of
+    ``data.train_files`` from the parquet footers) // ``data.train_batch_size`` * ``trainer.total_epochs`` -- an upper
+    bound, as verl's overlong-prompt filter can only drop rows. None where the files cannot be read here."""
+    total = config_get(config, "trainer.total_training_steps")
+    if total is not None:
+        return int(total)
+    files = config_get(config, "data.train_files")
+    batch = config_get(config, "data.train_batch_size")
+    if files is None or not batch:
+        return None
+    files = [files] if isinstance(files, str) else list(files)
+    try:
+        import pyarrow.parquet as pq
+
+        rows = sum(pq.ParquetFile(os.path.expanduser(str(f))).metadata.num_rows for f in files)
+    except Exception:  # noqa: BLE001 - missing/unreadable data is the data checks' business, not this one's
+        return None
+    return rows // int(batch) * int(config_get(config, "trainer.total_epochs", 1))
+
+
+def _schedule_problems(config: Any) -> list[str]:
+    """Reward phases that the run never reaches (DEER's BLEU-2 phase at a fixed step past the run's end)."""
+    if config_get(config, "reward.reward_manager.name") != "radiology":
+        return []
+    from verl_ext.reward.config import RadiologyRewardConfig
+
+    try:
+        reward = RadiologyRewardConfig.from_trainer_config(config)
+    except ValueError as exc:
+        return [str(exc)]
+    if not reward.component_schedules:
+        return []
+    total = planned_training_steps(config)
+    if total is None:
+        return []
+    return reward.schedule_problems(total)
 
 
 def _model_path_problems(config: Any) -> list[str]:

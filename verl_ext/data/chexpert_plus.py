@@ -34,7 +34,10 @@ Target (``--target``): ``findings`` (default; MambaXray-VL/CXPMRG-Bench use the 
 that protocol) or ``findings_impression`` (findings, then impression, joined by a space; a study is kept when either
 exists). Context lines: INDICATION = ``section_clinical_history`` (else ``section_history``), TECHNIQUE =
 ``section_technique``, COMPARISON = ``section_comparison``. Views: ``ap_pa`` when it is PA/AP/LL, else
-``frontal_lateral`` (FRONTAL / LATERAL). No priors (neither paper links them).
+``frontal_lateral`` (FRONTAL / LATERAL). Priors: none by default (neither DEER nor OraPO links them); ``--prior``
+adds the images of the patient's previous study, ordered by ``patient_report_date_order`` (the release's only time
+order), among the input studies of the same split (`verl_ext.data.priors.link_priors`; a study without that value is
+counted as ``missing_study_datetime`` and gets no prior); ``--max-images`` (default 2) must leave room for them.
 """
 from __future__ import annotations
 
@@ -44,8 +47,11 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from verl_ext.data.common import InputError, Tally, clean, output_split, read_csv_checked, read_json_checked
 from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, StudyJob
+from verl_ext.data.priors import StudyTime, link_priors
 from verl_ext.data.views import OTHER, normalize_view, view_class
 
 DATA_SOURCE = "chexpert_plus"
@@ -141,7 +147,10 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
     required = ["path_to_image", "section_findings"] + (["section_impression"] if target != "findings" else []) \
         + ([] if split_file else ["split"])
     df = read_csv_checked(csv_path, required, dtype=str, keep_default_na=True)
-    for col in ("frontal_lateral", "ap_pa", "deid_patient_id", "split", *TEXT_COLUMNS):
+    if cfg.include_prior and "patient_report_date_order" not in df.columns:
+        raise InputError(f"{csv_path}: --prior orders a patient's studies by patient_report_date_order, which this "
+                         "CSV lacks")
+    for col in ("frontal_lateral", "ap_pa", "deid_patient_id", "split", "patient_report_date_order", *TEXT_COLUMNS):
         if col not in df.columns:
             df[col] = None
 
@@ -150,8 +159,8 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
     bad_rows: list[dict] = []
     seen_paths: set[str] = set()
     repeated: Counter = Counter()  # study -> rows repeating an image path already read
-    for row in df[["path_to_image", "frontal_lateral", "ap_pa", "deid_patient_id", "split", *TEXT_COLUMNS]] \
-            .to_dict("records"):
+    for row in df[["path_to_image", "frontal_lateral", "ap_pa", "deid_patient_id", "split",
+                   "patient_report_date_order", *TEXT_COLUMNS]].to_dict("records"):
         key = study_key(row["path_to_image"]) if isinstance(row["path_to_image"], str) else None
         if key is None:
             bad_rows.append(row)
@@ -207,6 +216,21 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
         studies[key] = {"rows": rows, **entry}
         keys[split].append(key)
 
+    def patient_of(key: str) -> str:
+        return clean(studies[key]["rows"][0]["deid_patient_id"]) or key.split("/")[0]
+
+    prior_of: dict[str, str] = {}
+    if cfg.include_prior:
+        order = []
+        for key, s in studies.items():
+            rank = pd.to_numeric(s["rows"][0]["patient_report_date_order"], errors="coerce")
+            order.append(StudyTime(key, patient_of(key), s["split"], float(rank), 0.0))
+        prior_of, events = link_priors(order)
+        for key in events["unordered"]:
+            tally.note(studies[key]["split"], "missing_study_datetime", f"study {key}: no patient_report_date_order")
+        for key in events["cross_split"]:
+            tally.note(studies[key]["split"], "prior_in_other_split_ignored")
+
     probes = [r["path_to_image"] for s in list(studies.values())[:20] for r in s["rows"][:1]]
     images_dir = _find_image_root(root, image_root, probes) if studies else root
 
@@ -227,33 +251,37 @@ def plan_chexpert_plus(root: str | os.PathLike, cfg: PrepConfig, image_root: str
                 return v
         return _variants(rel)[0]
 
+    def candidates_of(key: str, role: str, notes: Counter) -> list[ImageCandidate]:
+        s = studies[key]
+        by_path = {os.path.splitext(r["path_to_image"])[0]: r for r in s["rows"]}
+        wanted = s["paths"] or [r["path_to_image"] for r in s["rows"]]
+        cands = []
+        for rel in wanted:
+            row = by_path.get(os.path.splitext(rel)[0])
+            if row is None:
+                notes["split_file_image_not_in_csv"] += 1
+            view = image_view(row["frontal_lateral"], row["ap_pa"]) if row else "UNKNOWN"
+            if cfg.views == "frontal_lateral" and view_class(view) == OTHER:
+                notes[f"excluded_view:{view}"] += 1
+                continue
+            found = resolve(rel)
+            cands.append(ImageCandidate(str(images_dir / found), found, view, role, os.path.splitext(found)[0]))
+        return cands
+
     def build_jobs(split: str, study_keys: Sequence[str], start: int) -> list[StudyJob]:
         jobs = []
         for i, key in enumerate(study_keys):
             s = studies[key]
             notes: Counter = Counter()
-            by_path = {os.path.splitext(r["path_to_image"])[0]: r for r in s["rows"]}
-            wanted = s["paths"] or [r["path_to_image"] for r in s["rows"]]
-            cands = []
-            for rel in wanted:
-                row = by_path.get(os.path.splitext(rel)[0])
-                if row is None:
-                    notes["split_file_image_not_in_csv"] += 1
-                view = image_view(row["frontal_lateral"], row["ap_pa"]) if row else "UNKNOWN"
-                if cfg.views == "frontal_lateral" and view_class(view) == OTHER:
-                    notes[f"excluded_view:{view}"] += 1
-                    continue
-                found = resolve(rel)
-                cands.append(ImageCandidate(str(images_dir / found), found, view, "current",
-                                            os.path.splitext(found)[0]))
-            patient = clean(s["rows"][0]["deid_patient_id"]) or key.split("/")[0]
+            prior = prior_of.get(key)
+            cands = candidates_of(key, "current", notes) + (candidates_of(prior, "prior", Counter()) if prior else [])
             jobs.append(StudyJob(split=split, source_split=s["source"], index=start + i, study_id=key,
-                                 patient_id=patient, candidates=cands, text=text_of(s["rows"], notes),
-                                 notes=dict(notes)))
+                                 patient_id=patient_of(key), candidates=cands, prior_study_id=prior,
+                                 text=text_of(s["rows"], notes), notes=dict(notes)))
         return jobs
 
     info = {"csv": str(csv_path), "image_root": str(images_dir), "split_file": str(split_file) if split_file else None,
             "target": target, "studies_in_csv": len(rows_of), "csv_rows_without_study_path": len(bad_rows),
-            "csv_studies_not_selected": len(set(rows_of) - set(selected))}
+            "csv_studies_not_selected": len(set(rows_of) - set(selected)), "studies_with_prior_link": len(prior_of)}
     return Plan(keys=dict(keys), build_jobs=build_jobs, dropped=dict(tally.dropped), notes=dict(tally.notes),
                 input_studies=dict(tally.input_studies), info=info)

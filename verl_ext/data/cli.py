@@ -92,6 +92,10 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
     if d["prior"]:
         g.add_argument("--no-prior", action="store_true",
                        help="do not add the most recent prior study's images (default: add them)")
+    elif dataset == "chexpert_plus":
+        g.add_argument("--prior", action="store_true",
+                       help="add the images of the patient's previous study (by patient_report_date_order); "
+                            "raise --max-images to make room for them (default: none, as DEER and OraPO train)")
     g.add_argument("--max-images", type=int, default=d["max_images"], metavar="N",
                    help="at most N images per sample, the rollout's limit_images (default: %(default)s)")
     g.add_argument("--over-limit", choices=("truncate", "drop"), default="truncate",
@@ -112,6 +116,10 @@ def build_parser(dataset: str, description: str) -> argparse.ArgumentParser:
                    help="text after INDICATION:/TECHNIQUE:/COMPARISON: when the study lacks the section "
                         "(default: %(default)s)")
     if dataset == "mimic_cxr":
+        g.add_argument("--split-file", metavar="FILE", default=None,
+                       help="R2Gen's mimic_cxr/annotation.json: its split (270,790 / 2,130 / 3,858) and sample unit "
+                            "(one image per sample, R2Gen's report as the target, no priors), the protocol DEER and "
+                            "the R2Gen line of work use (default: the official split, one sample per study)")
         g.add_argument("--prior-requires-findings", action="store_true",
                        help="only studies with a FINDINGS section may serve as a prior (reads every report first; "
                             "default: any earlier study of the patient in the same split)")
@@ -187,7 +195,8 @@ def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tup
                         quality=args.jpeg_quality),
         image_mode=args.image_mode,
         views=args.views,
-        include_prior=DEFAULTS[dataset]["prior"] and not getattr(args, "no_prior", False),
+        include_prior=(DEFAULTS[dataset]["prior"] and not getattr(args, "no_prior", False))
+        or getattr(args, "prior", False),
         max_images=args.max_images,
         over_limit=args.over_limit,
         max_study_images=getattr(args, "max_study_images", 0) or None,
@@ -209,7 +218,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, context_fields: tup
 def main(dataset: str, argv: list[str] | None = None) -> dict:
     """Parse `argv`, convert, write stats.json, print the summary; returns the stats (SystemExit 2/3 on failure,
     see the module docstring)."""
-    from verl_ext.data import chexpert_plus, iu_xray, mimic, padchest_gr, rexgradient
+    from verl_ext.data import chexpert_plus, iu_xray, mimic, mimic_r2gen, padchest_gr, rexgradient
 
     modules = {"mimic_cxr": mimic, "rexgradient": rexgradient, "iu_xray": iu_xray, "padchest_gr": padchest_gr,
                "chexpert_plus": chexpert_plus}
@@ -220,7 +229,9 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     cfg = config_from_args(args, dataset, module.CONTEXT_FIELDS)
     try:
         check_input_paths(args)
-        if dataset == "mimic_cxr":
+        if dataset == "mimic_cxr" and args.split_file:
+            plan = mimic_r2gen.plan_mimic_r2gen(args.mimic_cxr_jpg, args.reports, args.split_file, cfg)
+        elif dataset == "mimic_cxr":
             plan = mimic.plan_mimic(args.mimic_cxr_jpg, args.reports, cfg)
         elif dataset == "rexgradient":
             plan = rexgradient.plan_rexgradient(args.root, cfg, image_root=args.image_root)

@@ -16,9 +16,12 @@ Inputs under ``--root`` (the BIMCV release):
   PNGs already on disk (extracted copies, ``PadChest_GR_progression_prior_studies/...``). Images are looked up by
   file name; a file on disk wins over an archive member of the same name.
 
-Every study is counted once: a study is identified by its ``StudyID`` whichever shape names it; a master-table study
-with no report record is dropped as ``report_missing``; a record whose study cannot be identified is one
-``malformed_record``; a study whose master-table rows name two splits is dropped as ``inconsistent_split`` (a
+Every study is counted once, in its own split: a study is identified by its ``StudyID`` whichever shape names it; a
+master-table study with no report record is dropped as ``report_missing``; a record whose study cannot be identified
+(no ``StudyID``, no ``ImageID`` of the master table) is no study of its own -- it is counted as
+``records_without_study_id`` in the reader info (an error under ``--strict``), and the study it was meant for is
+counted in its split as ``report_missing`` (formerly it was a study of its own in an ``unknown`` split, so that study
+was counted twice); a study whose master-table rows name two splits is dropped as ``inconsistent_split`` (a
 robustness rule); a second record of a study is only noted (``duplicate_record``), the first one is used. The
 report (target) is every ``sentence_en`` of ``findings`` in JSON order, stripped, empty ones skipped, joined by
 single spaces. Every GR study has one frontal image; the prior is the dataset's own link (JSON ``PreviousImageID``,
@@ -30,6 +33,7 @@ exist in English, so the prompt has none. 16-bit PNGs are scaled by their maximu
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import zipfile
@@ -40,7 +44,9 @@ from pathlib import Path
 
 from verl_ext.data.archives import missing_parts, open_zip, split_zip_sets
 from verl_ext.data.common import InputError, Tally, clean, output_split, read_csv_checked, read_json_checked
-from verl_ext.data.pipeline import ImageCandidate, Plan, PrepConfig, StudyJob
+from verl_ext.data.pipeline import DataError, ImageCandidate, Plan, PrepConfig, StudyJob
+
+logger = logging.getLogger(__name__)
 
 DATA_SOURCE = "padchest_gr"
 CONTEXT_FIELDS: tuple[str, ...] = ()
@@ -168,14 +174,19 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
     studies: dict[str, dict] = {}
     gr_split = {sid: next(iter(m["splits"])) if len(m["splits"]) == 1 else "unknown" for sid, m in study_rows.items()}
     seen: set[str] = set()
+    unidentified = 0
     for sid, rec in records:
-        if sid is None or not isinstance(rec.get("findings"), list):
-            split = gr_split.get(sid, "unknown") if sid else "unknown"
+        if sid is None:
+            unidentified += 1
+            if cfg.strict:
+                raise DataError(f"{report_path}: a record names no study of {master_path.name}: {str(rec)[:80]}")
+            continue
+        if not isinstance(rec.get("findings"), list):
+            split = gr_split.get(sid, "unknown")
             if sid in seen:
                 tally.note(split, "duplicate_record", f"study {sid} listed twice")
                 continue
-            if sid:
-                seen.add(sid)
+            seen.add(sid)
             tally.study(split)
             tally.drop(split, "malformed_record", f"{report_path}: malformed record {str(rec)[:80]}")
             continue
@@ -233,6 +244,10 @@ def plan_padchest_gr(root: str | os.PathLike, cfg: PrepConfig) -> Plan:
 
     info = {"reports": str(report_path), "master_table": str(master_path), "png_files": len(images.disk),
             "archive_pngs": len(images.members), "archives": images.archives,
-            "duplicate_png_names": images.duplicates}
+            "duplicate_png_names": images.duplicates, "records_without_study_id": unidentified}
+    if unidentified:
+        logger.warning("%s: %d record(s) name no study of %s (no StudyID/ImageID found there); counted as "
+                       "records_without_study_id, their studies as report_missing", report_path.name, unidentified,
+                       master_path.name)
     return Plan(keys=dict(keys), build_jobs=build_jobs, dropped=dict(tally.dropped), notes=dict(tally.notes),
                 input_studies=dict(tally.input_studies), info=info)

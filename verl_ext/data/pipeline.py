@@ -128,7 +128,7 @@ class ImageCandidate:
 
 @dataclass
 class StudyJob:
-    """Everything a worker needs for one study. Either `text` (structured datasets) or `report` is set."""
+    """Everything a worker needs for one study: `text` (structured datasets), `report`, or both (`study_text`)."""
 
     split: str
     source_split: str
@@ -247,12 +247,14 @@ class ReportError(Exception):
 
 
 def study_text(job: StudyJob, cfg: PrepConfig) -> dict[str, str]:
-    """The job's sections: given, or parsed from its MIMIC report."""
-    if job.text is not None:
+    """The job's sections: given, or parsed from its MIMIC report; with both, the given non-empty ones win (R2Gen's
+    split: its report as the findings, the context lines from the official report)."""
+    if job.text is not None and job.report is None:
         return job.text
     fields = extract_report_fields(read_report(job.report), context_fallbacks=cfg.context_fallbacks)
-    return {"findings": fields.findings, "impression": fields.impression, "indication": fields.indication,
-            "technique": fields.technique, "comparison": fields.comparison}
+    parsed = {"findings": fields.findings, "impression": fields.impression, "indication": fields.indication,
+              "technique": fields.technique, "comparison": fields.comparison}
+    return {**parsed, **{k: v for k, v in (job.text or {}).items() if v}}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -319,7 +321,10 @@ def process_study(job: StudyJob, cfg: PrepConfig) -> Outcome:
     try:
         text = study_text(job, cfg)
     except ReportError as e:
-        return drop(e.reason, str(e), e.path)
+        if job.text is None:
+            return drop(e.reason, str(e), e.path)
+        text = dict(job.text)  # the report only adds context lines to the given target: counted, not dropped
+        notes[f"context_{e.reason}"] += 1
     findings = (text.get("findings") or "").strip()
     if not findings:
         return drop("no_findings")

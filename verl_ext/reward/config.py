@@ -17,6 +17,7 @@ Keyword arguments given to the manager's constructor directly (tests, custom lau
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
@@ -25,6 +26,9 @@ from verl_ext.clinical.scorer import ClinicalScorerConfig
 
 #: The paper's reward (App. D): R = RadGraph-F1 + CheXbert-Micro-F1-14 + RaTE, unweighted.
 PAPER_COMPONENTS: dict[str, float] = {"radgraph_f1": 1.0, "chexbert_micro_f1_14": 1.0, "ratescore": 1.0}
+
+#: Units of ``component_schedules``' starts: training steps or shares of the run.
+SCHEDULE_UNITS = ("step", "share")
 
 
 @dataclass
@@ -105,9 +109,17 @@ class RadiologyRewardConfig:
     """Local instruction-model directory of the facts_llm component (vLLM)."""
 
     component_schedules: dict[str, list] = field(default_factory=dict)
-    """Step-dependent weights: component -> ``[[from_step, weight], ...]`` (piecewise constant; before the first
-    entry the weight in ``components`` holds). DEER's two-phase reward (Sec. 3.1 / 4): ``{bleu2: [[0, 0.0],
-    [S, 0.25]]}`` = F1 only, then F1 + 0.25 BLEU-2 from step S (the paper gives no S; recipes expose it)."""
+    """Step-dependent weights: component -> ``[[from, weight], ...]`` (piecewise constant; before the first entry
+    the weight in ``components`` holds); ``from`` is a training step or a share of the run (``schedule_unit``).
+    DEER's two-phase reward (Sec. 3.1 / 4): ``{bleu2: [[0, 0.0], [0.5, 0.25]]}`` with ``schedule_unit=share`` =
+    F1 only, then F1 + 0.25 BLEU-2 over the second half of the run (the paper gives no switch point)."""
+    schedule_unit: str = "step"
+    """Unit of ``component_schedules``' ``from``: "step" (a training step, 1-based as verl counts) or "share" (a
+    share in [0, 1) of the run's total steps, so every phase happens for any data size; entry ``s > 0`` starts at
+    step ``floor(s * total) + 1``)."""
+    total_training_steps: Optional[int] = None
+    """The run's total steps; read from ``trainer.total_training_steps`` (the editgrpo trainer fills it in from the
+    data loader before the reward is built). Needed by ``schedule_unit=share``."""
 
     token_weights: str = "none"
     """"chexbert_gradient": also compute DEER's gradient-based DiTPO token weights (Eq. 9-12) for each response
@@ -115,6 +127,11 @@ class RadiologyRewardConfig:
     ``ditpo.weighting=gradient`` by `from_trainer_config`."""
     ditpo_beta: float = 1.0
     """beta of Eq. 12 (DEER Sec. 4: 1)."""
+    ditpo_uncertain: str = "negative"
+    """How the reference's CheXbert "uncertain" counts for DiTPO's target set T (Eq. 9): "negative" (DEER: T is
+    the reference's positive conditions, class 1, as its F1 reward, PromptMRG's ``label == 1``, and the recipes
+    always used) or "positive". Separate from ``chexbert_uncertain``, which the other CheXbert components read
+    (EditGRPO's convention: uncertain counts as positive)."""
     ditpo_logit_classes: str = "positive"
     """Eq. 9's target: "positive" logits (the formula) or "positive_uncertain" (the sentence around it)."""
     saliency_batch_size: int = 32
@@ -140,6 +157,8 @@ class RadiologyRewardConfig:
             raise ValueError(f"on_invalid={self.on_invalid!r}: expected 'count' or 'raise'")
         if self.chexbert_uncertain not in ("positive", "negative"):
             raise ValueError(f"chexbert_uncertain={self.chexbert_uncertain!r}: expected 'positive' or 'negative'")
+        if self.ditpo_uncertain not in ("positive", "negative"):
+            raise ValueError(f"ditpo_uncertain={self.ditpo_uncertain!r}: expected 'positive' or 'negative'")
         if self.actor_placement not in ("auto", "pool", "node"):
             raise ValueError(f"actor_placement={self.actor_placement!r}: expected 'auto', 'pool' or 'node'")
         if self.actor_num_gpus is not None and not 0 <= float(self.actor_num_gpus):
@@ -154,7 +173,11 @@ class RadiologyRewardConfig:
             raise ValueError(f"token_weights={self.token_weights!r}: expected one of {TOKEN_WEIGHTS}")
         if self.ditpo_logit_classes not in LOGIT_CLASSES:
             raise ValueError(f"ditpo_logit_classes={self.ditpo_logit_classes!r}: expected one of {LOGIT_CLASSES}")
-        self.component_schedules = {str(k): _parse_schedule(k, v) for k, v in dict(self.component_schedules).items()}
+        if self.schedule_unit not in SCHEDULE_UNITS:
+            raise ValueError(f"schedule_unit={self.schedule_unit!r}: expected one of {SCHEDULE_UNITS}")
+        self.component_schedules = {
+            str(k): _parse_schedule(k, v, self.schedule_unit) for k, v in dict(self.component_schedules).items()
+        }
         unknown = set(self.component_schedules) - set(self.components)
         if unknown:
             raise ValueError(f"component_schedules names {sorted(unknown)}, which are not in components")
@@ -201,14 +224,45 @@ class RadiologyRewardConfig:
             ditpo = None
         if ditpo is not None and ditpo.get("weighting", "none") == "gradient":
             derived = {"token_weights": "chexbert_gradient", "ditpo_beta": float(ditpo.get("beta", 1.0))}
+        from verl_ext.config.startup import config_get
+
+        total = config_get(config, "trainer.total_training_steps")
+        if total is not None:
+            derived["total_training_steps"] = int(total)
         return cls.from_any(derived or None, kwargs, overrides or None)
+
+    def schedule_steps(self, name: str, total_steps: Optional[int] = None) -> list[tuple[int, float]]:
+        """``component_schedules[name]`` with each ``from`` as a training step (shares resolved against
+        ``total_steps``, default ``total_training_steps``)."""
+        entries = self.component_schedules.get(name, [])
+        if self.schedule_unit == "step" or not entries:
+            return [(int(start), weight) for start, weight in entries]
+        total = self.total_training_steps if total_steps is None else total_steps
+        if total is None:
+            raise ValueError(
+                "reward.reward_kwargs.schedule_unit=share needs the run's total steps (trainer.total_training_steps); "
+                "the editgrpo trainer sets it from the data loader, elsewhere set it explicitly")
+        return [(0 if share == 0 else math.floor(share * int(total)) + 1, weight) for share, weight in entries]
+
+    def schedule_problems(self, total_steps: int) -> list[str]:
+        """One line per schedule entry that a run of ``total_steps`` steps never reaches (empty: none)."""
+        problems = []
+        for name in self.component_schedules:
+            for start, weight in self.schedule_steps(name, total_steps):
+                if start > total_steps:
+                    problems.append(
+                        f"reward.reward_kwargs.component_schedules.{name} starts its phase with weight {weight:g} at "
+                        f"step {start}, but the run has at most {total_steps} steps, so that phase never happens; "
+                        "give the switch as a share of the run (reward.reward_kwargs.schedule_unit=share, e.g. "
+                        "DEER_BLEU_SWITCH=0.5 in the DEER recipes) or an earlier step")
+        return problems
 
     def weight_at(self, name: str, step: Optional[int]) -> float:
         """The weight of component ``name`` at training step ``step`` (``None``: no step known, the base weight)."""
         weight = self.components[name]
         if step is None:
             return weight
-        for from_step, value in self.component_schedules.get(name, ()):
+        for from_step, value in self.schedule_steps(name):
             if step >= from_step:
                 weight = value
         return weight
@@ -232,11 +286,19 @@ class RadiologyRewardConfig:
         return d
 
 
-def _parse_schedule(name: str, value: Any) -> list[tuple[int, float]]:
+def _parse_schedule(name: str, value: Any, unit: str) -> list[tuple[float, float]]:
     try:
-        entries = sorted((int(step), float(weight)) for step, weight in value)
+        entries = sorted((float(start), float(weight)) for start, weight in value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"component_schedules.{name}={value!r}: expected [[from_step, weight], ...]") from exc
+        raise ValueError(f"component_schedules.{name}={value!r}: expected [[from_{unit}, weight], ...]") from exc
+    if unit == "step":
+        if any(start != int(start) for start, _ in entries):
+            raise ValueError(f"component_schedules.{name}={value!r}: a start that is not a whole step; for a share of "
+                             "the run set reward.reward_kwargs.schedule_unit=share")
+        entries = [(int(start), weight) for start, weight in entries]
+    if unit == "share" and any(not 0 <= start < 1 for start, _ in entries):
+        raise ValueError(f"component_schedules.{name}={value!r} with schedule_unit=share: each start must be a "
+                         "share of the run in [0, 1) (1 or more would never be reached)")
     return entries
 
 

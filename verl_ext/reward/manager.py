@@ -113,6 +113,8 @@ class RadiologyRewardManager(RewardManagerBase):
     ):
         super().__init__(config, tokenizer, compute_score)
         self.reward_config = RadiologyRewardConfig.from_trainer_config(config, **kwargs)
+        for name in self.reward_config.component_schedules:  # a share schedule without the run's length fails here
+            logger.info("radiology reward: %s weight from step: %s", name, self.reward_config.schedule_steps(name))
         self._service = None
         # In training (inside Ray) place the node's scorer actor and load its models now: a placement or model-path
         # problem then fails the run at start-up, not at the first step (verl_ext.reward.service).

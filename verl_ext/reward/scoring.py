@@ -224,11 +224,13 @@ class RewardScorer:
             self.counters["analyses_reused"] += info["analysis_reused"]
             results.append({"reward_score": float(score), "reward_extra_info": info})
         if cfg.token_weights != "none":
-            self._add_token_weights(requests, results, scorable, cx_of, references)
+            targets = {t: binarize(c, uncertain=cfg.ditpo_uncertain) for t, c in cx_raw_of.items()}
+            self._add_token_weights(requests, results, scorable, targets, references)
         return results
 
     def _add_token_weights(self, requests, results, scorable: list[int], cx_of: dict, references: list[str]) -> None:
-        """Gradient-based DiTPO weights (``verl_ext.reward.token_weights``) into each result's token channel."""
+        """Gradient-based DiTPO weights (``verl_ext.reward.token_weights``) into each result's token channel;
+        ``cx_of``: text -> binary CheXbert labels under ``ditpo_uncertain`` (the target sets T)."""
         import time
 
         from verl_ext.reward.token_weights import ditpo_gradient_channels

@@ -4,7 +4,8 @@ The reward scorer already holds CheXbert and the decoded response; the reward ma
 policy-token character spans (``ScoreRequest.token_spans``, from exact decode offsets). For every scorable request
 of a batch:
 
-1. T = the reference's positive CheXbert conditions (binary labels as the reward uses them, ``chexbert_uncertain``);
+1. T = the reference's positive CheXbert conditions (uncertain counted as ``ditpo_uncertain`` says, default negative:
+   DEER's positive = class 1);
 2. CheXbert saliency of the response for T (`verl_ext.clinical.chexbert_saliency`, one backward per micro-batch);
 3. each policy token gets the maximum score over the CheXbert tokens its characters overlap (0 without overlap);
 4. ``w = 1 + beta * s~`` (Eq. 12, no normalisation), stored as the ``ditpo_weight`` array of the trajectory's

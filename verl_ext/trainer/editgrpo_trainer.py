@@ -189,6 +189,15 @@ def _define_trainer_class() -> type:
             # PPOTrainer.__init__ assigns config.trainer.v1.trainer_mode ("editgrpo"); the behaviour stays "sync".
             pass
 
+        def _init_dataloader(self):
+            # The run's length is known only now (verl: len(dataset) // batch * epochs, unless set); the reward
+            # loop, built after this, reads it for share-based reward schedules (DEER's two phases).
+            super()._init_dataloader()
+            from omegaconf import open_dict
+
+            with open_dict(self.config):
+                self.config.trainer.total_training_steps = int(self.total_training_steps)
+
         def init(self):
             problems = token_channel_step.check_config(self.config)
             if problems:

@@ -41,6 +41,9 @@ class OraPOConfig:
     """Exponent of the power map from the EMA to the weight (paper: 2)."""
     beta: float = algo.DEFAULT_BETA
     """LN-DPO temperature (reconstructed: 0.1, the DPO default)."""
+    grpo_token_norm: float = algo.DEFAULT_GRPO_TOKEN_NORM
+    """Constant dividing the GRPO branch's per-sequence token sum, in place of ``actor.loss_scale_factor`` (=
+    max_response_length), so the GRPO/DPO balance does not depend on the response length (ours: 4096)."""
     negatives: str = algo.DEFAULT_NEGATIVES
     """Rejected responses: zero_reward (default) | all | below_mean (see verl_ext.algorithms.orapo)."""
     zero_tol: float = 0.0
@@ -53,6 +56,8 @@ class OraPOConfig:
         algo.ema_update(None, 0.0, self.alpha, self.ema_init)  # validates alpha, ema_init
         if self.negatives not in algo.NEGATIVES:
             raise ValueError(f"orapo.negatives={self.negatives!r}; expected one of {algo.NEGATIVES}")
+        if not float(self.grpo_token_norm) > 0:
+            raise ValueError(f"orapo.grpo_token_norm={self.grpo_token_norm} must be > 0")
         if not float(self.beta) > 0:
             raise ValueError(f"orapo.beta={self.beta} must be > 0")
 

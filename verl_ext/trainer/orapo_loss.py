@@ -19,6 +19,11 @@ Per-row inputs, written to TransferQueue by the trainer's advantage step and rea
 
 Both terms are sums over rows divided by verl's ``global_batch_size`` (times ``dp_size``), so micro-batching, data
 parallelism and gradient accumulation see one loss, as for ``ppo_loss``.
+
+The GRPO branch's per-sequence token sums are divided by ``grpo_token_norm`` (``orapo.grpo_token_norm``), not by
+``actor.loss_scale_factor``: verl sets that to ``max_response_length``, and the LN-DPO term (length-normalised by
+construction) is not divided by it, so with it the GRPO/DPO balance that ``w_i`` sets would change with the response
+length. With ``grpo_token_norm = loss_scale_factor`` the GRPO branch is verl's ``ppo_loss`` term for term.
 """
 from __future__ import annotations
 
@@ -26,7 +31,12 @@ from typing import Any
 
 import torch
 
-from verl_ext.algorithms.orapo import DEFAULT_BETA, dpo_row_loss, length_normalised_log_ratio
+from verl_ext.algorithms.orapo import (
+    DEFAULT_BETA,
+    DEFAULT_GRPO_TOKEN_NORM,
+    dpo_row_loss,
+    length_normalised_log_ratio,
+)
 
 GRPO_WEIGHT = "orapo_grpo_weight"
 DPO_FIELDS = ("orapo_dpo_sign", "orapo_dpo_coef", "orapo_dpo_partners", "orapo_dpo_partner_mask")
@@ -37,7 +47,8 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def orapo_loss(config, model_output, data, dp_group=None, beta: float = DEFAULT_BETA) -> tuple[torch.Tensor, dict]:
+def orapo_loss(config, model_output, data, dp_group=None, beta: float = DEFAULT_BETA,
+               grpo_token_norm: float = DEFAULT_GRPO_TOKEN_NORM) -> tuple[torch.Tensor, dict]:
     """verl loss-function signature; see the module docstring. ``config`` is verl's ``ActorConfig``."""
     from verl.trainer.ppo.core_algos import agg_loss, get_policy_loss_fn, kl_penalty
     from verl.utils.metric import AggregationType, Metric
@@ -56,7 +67,7 @@ def orapo_loss(config, model_output, data, dp_group=None, beta: float = DEFAULT_
     info["dp_size"] = data["dp_size"]
     info["batch_num_tokens"] = data["batch_num_tokens"]
     info["global_batch_size"] = data["global_batch_size"]
-    info["loss_scale_factor"] = config.loss_scale_factor
+    info["loss_scale_factor"] = grpo_token_norm  # not config.loss_scale_factor: see the module docstring
     aggregation = AggregationType.SUM  # every term is normalised by the global batch (as in ppo_loss)
 
     fields = ["response_mask", "old_log_probs", "advantages", "ref_log_prob", *ROW_FIELDS]

@@ -11,7 +11,8 @@ It is the ``editgrpo`` trainer (metrics, optional DiTPO weights) plus these hook
    EMA (kept per dataset ``index``) and mixing weight give the per-row loss inputs (``orapo_*`` fields, written to
    TransferQueue next to the advantages; ``verl_ext.algorithms.orapo.plan_batch``) and the step metrics ``orapo/*``
    (zero-reward rate, mean w, share of prompts in the DPO branch, DPO margin / accuracy / loss from the old
-   log-probs, oracle rewards, truncated references);
+   log-probs, oracle rewards, truncated references, rollouts the reward could not score: ``orapo/unscorable/*``,
+   kept out of the zero-reward rate and the rejected responses);
 3. ``_save_checkpoint`` / ``_load_checkpoint`` keep the EMA state (``orapo_ema.json`` in the step folder).
 
 4. ``_compute_metrics``: verl's metrics (``critic/score``, ``response_length``, ``perf/*`` ...) and the editgrpo
@@ -44,6 +45,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _invalid(extra: dict) -> bool:
+    """The radiology reward's ``invalid`` flag of a trajectory (``reward_extra_info``; absent: scored)."""
+    info = extra.get("reward_extra_info")
+    value = _plain(info.get("invalid", 0)) if isinstance(info, dict) else 0
+    return bool(value) if value is not None else False
+
+
 def read_batch_rows(keys: list, partition_id: str, tags: list) -> list:
     """The step's trajectories from TransferQueue as ``BatchRow`` s (reward, old-vs-ref log-ratio, oracle flags)."""
     import transfer_queue as tq
@@ -67,7 +75,8 @@ def read_batch_rows(keys: list, partition_id: str, tags: list) -> list:
                              "EMA needs a stable prompt id across steps")
         rows.append(BatchRow(uid=uids[i], prompt_id=index[i], reward=float(rewards[i]), delta_old=float(delta[i]),
                              oracle=bool(extra[i].get(ORACLE_FIELD, False)) and not padding,
-                             oracle_usable=not bool(extra[i].get(TRUNCATED_FIELD, False)), padding=padding))
+                             oracle_usable=not bool(extra[i].get(TRUNCATED_FIELD, False)), padding=padding,
+                             unscorable=_invalid(extra[i])))
     return rows
 
 
@@ -126,7 +135,8 @@ def _define_trainer_class() -> type:
 
         def on_init_end(self):
             actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-            self.actor_rollout_wg.set_loss_fn(partial(orapo_loss, config=actor_config, beta=self.orapo_cfg.beta))
+            self.actor_rollout_wg.set_loss_fn(partial(orapo_loss, config=actor_config, beta=self.orapo_cfg.beta,
+                                                          grpo_token_norm=self.orapo_cfg.grpo_token_norm))
             super().on_init_end()
 
         def _compute_advantage(self, batch, metrics: dict):
