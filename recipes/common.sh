@@ -87,7 +87,9 @@ use_ddsampling_subset() {
 # DEER's RL settings (Sec. 3.1 and 4): GRPO advantages (Eq. 2, / std), 8 rollouts, 64 prompts per step, reward
 # F1 (PromptMRG example-based CheXbert F1), then F1 + 0.25 BLEU-2 from step DEER_BLEU_SWITCH_STEP (the paper
 # gives no step: default 500), no edit step, one pass over the (sub)set (DEER gives no step count, so the
-# EditGRPO step caps of use_dataset are dropped). Usage: deer_rl_args <weighting> -> DEER_ARGS.
+# EditGRPO step caps of use_dataset are dropped), the whole model trains (DEER Sec. 4: "In RL stage, we unfreeze and
+# optimize the entire model"; editgrpo_trainer.yaml freezes the vision tower as the EditGRPO authors did).
+# Usage: deer_rl_args <weighting> -> DEER_ARGS.
 deer_rl_args() {
   local weighting="$1"
   TOTAL_STEPS=
@@ -108,6 +110,7 @@ deer_rl_args() {
     +reward.reward_kwargs.bleu_n=2
     +reward.reward_kwargs.chexbert_uncertain=negative
     "ditpo.weighting=$weighting"
+    actor_rollout_ref.model.override_config.verl_ext_freeze=none
   )
 }
 
