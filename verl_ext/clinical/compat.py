@@ -22,7 +22,10 @@ Why it exists (each point has a test in ``tests/clinical/test_compat.py`` that s
 4. Importing the packages has process-wide side effects: f1chexbert calls ``warnings.filterwarnings("ignore")``,
    radgraph ``warnings.simplefilter("default", DeprecationWarning)``, and PyRuSH (via RaTEScore) logs ~8 DEBUG
    lines per report through loguru. ``quiet_imports()`` restores the warning filters after import and disables the
-   PyRuSH logger.
+   PyRuSH logger. PyRuSH's rule matcher PyFastNER (``FastCNER.processWildCards``) also logs ``"\." is not a
+   eligible syntax.`` at INFO on the *root* logger for every sentence it splits (1,286 lines in one ReXrank run):
+   a note about PyRuSH's own rule file that no user can act on. ``silence_pyrush()`` drops exactly those records
+   (a filter on the root logger matching that message from PyFastNER); every other record passes.
 
 Nothing else in the project patches third-party code.
 """
@@ -30,6 +33,7 @@ Nothing else in the project patches third-party code.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import warnings
 from typing import Any, Iterator
@@ -153,7 +157,22 @@ def quiet_imports() -> Iterator[None]:
     silence_pyrush()
 
 
+class _PyFastNERSyntaxNote(logging.Filter):
+    """Drops PyFastNER's ``"\<char>" is not a eligible syntax.`` records (point 4 of the module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_pyfastner = "PyFastNER" in record.pathname.replace("\\", "/").split("/")
+        return not (from_pyfastner and str(record.msg).endswith("is not a eligible syntax."))
+
+
+_PYFASTNER_FILTER = _PyFastNERSyntaxNote()
+
+
 def silence_pyrush() -> None:
+    """Disable PyRuSH's loguru output and PyFastNER's syntax notes on the root logger (idempotent)."""
+    root = logging.getLogger()
+    if _PYFASTNER_FILTER not in root.filters:
+        root.addFilter(_PYFASTNER_FILTER)
     try:
         from loguru import logger
 
