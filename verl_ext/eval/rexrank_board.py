@@ -162,18 +162,19 @@ def coverage_problem(dataset: str, board: str, ids: list[str], board_ids: list[s
     """Why a run is not on the same studies as the board's published rows (None when it is, or when nothing is known
     to check against: then `coverage_unchecked` says so)."""
     have = set(ids)
+    known = KNOWN_BOARD_STUDIES.get((dataset, board))
     if board_ids is not None:
         want = set(board_ids)
         missing, extra = sorted(want - have), sorted(have - want)
-        if not missing and not extra:
-            return None
         parts = []
         if missing:
             parts.append(f"{len(missing):,} of the board's {len(want):,} studies are missing (e.g. {missing[:3]})")
         if extra:
             parts.append(f"{len(extra):,} studies are not on the board (e.g. {extra[:3]})")
-        return f"scored {len(have):,} studies: " + "; ".join(parts)
-    known = KNOWN_BOARD_STUDIES.get((dataset, board))
+        if known is not None and len(want) != known:
+            parts.append(f"the test JSON puts {len(want):,} studies on this board; the published rows are on all "
+                         f"{known:,}")
+        return f"scored {len(have):,} studies: " + "; ".join(parts) if parts else None
     if known is not None and len(have) != known:
         return f"scored {len(have):,} studies; the board's published rows are on all {known:,} studies of the test set"
     return None
