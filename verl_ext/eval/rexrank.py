@@ -31,9 +31,15 @@ views named from ``frontal_lateral``, and INDICATION / COMPARISON lines parsed f
 **Scores** (``verl_ext.metrics.rexrank`` says how each is defined): BLEU-2, BERTScore (bert-score,
 distilroberta-base from a local directory, baseline-rescaled), SembScore (CheXbert [CLS] cosine), RadGraph (mean of
 entity and relation F1; RadGraph v1 ``radgraph`` model by default, the DyGIE++ checkpoint CXR-Report-Metric uses),
-1/RadCliQ-v1, RaTEScore, GREEN (needs vLLM + CUDA; skipped with a note otherwise). Each study is one bootstrap
+1/RadCliQ-v1, RaTEScore, GREEN (needs vLLM + CUDA; skipped with a note otherwise). The versions default to what the
+leaderboard's columns were computed with, and the notes say which were used: RaTEScore with RaTEScore 0.5.0's weight
+set (``--rate-weights``: negation weight 0.3612; 0.6.0's "long" uses 0.8717), GREEN as its reference code
+(``--green-chat/--green-unparseable/--green-multiline``, ``verl_ext.metrics.green.GreenProtocol``). A run whose
+studies differ from the board's (``--test-json``, or a board of known size) is flagged NOT COMPARABLE in the log, at
+the top of ``tables.md`` and in its leaderboard row. Each study is one bootstrap
 unit: ``tables.md``, ``summary.csv``, ``differences.csv`` and ``metrics.png`` come out as in
-``verl_ext.eval.compare`` (one table per test set and board), ``per_study/<set>_<board>/<run>.jsonl`` holds every study's
+``verl_ext.eval.compare`` (one table per test set and board; ``metrics.png`` draws 1/RadCliQ-v1 on its own axis),
+``per_study/<set>_<board>/<run>.jsonl`` holds every study's
 scores, and ``leaderboard_<set>_<board>.csv`` puts each run among the published rows in ReXrank's results-CSV format,
 ranked by 1/RadCliQ-v1 as rexrank.ai ranks (``--leaderboard``: a results CSV, or ``auto`` for the snapshot shipped in
 ``verl_ext/eval/resources/rexrank/``).
