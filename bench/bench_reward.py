@@ -305,7 +305,9 @@ def main(argv=None) -> int:
     )
 
     cfg = RadiologyRewardConfig.from_any(
-        {"models": paths.as_dict(), "device": args.device, "radgraph_lowercase": False, "service": "local"}
+        # compared with the installed RaTEScore 0.6.0 (long weights); entity-free pairs are compared separately below
+        {"models": paths.as_dict(), "device": args.device, "radgraph_lowercase": False, "service": "local",
+         "rate_affinity": "long", "ratescore_no_entity": 0.0}
     )
     service = LocalScoringService(cfg)
     _ = service.scorer.clinical.rate, service.scorer.clinical.radgraph, service.scorer.clinical.chexbert  # load models

@@ -89,7 +89,9 @@ use_ddsampling_subset() {
 # gives no switch point: ours is DEER_BLEU_SWITCH=0.5, the share of the run's steps spent on F1 alone, so both
 # phases happen for any data size; DEER_BLEU_SWITCH_STEP=<step> switches at a fixed step instead, refused at start-up
 # when the run is shorter), no edit step, one pass over the (sub)set (DEER gives no step count, so the EditGRPO step
-# caps of use_dataset are dropped). Usage: deer_rl_args <weighting> -> DEER_ARGS.
+# caps of use_dataset are dropped), the whole model trains (DEER Sec. 4: "In RL stage, we unfreeze and optimize the
+# entire model"; editgrpo_trainer.yaml freezes the vision tower as the EditGRPO authors did).
+# Usage: deer_rl_args <weighting> -> DEER_ARGS.
 deer_rl_args() {
   local weighting="$1"
   TOTAL_STEPS=
@@ -111,6 +113,7 @@ deer_rl_args() {
     "+reward.reward_kwargs.schedule_unit=$unit"
     +reward.reward_kwargs.bleu_n=2
     "ditpo.weighting=$weighting"
+    actor_rollout_ref.model.override_config.verl_ext_freeze=none
   )
 }
 

@@ -53,3 +53,24 @@ def test_empty_candidate_needs_the_compat_shim(model_dir):
         compat.install()
     scores = BertScorer(model_dir, device="cpu", rescale=False).score(["", "No effusion."], ["No effusion.", ""])
     assert scores.tolist() == [0.0, 0.0]  # bert-score's rule for an empty side, before rescaling
+
+
+def test_first_word_is_tokenised_with_its_leading_space(model_dir):
+    """bert-score asks RoBERTa for add_prefix_space=True (``sent_encode``); transformers 5 drops the keyword, so
+    without the compat shim "No" is encoded as ``No`` instead of ``ĠNo`` (what transformers 4 gave)."""
+    from bert_score.utils import sent_encode
+
+    expected = ["<s>", "ĠNo", "Ġpleural", "Ġeffusion", ".", "</s>"]
+    compat.uninstall_bert_score()
+    try:
+        from bert_score.scorer import get_tokenizer
+
+        upstream = get_tokenizer(model_dir)
+        assert upstream.convert_ids_to_tokens(sent_encode(upstream, "No pleural effusion.")) == ["<s>", "No"] + expected[2:]
+    finally:
+        compat.install_bert_score()
+    scorer = BertScorer(model_dir, device="cpu")._build(None)
+    tok = scorer._tokenizer
+    assert tok.convert_ids_to_tokens(sent_encode(tok, "No pleural effusion.")) == expected
+    # every word, the first included, is the token it is inside a sentence
+    assert sent_encode(tok, "effusion")[1] == sent_encode(tok, "No effusion")[2]

@@ -100,3 +100,23 @@ def test_encode_plus_shim_semantics():
     assert tok.encode_plus(["mild", "cardiomegaly"])["input_ids"] == [2, 5, 6, 3]  # a token list, as f1chexbert
     assert tok.encode_plus("mild cardiomegaly")["input_ids"] == [2, 5, 6, 3]
     assert tok.build_inputs_with_special_tokens([5], [6]) == [2, 5, 3, 6, 3]
+
+
+def test_pyfastner_syntax_notes_are_silenced_and_nothing_else(caplog, monkeypatch):
+    """PyRuSH's PyFastNER logs '"\\." is not a eligible syntax.' on the root logger for every sentence RaTEScore's
+    splitter reads; the filter drops exactly those records."""
+    import logging
+
+    from verl_ext.clinical.rate import rate_units
+
+    report = "Heart size is normal. No pleural effusion. Lungs are clear."
+    with caplog.at_level(logging.INFO):
+        with monkeypatch.context() as m:  # the filter passing everything: what the user saw
+            m.setattr(compat._PyFastNERSyntaxNote, "filter", lambda self, record: True)
+            rate_units(report + " Upstream.")
+        upstream = [r for r in caplog.records if "eligible syntax" in r.getMessage()]
+        caplog.clear()
+        rate_units(report + " Shimmed.")
+        logging.info("a root INFO record of our own")
+    assert upstream and all(r.pathname.split("/")[-2] == "PyFastNER" for r in upstream)
+    assert [r.getMessage() for r in caplog.records] == ["a root INFO record of our own"]

@@ -251,7 +251,10 @@ def test_whole_protocol_with_tiny_models(tmp_path, tiny_model, scorer_models, ca
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == rx.RESULTS_HEADER
         ranked = list(reader)
-    assert len(ranked) == 26 and sum(r["Model Name"] == "Tiny" for r in ranked) == 1
+    # three fixture studies are not MIMIC-CXR's 2,347: the row says so
+    assert len(ranked) == 26 and sum(r["Model Name"].startswith("Tiny [NOT COMPARABLE: scored 3 studies: the test "
+                                                               "JSON puts 3 studies on this board; the published "
+                                                               "rows are on all 2,347]") for r in ranked) == 1
     values = [float(r[rx.INV_RADCLIQ_V1]) for r in ranked]
     assert values == sorted(values, reverse=True)
     assert (scores / "metrics.png").stat().st_size > 0
@@ -324,3 +327,121 @@ def test_a_wrong_leaderboard_fails_before_scoring(tmp_path):
     with pytest.raises(rdata.RexrankError, match="one results CSV cannot serve"):
         rexrank.score_and_report({"A": {"findings": str(gen), "findings_impression": str(gen)}}, dataset="mimic_cxr",
                                  config=cfg, out=tmp_path / "o", leaderboard_spec=str(gen))
+
+
+# ------------------------------------------------------------------------------------ protocol of the leaderboard
+
+
+def _gen_file(path, ids):
+    path.write_text("".join(json.dumps({"id": i, "generated": "No pleural effusion.",
+                                        "reference": "No pleural effusion or pneumothorax."}) + "\n" for i in ids))
+    return path
+
+
+def test_a_run_on_other_studies_than_the_board_is_flagged_loudly(tmp_path, caplog):
+    """8 studies ranked among full-test-set rows: the log, the top of tables.md and our leaderboard row say so."""
+    gen = _gen_file(tmp_path / "g.jsonl", [f"5000000{i}" for i in range(8)])
+    cfg = rexrank.ScoreConfig(skip=tuple(m for m in rexrank.METRICS if m != "bleu"))
+    with caplog.at_level("WARNING"):
+        files = rexrank.score_and_report({"Tiny": {"findings": str(gen)}}, dataset="mimic_cxr", config=cfg,
+                                         out=tmp_path / "o", n_boot=20)
+    why = "scored 8 studies; the board's published rows are on all 2,347 studies of the test set"
+    assert f"NOT COMPARABLE with the published mimic_cxr/findings rows: run Tiny {why}" in caplog.text
+    tables = files["tables.md"].read_text()
+    assert tables.splitlines()[2] == f"> **NOT COMPARABLE with the published rows** — mimic_cxr/findings, Tiny: {why}"
+    with files["leaderboard_mimic_cxr_findings.csv"].open() as fh:
+        ours = [r for r in csv.DictReader(fh) if r["Model Name"].startswith("Tiny")]
+    assert ours[0]["Model Name"] == f"Tiny [NOT COMPARABLE: {why}]"
+    # with the board's own study list (score --test-json): the exact difference
+    files = rexrank.score_and_report({"Tiny": {"findings": str(gen)}}, dataset="mimic_cxr", config=cfg,
+                                     out=tmp_path / "o2", n_boot=20, leaderboard_spec="none",
+                                     board_studies={"findings": [f"5000000{i}" for i in range(9)]})
+    assert "1 of the board's 9 studies are missing (e.g. ['50000008'])" in files["tables.md"].read_text()
+    files = rexrank.score_and_report({"Tiny": {"findings": str(gen)}}, dataset="iu_xray", config=cfg,
+                                     out=tmp_path / "o3", n_boot=20, leaderboard_spec="none",
+                                     board_studies={"findings": [f"5000000{i}" for i in range(8)]})
+    assert "NOT COMPARABLE" not in files["tables.md"].read_text()  # the board's own list, all of it
+
+
+def test_board_output_names_the_reference_text_and_flags_inconsistent_published_rows(tmp_path):
+    gen = _gen_file(tmp_path / "g.jsonl", ["50000001"])
+    cfg = rexrank.ScoreConfig(skip=tuple(m for m in rexrank.METRICS if m != "bleu"))
+    for board in ("findings", "findings_impression"):
+        files = rexrank.score_and_report({"Tiny": {board: str(gen)}}, dataset="mimic_cxr", config=cfg,
+                                         out=tmp_path / board, n_boot=20)
+        tables = files["tables.md"].read_text()
+        assert f"mimic_cxr/{board}: reference text = {rboard.BOARD_REFERENCE[board]}" in tables
+    assert "the study's `section_findings` alone. Inferred from the board's name" in rboard.BOARD_REFERENCE["findings"]
+    # RadFM's published 1/RadCliQ-v1 on MIMIC-CXR findings + impression (0.625) is not 1/RadCliQ-v1 of its own
+    # columns (0.623, beyond their rounding); every findings-board row is consistent
+    assert "† 1 published rows' 1/RadCliQ-v1 does not follow" in tables
+    assert "RadFM (published 0.625, from its columns 0.623)" in tables and "| RadFM † |" in tables
+    findings_rows = rboard.read_results_csv(rboard.snapshot_path("mimic_cxr", "findings"))
+    assert rboard.radcliq_mismatches(findings_rows) == []
+    iu = rboard.read_results_csv(rboard.snapshot_path("iu_xray", "findings_impression"))
+    assert [m[0] for m in rboard.radcliq_mismatches(iu)] == [
+        "CheXpertPlus-MIMIC", "CheXpertPlus-CheX", "CheXpertPlus-CheX-MIMIC", "MedVersa", "RadFM"]
+
+
+def test_plot_gives_inverse_radcliq_its_own_axis():
+    # components just under RadCliQ-v1's scaler means: RadCliQ-v1 ~ 0.35, 1/RadCliQ-v1 ~ 2.9
+    recs = [{"id": str(i), rx.BLEU: 0.3 + 0.01 * i, rx.BERTSCORE: 0.55, rx.SEMBSCORE: 0.7, rx.RADGRAPH: 0.4,
+             rx.RATESCORE: 0.5} for i in range(10)]
+    for r in recs:
+        r[rx.RADCLIQ_V1] = float(rx.radcliq_v1(*(r[c] for c in rx.RADCLIQ_V1_FEATURES)))
+    report = rboard.build_report({"A": {"mimic_cxr/findings": recs}}, n_boot=20)
+    fig = rboard.board_figure(report)
+    scores, inverse = fig.axes[0], fig.axes[1]
+    assert [t.get_text() for t in scores.get_xticklabels()] == [rx.BLEU, rx.BERTSCORE, rx.SEMBSCORE, rx.RADGRAPH,
+                                                                rx.RATESCORE]
+    assert scores.get_ylim() == (0.0, 1.0)
+    assert [t.get_text() for t in inverse.get_xticklabels()] == [rx.INV_RADCLIQ_V1]
+    assert inverse.get_ylim()[1] > 2.5  # its bar is not clipped to (nor does it stretch) the 0-1 axis
+
+
+def test_green_follows_the_reference_code_by_default(tmp_path):
+    from verl_ext.clinical.green import GreenScorer
+
+    gen = _gen_file(tmp_path / "g.jsonl", ["1", "2"])
+    second_line = ("[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. Edema\n\n"
+                   "[Matched Findings]:\nThe findings that match:\n2. Effusion; cardiomegaly\n")
+    green = GreenScorer(generate_fn=lambda prompts: [second_line, "I cannot evaluate these reports."])
+    only_green = tuple(m for m in rexrank.METRICS if m != "green")
+    files = rexrank.score_and_report({"A": {"findings": str(gen)}}, dataset="mimic_cxr", out=tmp_path / "ref",
+                                     config=rexrank.ScoreConfig(skip=only_green), green_scorer=green, n_boot=20,
+                                     leaderboard_spec="none")
+    recs = [json.loads(x) for x in (tmp_path / "ref" / "per_study" / "mimic_cxr_findings" / "A.jsonl").open()]
+    assert [(r[rx.GREEN], r["green_status"]) for r in recs] == [(0.0, "ok"), (0.0, "unparseable")]
+    tables = files["tables.md"].read_text()
+    assert "GREEN: 1 completions could not be parsed and score 0, as the GREEN reference code scores them" in tables
+    assert "GREEN protocol: chat=user_assistant, unparseable=zero, multiline=False (the GREEN reference code" in tables
+    ours = rexrank.ScoreConfig(skip=only_green, green_chat="user", green_unparseable="drop", green_multiline=True)
+    rexrank.score_and_report({"A": {"findings": str(gen)}}, dataset="mimic_cxr", out=tmp_path / "ours", config=ours,
+                             green_scorer=green, n_boot=20, leaderboard_spec="none")
+    recs = [json.loads(x) for x in (tmp_path / "ours" / "per_study" / "mimic_cxr_findings" / "A.jsonl").open()]
+    assert recs[0][rx.GREEN] == pytest.approx(2 / 3) and recs[1][rx.GREEN] is None
+
+
+def test_ratescore_uses_the_leaderboards_weight_set(scorer_models):
+    """ReXrank's RaTEScore column dates from RaTEScore 0.5.0 (negation weight 0.3612); 0.6.0's default is 0.8717."""
+    import numpy as np
+
+    from verl_ext.editing.types import Entity, ReportAnalysis, Sentence
+
+    def report(text, typ):
+        v = np.zeros(768, dtype=np.float32)
+        v[0] = 1.0
+        return ReportAnalysis("x" * 10, (Sentence("x" * 10, 0, 10, (Entity(text, typ, v),)),))
+
+    present, absent = report("effusion", "DISEASE"), report("no effusion", "NON-DISEASE")
+    keys = ("rate_ner", "biolord")
+    board = rexrank.RexrankScorer(rexrank.ScoreConfig(skip=("bertscore", "sembscore", "radgraph", "green"),
+                                                      **{k: scorer_models[k] for k in keys}))
+    newer = rexrank.RexrankScorer(rexrank.ScoreConfig(skip=("bertscore", "sembscore", "radgraph", "green"),
+                                                      rate_weights="long", **{k: scorer_models[k] for k in keys}))
+    assert board.clinical.rate.ratescore(present, absent) == pytest.approx(0.3612)
+    assert newer.clinical.rate.ratescore(present, absent) == pytest.approx(0.8716553966489615)
+    assert board.config.protocol_notes()[0] == ("RaTEScore weight set 0.5.0 (negation weight 0.3612) (the "
+                                                "leaderboard's: RaTEScore 0.5.0)")
+    with pytest.raises(rdata.RexrankError, match="--rate-weights medium"):
+        rexrank.ScoreConfig(skip=tuple(rexrank.METRICS), rate_weights="medium").check()

@@ -108,3 +108,50 @@ def test_chat_rendering_matches_reference_format():
     tok.chat_template = CHAT_TEMPLATE
     text = tok.apply_chat_template([{"from": "human", "value": "PROMPT"}], tokenize=False, add_generation_prompt=True)
     assert text == "<|user|>\nPROMPT</s>\n<|assistant|>\n"
+
+
+# The matched-findings count on the section's second line: the reference parser (no re.MULTILINE) reads 0 matched
+# findings (GREEN 0), the project's earlier parser 2 (GREEN 2 / (2 + 1)).
+SECOND_LINE_COUNT = (
+    "[Clinically Significant Errors]:\n(a) False report of a finding in the candidate: 1. Edema\n\n"
+    "[Matched Findings]:\nThe findings that match:\n2. Effusion; cardiomegaly\n"
+)
+
+
+def test_reference_protocol_reads_the_count_only_at_the_start_of_the_section():
+    from verl_ext.metrics.green import PROJECT, REFERENCE
+
+    assert parse_completion(SECOND_LINE_COUNT, REFERENCE).score == 0.0
+    assert parse_completion(SECOND_LINE_COUNT, PROJECT).score == pytest.approx(2 / 3)
+    assert parse_completion(COMPLETION, REFERENCE).score == pytest.approx(0.5)  # the usual layout: the same
+
+
+def test_reference_protocol_scores_an_unparseable_completion_zero_and_counts_it():
+    from verl_ext.metrics.green import PROJECT, REFERENCE
+
+    ref = parse_completion("I cannot evaluate these reports.", REFERENCE)
+    assert ref.score == 0.0 and ref.parse_failed and not ref.parsed
+    ours = parse_completion("I cannot evaluate these reports.", PROJECT)
+    assert ours.score is None and ours.parse_failed
+
+
+def test_reference_protocol_renders_an_empty_assistant_turn():
+    """green_score's GREEN.forward: [{"from": "human", ...}, {"from": "gpt", "value": ""}] + generation prompt."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from verl_ext.metrics.green import PROJECT, REFERENCE, GreenProtocol
+
+    raw = Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "P": 3}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.chat_template = CHAT_TEMPLATE
+    rendered = {}
+    for name, protocol in (("reference", REFERENCE), ("project", PROJECT)):
+        scorer = GreenScorer(protocol=protocol)
+        scorer._tokenizer = tok
+        rendered[name] = scorer.prompt_text("P")
+    assert rendered["reference"] == "<|user|>\nP</s>\n<|assistant|>\n</s>\n<|assistant|>\n"
+    assert rendered["project"] == "<|user|>\nP</s>\n<|assistant|>\n"
+    with pytest.raises(ValueError, match="chat='assistant'"):
+        GreenProtocol(chat="assistant")

@@ -281,3 +281,15 @@ def test_cpu_switch_adds_the_cpu_profile(env):
     bad = subprocess.run(["bash", str(REPO / "recipes" / "iu_xray_sft.sh"), "--cpu"], env=env, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "--cpu is for RL recipes" in bad.stderr
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if not r.stem.endswith("_sft")], ids=lambda p: p.stem)
+def test_what_each_rl_recipe_trains(recipe, env):
+    """editgrpo_trainer.yaml freezes the vision tower (the EditGRPO authors' RL config); DEER's RL recipes override
+    it to train the whole model (DEER Sec. 4); no other RL recipe touches it."""
+    _, variant = _split(recipe)
+    overrides = [c for c in _command(recipe, env) if "verl_ext_freeze" in c or "external_lib" in c]
+    if variant in DEER_VARIANTS:
+        assert overrides == ["actor_rollout_ref.model.override_config.verl_ext_freeze=none"]
+    else:
+        assert overrides == []

@@ -84,7 +84,8 @@ def test_guards_empty_entity_free_and_invalid(worker, make_item, run):
     )
     empty, entity_free, invalid, normal = (o["reward_extra_info"] for o in outs)
     assert outs[0]["reward_score"] == 0.0 and empty["empty_response"] == 1 and empty["invalid"] == 0
-    assert entity_free["ratescore"] == 0.0 and entity_free["response_rate_entities"] == 0  # the package: 0.5
+    # RaTEScore's 0.5 (reward.reward_kwargs.ratescore_no_entity); the package itself drops "ok" and shifts the batch
+    assert entity_free["ratescore"] == 0.5 and entity_free["response_rate_entities"] == 0
     assert invalid["invalid"] == 1 and invalid["invalid_reason"] == "empty_reference" and outs[2]["reward_score"] == 0.0
     assert normal["invalid"] == 0 and outs[3]["reward_score"] > 0
 

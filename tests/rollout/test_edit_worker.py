@@ -308,6 +308,7 @@ def test_truncated_source_gets_no_edit(model_dir, fake_tq):
     assert client.requests == 4 and fake_tq.tags[-1][2] == {"status": "finished"}
     assert not any(sessions[s]["extra_fields"]["is_edited"] for s in range(4))
     assert sessions[0]["extra_fields"]["edit_skipped"] == "truncated"
+    assert worker.pop_edit_tally() == {3: [1, 0, 1]}  # a skip is not a failure, but it is counted
     # with an end-of-turn token the same text is edited
     fake_tq.puts.clear()
     worker, client = _worker(model_dir, [fragment], eos=True, response_length=64)
@@ -358,7 +359,7 @@ def test_errors_after_the_analysis_keep_the_sampled_responses(model_dir, fake_tq
     assert fake_tq.tags[-1][2] == {"status": "finished"} and sorted(sessions) == [0, 1, 2, 3]
     assert client.requests == 4  # the lost edits' slots were resampled
     assert "splice exploded" in sessions[0]["extra_fields"]["edit_error"]
-    assert worker.pop_edit_tally() == {3: [1, 1]}
+    assert worker.pop_edit_tally() == {3: [1, 1, 0]}
 
 
 def test_resampling_failure_keeps_the_group(model_dir, fake_tq):
@@ -397,7 +398,7 @@ def test_finalisation_failure_of_an_edited_copy_keeps_the_group(model_dir, fake_
         extra = sessions[sid]["extra_fields"]
         assert extra["is_edited"] is False and extra["edit_duplicate"] is True
         assert "cannot post-process" in extra["edit_error"] and _tokens(sessions[sid]) == _tokens(sessions[src])
-    assert worker.pop_edit_tally() == {3: [1, 1]}
+    assert worker.pop_edit_tally() == {3: [1, 1, 0]}
 
 
 def test_failure_share_stops_the_run(model_dir, fake_tq):
@@ -412,10 +413,10 @@ def test_failure_share_stops_the_run(model_dir, fake_tq):
     _run_many(worker, prompts)
     assert "POISON" in _sessions(fake_tq, "a")[0]["extra_fields"]["edit_error"]
     tally = worker.pop_edit_tally()
-    assert tally == {3: [2, 2]} and worker.pop_edit_tally() == {}
+    assert tally == {3: [2, 2, 0]} and worker.pop_edit_tally() == {}
     with pytest.raises(RuntimeError, match=r"2 of 2 groups .* editgrpo.max_failed_edit_share=0.1"):
         check_edit_failures(tally, EditRolloutConfig())
-    check_edit_failures({3: [10, 1]}, EditRolloutConfig())  # 10 % is not more than 10 %
+    check_edit_failures({3: [10, 1, 0]}, EditRolloutConfig())  # 10 % is not more than 10 %
     check_edit_failures(tally, EditRolloutConfig(stop_on_edit_failures=False))  # logged, training goes on
 
     # the manager sums the workers' tallies before dispatching the next step
@@ -425,10 +426,10 @@ def test_failure_share_stops_the_run(model_dir, fake_tq):
 
     manager = object.__new__(EditAgentLoopManagerTQ)
     manager.edit_cfg = EditRolloutConfig()
-    manager.agent_loop_workers = [Remote({4: [8, 0]}), Remote({4: [8, 1]})]
+    manager.agent_loop_workers = [Remote({4: [8, 0, 0]}), Remote({4: [8, 1, 0]})]
     manager._check_edit_failures(get=lambda refs: refs)  # 1 of 16 groups of step 4: 6 % <= 10 %
     manager.edit_cfg = EditRolloutConfig(max_failed_edit_share=0.05)
-    manager.agent_loop_workers = [Remote({5: [8, 0]}), Remote({5: [8, 1]})]
+    manager.agent_loop_workers = [Remote({5: [8, 0, 0]}), Remote({5: [8, 1, 0]})]
     with pytest.raises(RuntimeError, match="step 5"):
         manager._check_edit_failures(get=lambda refs: refs)
 
@@ -445,3 +446,36 @@ def _run_many(worker, prompts):
         await asyncio.gather(*(worker._run_prompt(p, params, dict(trajectory)) for p in prompts))
 
     get_event_loop().run_until_complete(main())
+
+
+def test_groups_left_unedited_by_missing_end_of_turn_tokens_stop_the_run(model_dir, fake_tq, caplog):
+    """A backend that drops the end-of-turn token makes every source look truncated: no group gets an edit and the run
+    would train as Dr. GRPO. Past editgrpo.max_truncated_share of a step's groups that stops the run with the cause."""
+    from verl_ext.rollout.config import EditRolloutConfig
+    from verl_ext.rollout.edit_worker import EditAgentLoopManagerTQ, check_edit_failures
+
+    worker, _ = _worker(model_dir, [NEEDS_EDIT], eos=False)  # complete reports, but no <|im_end|> in the ids
+    _run_many(worker, [_prompt(uid="a"), _prompt(uid="b", index=8)])
+    assert not any(s["extra_fields"]["is_edited"] for uid in "ab" for s in _sessions(fake_tq, uid).values())
+    tally = worker.pop_edit_tally()
+    assert tally == {3: [2, 0, 2]}
+    with pytest.raises(RuntimeError, match=r"in 2 of 2 groups of step 3 \(100%\) every edit source ended without an "
+                                           r"end-of-turn token.*editgrpo.max_truncated_share=0.5"):
+        check_edit_failures(tally, EditRolloutConfig())
+    check_edit_failures({3: [10, 0, 5]}, EditRolloutConfig())  # half is not "most"
+    with caplog.at_level("WARNING", logger="verl_ext.rollout.edit_worker"):
+        check_edit_failures({3: [10, 0, 6]}, EditRolloutConfig(max_truncated_share=0.8))  # most: warned, not stopped
+    assert "6 of 10 groups" in caplog.text and "drops the end-of-turn token" in caplog.text
+    check_edit_failures(tally, EditRolloutConfig(stop_on_edit_failures=False))
+    with pytest.raises(ValueError, match="max_truncated_share"):
+        EditRolloutConfig(max_truncated_share=1.5)
+
+    class Remote:
+        def __init__(self, tally):
+            self.pop_edit_tally = SimpleNamespace(remote=lambda: tally)
+
+    manager = object.__new__(EditAgentLoopManagerTQ)
+    manager.edit_cfg = EditRolloutConfig(max_truncated_share=0.25)
+    manager.agent_loop_workers = [Remote({6: [8, 0, 1]}), Remote({6: [8, 0, 4]})]  # 5 of 16 > 25 %
+    with pytest.raises(RuntimeError, match="5 of 16 groups of step 6"):
+        manager._check_edit_failures(get=lambda refs: refs)

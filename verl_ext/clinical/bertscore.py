@@ -8,7 +8,10 @@ itself: the layer (``bert_score.utils.model2layers["distilroberta-base"]`` = 5) 
 
 bert-score 0.3.13 encodes an empty sentence with ``tokenizer.build_inputs_with_special_tokens([])``, which
 transformers 5 removed; ``verl_ext.clinical.compat.install()`` restores it (``<s></s>`` for RoBERTa, as
-transformers 4 built it), and bert-score then scores an empty candidate 0 before rescaling, with a warning.
+transformers 4 built it), and bert-score then scores an empty candidate 0 before rescaling, with a warning. It also
+asks the RoBERTa tokenizer for a prefix space, which transformers 5 ignores as a keyword;
+``compat.install_bert_score()`` loads the tokenizer with ``add_prefix_space=True`` so every report's first word is
+encoded as on transformers 4 (``ĠNo``, not ``No``).
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class BertScorer:
         from verl_ext.clinical import compat
 
         compat.install()
+        compat.install_bert_score()
         return BERTScorer(model_type=self.model_path, num_layers=self.num_layers, batch_size=self.batch_size,
                           lang="en", rescale_with_baseline=self.rescale, baseline_path=self.baseline_path,
                           idf=self.idf, idf_sents=idf_sents, device=self.device)

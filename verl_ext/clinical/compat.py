@@ -11,13 +11,21 @@ Why it exists (each point has a test in ``tests/clinical/test_compat.py`` that s
    ``modern-radgraph-xl``, is untested). bert-score 0.3.13 (ReXrank's BERTScore, ``verl_ext.clinical.bertscore``)
    encodes an empty sentence with ``build_inputs_with_special_tokens([])`` (``<s></s>`` for RoBERTa, the same
    ``cls + ids + sep``); ``tests/clinical/test_bertscore.py`` shows the failure without it.
-2. f1chexbert 0.0.2's ``F1CheXbert.forward`` unpacks sklearn's private ``_check_targets`` into 3 values; sklearn
+2. bert-score 0.3.13 (``sent_encode``) asks RoBERTa and GPT-2 tokenizers for ``encode(..., add_prefix_space=True)``.
+   transformers 5 makes the prefix space a setting of the tokenizer and drops the keyword, so the first word of
+   every report is encoded without its leading space (``No`` instead of ``ĠNo``, another token with another
+   embedding) and BERTScore moves. ``install_bert_score()`` makes bert-score's ``get_tokenizer`` load such a
+   tokenizer with ``add_prefix_space=True`` (only when the keyword is ignored, i.e. not on transformers 4).
+3. f1chexbert 0.0.2's ``F1CheXbert.forward`` unpacks sklearn's private ``_check_targets`` into 3 values; sklearn
    1.8 returns 4. We do not shim that: all F1s are computed in ``verl_ext.metrics`` from label vectors (and the
    CheXbert labeler here replaces ``get_label``, batched). The test documents the failure.
-3. Importing the packages has process-wide side effects: f1chexbert calls ``warnings.filterwarnings("ignore")``,
+4. Importing the packages has process-wide side effects: f1chexbert calls ``warnings.filterwarnings("ignore")``,
    radgraph ``warnings.simplefilter("default", DeprecationWarning)``, and PyRuSH (via RaTEScore) logs ~8 DEBUG
    lines per report through loguru. ``quiet_imports()`` restores the warning filters after import and disables the
-   PyRuSH logger.
+   PyRuSH logger. PyRuSH's rule matcher PyFastNER (``FastCNER.processWildCards``) also logs ``"\." is not a
+   eligible syntax.`` at INFO on the *root* logger for every sentence it splits (1,286 lines in one ReXrank run):
+   a note about PyRuSH's own rule file that no user can act on. ``silence_pyrush()`` drops exactly those records
+   (a filter on the root logger matching that message from PyFastNER); every other record passes.
 
 Nothing else in the project patches third-party code.
 """
@@ -25,6 +33,7 @@ Nothing else in the project patches third-party code.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import warnings
 from typing import Any, Iterator
@@ -89,14 +98,55 @@ def uninstall() -> None:
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
     with _LOCK:
-        for name in list(_INSTALLED):
+        for name in [n for n in _INSTALLED if n in _SHIMS]:
             if getattr(getattr(PreTrainedTokenizerBase, name, None), _MARK, False):
                 delattr(PreTrainedTokenizerBase, name)
             del _INSTALLED[name]
 
 
 def is_installed() -> bool:
-    return bool(_INSTALLED)
+    return any(name in _INSTALLED for name in _SHIMS)
+
+
+def _ignores_prefix_space_keyword(tokenizer) -> bool:
+    """Whether ``encode(text, add_prefix_space=True)`` leaves out the leading space (transformers 5)."""
+    asked = tokenizer.encode("No", add_special_tokens=False, add_prefix_space=True)
+    return asked != tokenizer.encode(" No", add_special_tokens=False)
+
+
+def install_bert_score() -> None:
+    """Make bert-score's tokenizers add the prefix space it asks for (point 2 of the module docstring)."""
+    import bert_score.scorer
+    import bert_score.utils
+
+    with _LOCK:
+        if "bert_score_get_tokenizer" in _INSTALLED:
+            return
+        original = bert_score.utils.get_tokenizer
+
+        def get_tokenizer(model_type, use_fast=False):
+            tokenizer = original(model_type, use_fast)
+            prefix_space_types = (bert_score.utils.GPT2Tokenizer, bert_score.utils.RobertaTokenizer)
+            if isinstance(tokenizer, prefix_space_types) and _ignores_prefix_space_keyword(tokenizer):
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(model_type, use_fast=use_fast, add_prefix_space=True)
+            return tokenizer
+
+        setattr(get_tokenizer, _MARK, True)
+        bert_score.utils.get_tokenizer = bert_score.scorer.get_tokenizer = get_tokenizer
+        _INSTALLED["bert_score_get_tokenizer"] = original
+
+
+def uninstall_bert_score() -> None:
+    """Undo ``install_bert_score()`` (tests use it to show the upstream tokenisation)."""
+    import bert_score.scorer
+    import bert_score.utils
+
+    with _LOCK:
+        original = _INSTALLED.pop("bert_score_get_tokenizer", None)
+        if original is not None:
+            bert_score.utils.get_tokenizer = bert_score.scorer.get_tokenizer = original
 
 
 @contextlib.contextmanager
@@ -107,7 +157,22 @@ def quiet_imports() -> Iterator[None]:
     silence_pyrush()
 
 
+class _PyFastNERSyntaxNote(logging.Filter):
+    """Drops PyFastNER's ``"\<char>" is not a eligible syntax.`` records (point 4 of the module docstring)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_pyfastner = "PyFastNER" in record.pathname.replace("\\", "/").split("/")
+        return not (from_pyfastner and str(record.msg).endswith("is not a eligible syntax."))
+
+
+_PYFASTNER_FILTER = _PyFastNERSyntaxNote()
+
+
 def silence_pyrush() -> None:
+    """Disable PyRuSH's loguru output and PyFastNER's syntax notes on the root logger (idempotent)."""
+    root = logging.getLogger()
+    if _PYFASTNER_FILTER not in root.filters:
+        root.addFilter(_PYFASTNER_FILTER)
     try:
         from loguru import logger
 

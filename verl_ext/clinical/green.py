@@ -2,7 +2,8 @@
 
 Prompt, chat format and parsing are project code (``verl_ext.metrics.green``). Generation follows the reference
 implementation: the GREEN chat template, the tokenizer's BOS plus an appended EOS (its ``add_eos_token=True``),
-greedy decoding, prompt + completion within ``max_length`` (2048) tokens. The green-score package itself cannot be
+greedy decoding, prompt + completion within ``max_length`` (2048) tokens. How the conversation is rendered and the
+completion parsed is a ``GreenProtocol`` (``verl_ext.metrics.green``: `REFERENCE` for ReXrank, `PROJECT` by default). The green-score package itself cannot be
 installed on this stack (it pins torch 2.2 / transformers 4.40 / Python 3.12.1).
 
 ``GreenScorer.availability(model_path)`` says why GREEN cannot run (no vLLM, no CUDA, no model directory); the
@@ -15,7 +16,7 @@ import logging
 from typing import Callable, Optional, Sequence
 
 from verl_ext.clinical import local_llm
-from verl_ext.metrics.green import CHAT_TEMPLATE, GreenResult, make_prompt, parse_completion
+from verl_ext.metrics.green import PROJECT, CHAT_TEMPLATE, GreenProtocol, GreenResult, make_prompt, parse_completion
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class GreenScorer:
         tensor_parallel_size: int = 1,
         dtype: str = "float16",
         generate_fn: Optional[Callable[[list[str]], list[str]]] = None,
+        protocol: GreenProtocol = PROJECT,
     ):
         self.model_path = model_path
         self.max_length = int(max_length)
@@ -42,6 +44,7 @@ class GreenScorer:
         self.tensor_parallel_size = tensor_parallel_size
         self.dtype = dtype
         self._generate_fn = generate_fn
+        self.protocol = protocol
         self._llm = None
         self._tokenizer = None
 
@@ -68,10 +71,14 @@ class GreenScorer:
         self._tokenizer = self._llm.get_tokenizer()
         self._tokenizer.chat_template = CHAT_TEMPLATE
 
+    def prompt_text(self, prompt: str) -> str:
+        """The rendered conversation (``protocol.messages`` through ``CHAT_TEMPLATE``, with the generation prompt)."""
+        return self._tokenizer.apply_chat_template(self.protocol.messages(prompt), tokenize=False,
+                                                   add_generation_prompt=True)
+
     def prompt_token_ids(self, prompt: str) -> list[int]:
         tok = self._tokenizer
-        text = tok.apply_chat_template([{"from": "human", "value": prompt}], tokenize=False, add_generation_prompt=True)
-        ids = list(tok(text, add_special_tokens=True)["input_ids"])
+        ids = list(tok(self.prompt_text(prompt), add_special_tokens=True)["input_ids"])
         if tok.eos_token_id is not None and (not ids or ids[-1] != tok.eos_token_id):
             ids.append(tok.eos_token_id)
         return ids[: self.max_length - 1]
@@ -97,4 +104,4 @@ class GreenScorer:
         completions = self.generate(self.prompts(references, candidates))
         if len(completions) != len(references):
             raise RuntimeError(f"GREEN generation returned {len(completions)} completions for {len(references)} pairs")
-        return [parse_completion(c) for c in completions]
+        return [parse_completion(c, self.protocol) for c in completions]

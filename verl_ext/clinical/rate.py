@@ -26,7 +26,9 @@ sorted by length, embeddings over unique entity strings), analyses are cached pe
 (so an edited report made of sentences already seen costs no NER) and embeddings per entity string (LRU), and the
 package's two pairing hazards are not reproduced: it drops a report with no kept sentence and
 shifts every later pair (so callers must guard), and it returns 0.5 when a side has no entity. ``ratescore`` returns
-``None`` for those cases and the caller decides (the reward scores an empty/entity-free response 0).
+``None`` for those cases and the caller decides (the reward scores an empty response 0 and an entity-free one
+``ratescore_no_entity``, the package's 0.5 by default). The weight set (``affinity``) is selectable: RaTEScore
+0.5.0's negation weight differs from 0.6.0's (`WEIGHT_SETS`).
 """
 
 from __future__ import annotations
@@ -55,12 +57,26 @@ def _rate_modules():
     return scorer, utils
 
 
+#: RaTEScore 0.5.0's negation weight, a constant in its ``utils.compute`` (``neg_weight = 0.3612``), applied with its
+#: only matrix, whose type weights are 0.6.0's "long" ones (both read from the PyPI sdists).
+RATESCORE_050_NEG_WEIGHT = 0.3612
+
+#: Weight sets ``affinity_matrix`` knows by name: "0.5.0" (RaTEScore 0.5.0: the long type weights, negation weight
+#: 0.3612; the release the EditGRPO paper names and ReXrank's RaTEScore column was computed with) and RaTEScore
+#: 0.6.0's "long" (negation weight 0.8717) and "short" (0.3612, other type weights). Anything else is a JSON path.
+WEIGHT_SETS = ("0.5.0", "long", "short")
+
+
 def affinity_matrix(name: str = "long") -> dict:
-    """RaTEScore's type-affinity matrix as ``{(TYPE_A, TYPE_B): w, ("NEG", "WEIGHT"): neg}`` ("long" | "short" | a
-    JSON path), built the way ``RaTEScore.__init__`` builds it."""
+    """RaTEScore's type-affinity matrix as ``{(TYPE_A, TYPE_B): w, ("NEG", "WEIGHT"): neg}`` (a name of
+    `WEIGHT_SETS` or a JSON path), built the way ``RaTEScore.__init__`` builds it."""
     import json
 
     scorer, _ = _rate_modules()
+    if name == "0.5.0":
+        matrix = affinity_matrix("long")
+        matrix[("NEG", "WEIGHT")] = RATESCORE_050_NEG_WEIGHT
+        return matrix
     if name.lower() == "long":
         raw = scorer.DEFAULT_MATRIX_LONG
     elif name.lower() == "short":
@@ -145,7 +161,7 @@ class RateAnalyzer:
     ):
         """Caches are bounded by bytes (``verl_ext.clinical.cache``): analyses per report text (each with its entity
         vectors and the edit engine's derived matrices), NER results per NER unit, BioLORD vectors per entity
-        string. 0 disables a cache."""
+        string. 0 disables a cache. ``affinity``: the RaTEScore weight set (`WEIGHT_SETS` or a JSON path)."""
         from verl_ext.clinical import models
 
         self.ner = models.load_rate_ner(ner_path, device)

@@ -35,7 +35,8 @@ class ClinicalScorerConfig:
     embedding_cache_mb: float = 128.0
     """Byte budget (MiB) of the entity-string -> BioLORD vector cache (3 KiB per string)."""
     rate_affinity: str = "long"
-    """RaTEScore affinity matrix: "long" (the package default, paragraph-level reports), "short", or a JSON path."""
+    """RaTEScore weight set (``verl_ext.clinical.rate.WEIGHT_SETS``): "long" (RaTEScore 0.6.0's default), "short",
+    "0.5.0" (RaTEScore 0.5.0's negation weight 0.3612), or a JSON path."""
 
     @classmethod
     def from_dict(cls, d: Optional[dict]) -> "ClinicalScorerConfig":

@@ -31,9 +31,15 @@ views named from ``frontal_lateral``, and INDICATION / COMPARISON lines parsed f
 **Scores** (``verl_ext.metrics.rexrank`` says how each is defined): BLEU-2, BERTScore (bert-score,
 distilroberta-base from a local directory, baseline-rescaled), SembScore (CheXbert [CLS] cosine), RadGraph (mean of
 entity and relation F1; RadGraph v1 ``radgraph`` model by default, the DyGIE++ checkpoint CXR-Report-Metric uses),
-1/RadCliQ-v1, RaTEScore, GREEN (needs vLLM + CUDA; skipped with a note otherwise). Each study is one bootstrap
+1/RadCliQ-v1, RaTEScore, GREEN (needs vLLM + CUDA; skipped with a note otherwise). The versions default to what the
+leaderboard's columns were computed with, and the notes say which were used: RaTEScore with RaTEScore 0.5.0's weight
+set (``--rate-weights``: negation weight 0.3612; 0.6.0's "long" uses 0.8717), GREEN as its reference code
+(``--green-chat/--green-unparseable/--green-multiline``, ``verl_ext.metrics.green.GreenProtocol``). A run whose
+studies differ from the board's (``--test-json``, or a board of known size) is flagged NOT COMPARABLE in the log, at
+the top of ``tables.md`` and in its leaderboard row. Each study is one bootstrap
 unit: ``tables.md``, ``summary.csv``, ``differences.csv`` and ``metrics.png`` come out as in
-``verl_ext.eval.compare`` (one table per test set and board), ``per_study/<set>_<board>/<run>.jsonl`` holds every study's
+``verl_ext.eval.compare`` (one table per test set and board; ``metrics.png`` draws 1/RadCliQ-v1 on its own axis),
+``per_study/<set>_<board>/<run>.jsonl`` holds every study's
 scores, and ``leaderboard_<set>_<board>.csv`` puts each run among the published rows in ReXrank's results-CSV format,
 ranked by 1/RadCliQ-v1 as rexrank.ai ranks (``--leaderboard``: a results CSV, or ``auto`` for the snapshot shipped in
 ``verl_ext/eval/resources/rexrank/``).
@@ -52,11 +58,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verl_ext.eval.rexrank_board import build_report, read_results_csv, snapshot_path, write_outputs
+from verl_ext.eval.rexrank_board import (
+    BOARD_REFERENCE,
+    KNOWN_BOARD_STUDIES,
+    build_report,
+    coverage_problem,
+    read_results_csv,
+    snapshot_path,
+    write_outputs,
+)
 from verl_ext.eval.rexrank_data import (
     BOARDS,
     DATASETS,
     RexrankError,
+    board_study_ids,
     prepare_rows,
     read_generations,
     read_image_map,
@@ -92,6 +107,38 @@ class ScoreConfig:
     skip: tuple[str, ...] = ()
     bertscore_batch_size: int = 256
     green_max_length: int = 2048
+    rate_weights: str = "0.5.0"
+    """RaTEScore weight set (``verl_ext.clinical.rate.WEIGHT_SETS``). "0.5.0": negation weight 0.3612, the RaTEScore
+    release ReXrank's RaTEScore column was computed with; "long": RaTEScore 0.6.0's default (0.8717)."""
+    green_chat: str = "user_assistant"
+    """GREEN prompt: "user_assistant" (the GREEN reference code: user turn + empty assistant turn) or "user"."""
+    green_unparseable: str = "zero"
+    """A GREEN completion without its sections: "zero" (reference code) or "drop" (left out of the mean); counted."""
+    green_multiline: bool = False
+    """Read the matched-findings count on any line of its section (the reference reads it at the start only)."""
+
+    def green_protocol(self):
+        from verl_ext.metrics.green import GreenProtocol
+
+        return GreenProtocol(chat=self.green_chat, unparseable=self.green_unparseable, multiline=self.green_multiline)
+
+    def protocol_notes(self) -> list[str]:
+        """What the output must say about the metric versions it used."""
+        from verl_ext.clinical.rate import affinity_matrix
+
+        notes = []
+        if "ratescore" not in self.skip:
+            neg = affinity_matrix(self.rate_weights)[("NEG", "WEIGHT")]
+            board = " (the leaderboard's: RaTEScore 0.5.0)" if self.rate_weights == "0.5.0" else (
+                "; NOT the leaderboard's RaTEScore 0.5.0 weights (--rate-weights 0.5.0)")
+            notes.append(f"RaTEScore weight set {self.rate_weights} (negation weight {neg:.4g}){board}")
+        if "green" not in self.skip:
+            p = self.green_protocol()
+            reference = p == type(p)()
+            notes.append(f"GREEN protocol: chat={p.chat}, unparseable={p.unparseable}, multiline={p.multiline}"
+                         + (" (the GREEN reference code, as the leaderboard)" if reference else
+                            " (NOT the GREEN reference code the leaderboard used)"))
+        return notes
 
     def check(self) -> None:
         """Fail before any model loads when a needed path is not set."""
@@ -112,6 +159,14 @@ class ScoreConfig:
                     raise RexrankError(f"--{key.replace('_', '-')} {value}: does not exist")
         if "green" not in self.skip and self.green_model and not Path(self.green_model).is_dir():
             raise RexrankError(f"--green-model {self.green_model}: no such directory")
+        from verl_ext.clinical.rate import WEIGHT_SETS
+
+        if self.rate_weights not in WEIGHT_SETS and not Path(self.rate_weights).is_file():
+            raise RexrankError(f"--rate-weights {self.rate_weights}: expected one of {WEIGHT_SETS} or a JSON file")
+        try:
+            self.green_protocol()
+        except ValueError as err:
+            raise RexrankError(str(err)) from None
 
 
 class RexrankScorer:
@@ -135,7 +190,8 @@ class RexrankScorer:
             models = {"rate_ner": c.rate_ner, "biolord": c.biolord, "chexbert_checkpoint": c.chexbert_checkpoint,
                       "chexbert_bert": c.chexbert_bert, "radgraph_cache": c.radgraph_cache,
                       "radgraph_model_type": c.radgraph_model_type}
-            self._clinical = ClinicalScorer(ClinicalScorerConfig.from_dict({"models": models, "device": c.device}))
+            self._clinical = ClinicalScorer(ClinicalScorerConfig.from_dict(
+                {"models": models, "device": c.device, "rate_affinity": c.rate_weights}))
         return self._clinical
 
     def score(self, rows: list[dict]) -> list[dict]:
@@ -225,14 +281,17 @@ class RexrankScorer:
                 self.notes.append(f"GREEN skipped: {why}")
                 return
             self._green = GreenScorer(self.config.green_model, max_length=self.config.green_max_length)
+        self._green.protocol = self.config.green_protocol()
         results = self._green.score([r["reference"] for r in records], [r["generated"] for r in records])
         bad = 0
         for r, g in zip(records, results):
-            r[rx.GREEN] = g.score if g.parsed else None
-            r["green_status"] = "ok" if g.parsed else "unparseable"
-            bad += not g.parsed
+            r[rx.GREEN] = g.score
+            r["green_status"] = "unparseable" if g.parse_failed else "ok"
+            bad += g.parse_failed
         if bad:
-            self.notes.append(f"GREEN: {bad} completions could not be parsed and are left out of the mean")
+            how = ("score 0, as the GREEN reference code scores them" if self._green.protocol.unparseable == "zero"
+                   else "are left out of the mean")
+            self.notes.append(f"GREEN: {bad} completions could not be parsed and {how} (green_status)")
 
 
 def _leaderboard_source(spec: str, dataset: str, board: str) -> tuple[list[dict], str] | None:
@@ -251,9 +310,12 @@ def score_and_report(generations: dict[str, dict[str, str]], *, dataset: str, co
                      out: str | os.PathLike, baseline: str | None = None, n_boot: int = 1000, seed: int = 0,
                      alpha: float = 0.05, leaderboard_spec: str = "auto", green_scorer: Any = None,
                      date: str = "", institution: str = "", url: str = "",
-                     notes: list[str] | None = None) -> dict[str, Path]:
+                     notes: list[str] | None = None,
+                     board_studies: dict[str, list[str]] | None = None) -> dict[str, Path]:
     """{run: {board: generations file}} -> scores -> `write_outputs`. The test set of a board is
-    ``<dataset>/<board>``; `notes` are added to the tables' notes."""
+    ``<dataset>/<board>``; `notes` are added to the tables' notes. ``board_studies``: board -> the ids of the
+    board's studies (from the test JSON); a run that covers another set is flagged loudly (log, tables, leaderboard
+    CSV), as is one whose study count differs from a board of known size."""
     config.check()
     leaderboards = {}  # read before any model loads: a wrong --leaderboard fails here
     boards = list(dict.fromkeys(b for per_board in generations.values() for b in per_board))
@@ -269,14 +331,28 @@ def score_and_report(generations: dict[str, dict[str, str]], *, dataset: str, co
     empty = [generations[run][b] for (run, b), rows in inputs.items() if not rows]
     if empty:
         raise RexrankError(f"no generations in {empty}")
+    coverage: dict[str, dict[str, str]] = {}
+    unchecked = []
+    for (run, b), rows in inputs.items():
+        known = (board_studies or {}).get(b)
+        why = coverage_problem(dataset, b, [r["id"] for r in rows], known)
+        if why:
+            coverage.setdefault(f"{dataset}/{b}", {})[run] = why
+            logger.warning("NOT COMPARABLE with the published %s/%s rows: run %s %s", dataset, b, run, why)
+        elif known is None and (dataset, b) not in KNOWN_BOARD_STUDIES:
+            unchecked.append(f"{run} on {b}")
+    board_notes = [f"{dataset}/{b}: reference text = {BOARD_REFERENCE[b]}" for b in boards]
+    if unchecked:
+        board_notes.append(f"Study coverage not checked for {', '.join(unchecked)}: pass --test-json to compare the "
+                           f"scored studies with the board's")
     scorer = RexrankScorer(config, green_scorer=green_scorer)
     records: dict[str, dict[str, list[dict]]] = {}
     for (run, b), rows in inputs.items():
         records.setdefault(run, {})[f"{dataset}/{b}"] = scorer.score(rows)
     report = build_report(records, baseline=baseline, n_boot=n_boot, seed=seed, alpha=alpha)
-    return write_outputs(report, records, out, leaderboards=leaderboards,
-                         notes=list(dict.fromkeys((notes or []) + scorer.notes)), date=date, institution=institution,
-                         url=url)
+    all_notes = board_notes + config.protocol_notes() + (notes or []) + scorer.notes
+    return write_outputs(report, records, out, leaderboards=leaderboards, notes=list(dict.fromkeys(all_notes)),
+                         date=date, institution=institution, url=url, coverage=coverage)
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
@@ -310,6 +386,19 @@ def _add_score_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rate-ner", help="RaTE-NER directory (Angelakeke/RaTE-NER-Deberta)")
     g.add_argument("--biolord", help="BioLORD directory (FremyCompany/BioLORD-2023-C)")
     g.add_argument("--green-model", help="GREEN-radllama2-7b directory (needs vLLM + CUDA)")
+    v = p.add_argument_group("metric versions (defaults: what the leaderboard's columns were computed with)")
+    v.add_argument("--rate-weights", default="0.5.0",
+                   help="RaTEScore weight set: 0.5.0 (negation weight 0.3612, RaTEScore 0.5.0, the leaderboard's), "
+                        "long (RaTEScore 0.6.0's default, 0.8717), short, or a JSON file (default: %(default)s)")
+    v.add_argument("--green-chat", default="user_assistant", choices=["user_assistant", "user"],
+                   help="GREEN prompt: the reference code's user turn + empty assistant turn, or the user turn only "
+                        "(default: %(default)s)")
+    v.add_argument("--green-unparseable", default="zero", choices=["zero", "drop"],
+                   help="a GREEN completion without its sections: 0 as the reference code, or left out of the mean "
+                        "(counted either way; default: %(default)s)")
+    v.add_argument("--green-multiline", action="store_true",
+                   help="read the matched-findings count on any line of its section (the reference code reads it at "
+                        "the start only)")
     p.add_argument("--device", default="auto")
     p.add_argument("--skip", default="", help=f"comma-separated metrics to skip: {','.join(METRICS)}")
     p.add_argument("--n-boot", type=int, default=1000)
@@ -328,7 +417,9 @@ def _score_config(a) -> ScoreConfig:
                        radgraph_cache=a.radgraph_cache, radgraph_model_type=a.radgraph_model_type,
                        rate_ner=a.rate_ner, biolord=a.biolord, bertscore_model=a.bertscore_model,
                        green_model=a.green_model, device=a.device,
-                       skip=tuple(s.strip() for s in a.skip.split(",") if s.strip()))
+                       skip=tuple(s.strip() for s in a.skip.split(",") if s.strip()), rate_weights=a.rate_weights,
+                       green_chat=a.green_chat, green_unparseable=a.green_unparseable,
+                       green_multiline=a.green_multiline)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", required=True, choices=DATASETS)
     s.add_argument("--board", required=True, choices=BOARDS)
     s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--test-json", default=None,
+                   help="the board's ReXrank test JSON: checks that each run covers exactly the board's studies "
+                        "(without it only a board of known size is checked)")
     _add_score_args(s)
     r = sub.add_parser("run", help="prepare + generate + score one model on one or both boards")
     _add_prepare_args(r)
@@ -381,6 +475,7 @@ def run_protocol(a) -> dict[str, Path]:
     out = Path(a.out)
     name = a.name or Path(a.model).name
     gens, notes = {}, []
+    board_ids = {board: board_study_ids(studies, board) for board in a.board or ["findings"]}
     for board in a.board or ["findings"]:
         prepared = prepare_rows(studies, dataset=a.dataset, image_root=a.image_root, board=board,
                                 use_context=not a.no_context, key_image_only=a.key_image_only,
@@ -399,15 +494,11 @@ def run_protocol(a) -> dict[str, Path]:
         logger.info("generated %s", counts)
         generated = read_generations(gen_path, board)
         write_prediction_json(studies, generated, out / "predictions" / f"{name}_{a.dataset}_{board}.json")
-        on_board = len(prepared.rows) + len(prepared.excluded.get("missing_image", []))
-        if len(generated) < on_board:
-            notes.append(f"{a.dataset}/{board}: {len(generated)} of the board's {on_board} studies were scored "
-                         f"(--limit or missing images); not comparable with the published rows")
         gens[board] = str(gen_path)
     return score_and_report({name: gens}, dataset=a.dataset, config=cfg, out=out / "scores",
                             baseline=None, n_boot=a.n_boot, seed=a.seed, alpha=a.alpha,
                             leaderboard_spec=a.leaderboard, date=a.date, institution=a.institution, url=a.model_url,
-                            notes=notes)
+                            notes=notes, board_studies=board_ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,10 +517,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if a.cmd == "score":
             runs = {n: {a.board: p} for n, p in _parse_runs(a.run).items()}
+            board_ids = {a.board: board_study_ids(read_test_json(a.test_json), a.board)} if a.test_json else None
             files = score_and_report(runs, dataset=a.dataset, config=_score_config(a), out=a.out,
                                      baseline=a.baseline, n_boot=a.n_boot, seed=a.seed, alpha=a.alpha,
                                      leaderboard_spec=a.leaderboard, date=a.date, institution=a.institution,
-                                     url=a.model_url)
+                                     url=a.model_url, board_studies=board_ids)
         else:
             files = run_protocol(a)
     except (RexrankError, FileNotFoundError) as err:

@@ -102,6 +102,11 @@ def board_reference(study: RexrankStudy, board: str) -> str | None:
     raise RexrankError(f"board {board!r}: expected one of {BOARDS}")
 
 
+def board_study_ids(studies: list[RexrankStudy], board: str) -> list[str]:
+    """The ids of the studies on `board` (the set every published row of that board was scored on)."""
+    return [s.study_id for s in studies if board_reference(s, board) is not None]
+
+
 _CONTEXT_LABELS = re.compile(r"(Age|Gender|Indication|Comparison)\s*:", re.IGNORECASE)
 
 

@@ -7,9 +7,21 @@ and the matched findings, and
 
     GREEN = matched / (matched + sum of the six clinically significant error counts),  0 when matched == 0.
 
-Difference from the reference, on purpose: a completion in which neither the "[Clinically Significant Errors]" nor
-the "[Matched Findings]" section can be found is *unparseable* (``GreenResult.score is None``, counted by the
-evaluation) instead of silently scoring 0. The model itself runs in ``verl_ext.clinical.green``.
+Three details are a `GreenProtocol` (the model itself runs in ``verl_ext.clinical.green``):
+
+* ``chat``: the reference code (``green_score.GREEN.forward``) renders the prompt as the user turn plus an *empty
+  assistant turn*, then the generation prompt ("user_assistant", `REFERENCE`); "user" renders the user turn only
+  (green_score's older ``Inferer``; this project's evaluation before issue 21);
+* ``unparseable``: a completion in which neither the "[Clinically Significant Errors]" nor the "[Matched Findings]"
+  section can be found scores 0 in the reference code (``return_0_if_no_green_score=True``: a missing section
+  counts 0, so 0 matched findings); "drop" makes it ``None`` (left out of the mean). Either way it is counted
+  (``GreenResult.parse_failed``);
+* ``multiline``: the reference reads the matched-findings count only at the start of that section
+  (``re.findall(r"^\b\d+\b(?=\.)", section)`` without ``re.MULTILINE``); True also reads it at the start of a
+  later line of the section.
+
+`REFERENCE` is the reference code (ReXrank's GREEN column); `PROJECT` is this project's earlier choice, the default
+of ``verl_ext.eval.evaluate``.
 """
 
 from __future__ import annotations
@@ -43,6 +55,34 @@ CHAT_TEMPLATE = (
     "{% endif %}\n"
     "{% endfor %}"
 )
+
+
+@dataclass(frozen=True)
+class GreenProtocol:
+    """How the GREEN prompt is rendered and its completion parsed (see the module docstring)."""
+
+    chat: str = "user_assistant"
+    unparseable: str = "zero"
+    multiline: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chat not in ("user_assistant", "user"):
+            raise ValueError(f"GREEN chat={self.chat!r}: expected 'user_assistant' (reference) or 'user'")
+        if self.unparseable not in ("zero", "drop"):
+            raise ValueError(f"GREEN unparseable={self.unparseable!r}: expected 'zero' (reference) or 'drop'")
+
+    def messages(self, prompt: str) -> list[dict]:
+        """The conversation given to ``CHAT_TEMPLATE`` (rendered with ``add_generation_prompt=True``)."""
+        turns = [{"from": "human", "value": prompt}]
+        if self.chat == "user_assistant":
+            turns.append({"from": "gpt", "value": ""})
+        return turns
+
+
+#: The GREEN reference code (Stanford-AIMI/GREEN ``green_score``): ReXrank's GREEN column.
+REFERENCE = GreenProtocol()
+#: This project's earlier GREEN: user turn only, unparseable completions dropped, counts read on any line.
+PROJECT = GreenProtocol(chat="user", unparseable="drop", multiline=True)
 
 
 def make_prompt(reference: str, candidate: str, max_words: int = 300) -> str:
@@ -88,9 +128,9 @@ def _section(text: str, category: str) -> Optional[str]:
     return None if m is None else m.group(1)
 
 
-def parse_counts(text: str, category: str) -> tuple[Optional[int], Optional[list[int]]]:
+def parse_counts(text: str, category: str, multiline: bool = True) -> tuple[Optional[int], Optional[list[int]]]:
     """(total, six sub-counts) of an error category, or (matched, None) for "Matched Findings"; (None, None) when the
-    section is absent. A section starting with "No" counts 0."""
+    section is absent. A section starting with "No" counts 0. ``multiline``: see `GreenProtocol`."""
     if category not in CATEGORIES:
         raise ValueError(f"category {category!r} is not one of {CATEGORIES}")
     body = _section(text, category)
@@ -100,7 +140,7 @@ def parse_counts(text: str, category: str) -> tuple[Optional[int], Optional[list
     if body.startswith("No"):
         return 0, (None if category == "Matched Findings" else subs)
     if category == "Matched Findings":
-        counts = re.findall(r"^\b\d+\b(?=\.)", body, re.MULTILINE)
+        counts = re.findall(r"^\b\d+\b(?=\.)", body, re.MULTILINE if multiline else 0)
         return (int(counts[0]) if counts else 0), None
     keys = [s.split(" ", 1)[0] + " " for s in SUB_CATEGORIES]
     matches = sorted(re.findall(r"\([a-f]\) .*", body))
@@ -124,20 +164,23 @@ class GreenResult:
     significant: list[int] = field(default_factory=lambda: [0] * 6)
     insignificant: list[int] = field(default_factory=lambda: [0] * 6)
     completion: str = ""
+    parse_failed: bool = False
+    """Neither the significant-errors nor the matched-findings section was found (scored per the protocol)."""
 
     @property
     def parsed(self) -> bool:
-        return self.score is not None
+        return not self.parse_failed
 
 
-def parse_completion(completion: str) -> GreenResult:
+def parse_completion(completion: str, protocol: GreenProtocol = PROJECT) -> GreenResult:
     """Score one GREEN completion (see the module docstring)."""
     text = clean_response(completion)
-    sig_total, sig = parse_counts(text, CATEGORIES[0])
-    _, insig = parse_counts(text, CATEGORIES[1])
-    matched, _ = parse_counts(text, CATEGORIES[2])
+    sig_total, sig = parse_counts(text, CATEGORIES[0], protocol.multiline)
+    _, insig = parse_counts(text, CATEGORIES[1], protocol.multiline)
+    matched, _ = parse_counts(text, CATEGORIES[2], protocol.multiline)
     if sig_total is None and matched is None:
-        return GreenResult(None, completion=completion)
+        score = 0.0 if protocol.unparseable == "zero" else None
+        return GreenResult(score, completion=completion, parse_failed=True)
     matched = matched or 0
     sig = sig or [0] * 6
     score = 0.0 if matched == 0 else matched / (matched + sum(sig))

@@ -64,7 +64,7 @@ RADCLIQ_V1_COEFS = np.array([-0.37708368261038905, -0.37030009974480316, -0.2526
                              4.315048405024756e-12])
 RADCLIQ_V1_INTERCEPT = 2.4665525613232559e-10
 
-#: RaTEScore 0.6.0's score for a pair where either report has no RaTE entity.
+#: RaTEScore's score (0.5.0 and 0.6.0) for a pair where either report has no RaTE entity.
 RATESCORE_NO_ENTITY = 0.5
 
 

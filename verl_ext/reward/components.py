@@ -13,8 +13,9 @@ Built in:
 |-----------------------------|----------|-----------------------------------------------------------------------|
 | ``radgraph_f1``             | radgraph | RadGraph F1 at ``radgraph_level`` (default partial = RG_ER)           |
 | ``chexbert_micro_f1_14``    | chexbert | per-pair micro-F1 over the 14 CheXbert labels (uncertain = positive)  |
-| ``ratescore``               | rate     | RaTEScore; 0 for a response without entities; reference without       |
-|                             |          | entities -> Invalid (the package would give every response 0.5)       |
+| ``ratescore``               | rate     | RaTEScore; ``ratescore_no_entity`` (0.5, the package's) for a response |
+|                             |          | without entities; reference without entities -> Invalid (the package  |
+|                             |          | would give every response 0.5)                                        |
 | ``chexbert_inverse_frequency`` | chexbert | the "IF" reward of the paper's Fig. 3 (needs ``class_frequencies``) |
 | ``bleu2``                   | -        | sentence BLEU-``bleu_n`` (DEER's text term)                           |
 | ``facts``                   | rate,    | FactS F_beta (OraPO): RaTE entities as facts vs the reference's       |
@@ -119,9 +120,8 @@ def _ratescore(p: PairData, cfg) -> Union[float, Invalid]:
     if not p.rate_reference.entities:
         return Invalid("reference_without_rate_entities")
     if not p.rate_response.entities:
-        return 0.0
-    value = p.rate_analyzer.ratescore(p.rate_response, p.rate_reference)
-    return 0.0 if value is None else value
+        return float(cfg.ratescore_no_entity)
+    return p.rate_analyzer.ratescore(p.rate_response, p.rate_reference)
 
 
 def load_class_frequencies(path: str) -> dict[str, float]:

@@ -86,14 +86,24 @@ class RadiologyRewardConfig:
     """Byte budget (MiB) of each scorer model's per-text cache (``ClinicalScorerConfig.cache_mb``)."""
     embedding_cache_mb: float = 128.0
     """Byte budget (MiB) of the BioLORD entity-vector cache."""
-    rate_affinity: str = "long"
-    """RaTEScore affinity matrix ("long" is the package default)."""
+    rate_affinity: str = "0.5.0"
+    """RaTEScore weight set (``verl_ext.clinical.rate.WEIGHT_SETS`` or a JSON path). Default "0.5.0": the release the
+    paper names for the reward (App. D footnote 3, RaTEScore 0.5.0, also the authors' reward environment), whose
+    negation weight is 0.3612; "long" is RaTEScore 0.6.0's default (negation weight 0.8717)."""
+    ratescore_no_entity: float = 0.5
+    """The ratescore component of a non-empty response without any RaTE entity. 0.5: what RaTEScore 0.5.0 and 0.6.0
+    score when a side has no entity (``compute_score``), hence the paper's reward. 0.0: such a response earns
+    nothing (this project's default before issue 21). An empty response scores 0 on every component either way (the
+    package drops it and misaligns the batch instead; ``verl_ext.clinical.rate``), and a reference without entities
+    makes the pair invalid (counted) where the package would give every response of the group 0.5."""
 
     radgraph_level: str = "partial"
     """RadGraph reward level: "partial" (RG_ER, the paper's "RadGraph F1"), "simple" or "complete"."""
-    radgraph_lowercase: bool = True
+    radgraph_lowercase: bool = False
     """Compare RadGraph entity tokens lower-cased (the upstream fix after radgraph 0.1.18; "Effusion" matches
-    "effusion"). False reproduces the released package."""
+    "effusion"). Default False: the released packages compare them case-sensitively, radgraph 0.1.2 (the version
+    the paper names, App. D footnote 1) and 0.1.18 (installed) alike: their ``rewards.py`` and radgraph-xl
+    preprocessing are identical (sdists diffed)."""
     chexbert_uncertain: str = "positive"
     """How CheXbert's "uncertain" counts: "positive" (the paper/authors' convention) or "negative"."""
     class_frequencies: Optional[str] = None
@@ -181,6 +191,12 @@ class RadiologyRewardConfig:
         unknown = set(self.component_schedules) - set(self.components)
         if unknown:
             raise ValueError(f"component_schedules names {sorted(unknown)}, which are not in components")
+        from verl_ext.clinical.rate import WEIGHT_SETS
+
+        if self.rate_affinity not in WEIGHT_SETS and not str(self.rate_affinity).endswith(".json"):
+            raise ValueError(f"rate_affinity={self.rate_affinity!r}: expected one of {WEIGHT_SETS} or a JSON path")
+        if not 0.0 <= float(self.ratescore_no_entity) <= 1.0:
+            raise ValueError(f"ratescore_no_entity={self.ratescore_no_entity} must lie in [0, 1] (RaTEScore: 0.5)")
         if self.radgraph_level not in ("simple", "partial", "complete"):
             raise ValueError(f"radgraph_level={self.radgraph_level!r}: expected simple, partial or complete")
 

@@ -120,8 +120,15 @@ class EditRolloutConfig:
     twice the generation cost with only a metric showing it. Checked before each dispatch (in the synchronous trainer:
     the whole previous step)."""
 
+    max_truncated_share: float = 0.5
+    """Stop the run when in more than this share of a step's training groups every edit source was skipped because
+    it ended without an end-of-turn token (``edit_skipped="truncated"``). Skips are not failures, but if the rollout
+    backend drops the end-of-turn token from the response ids (a stop setting), every source looks truncated, no
+    group gets an edit and the run trains as Dr. GRPO without an error. A share above 0.5 ("most groups") is always
+    logged as a warning with the cause. Checked with the failure share, before each dispatch."""
+
     stop_on_edit_failures: bool = True
-    """False: log the failure share and keep training instead of stopping."""
+    """False: log the failure share and the truncation share and keep training instead of stopping."""
 
     seed: int = 1
     """Seed of the edit randomness. Each group draws from ``random.Random`` seeded by (seed, global step, dataset
@@ -150,6 +157,8 @@ class EditRolloutConfig:
             raise ValueError(f"editgrpo.tau={self.tau} must lie in the open interval (0, 1) (paper: 0.6)")
         if not (0.0 <= float(self.max_failed_edit_share) <= 1.0):
             raise ValueError(f"editgrpo.max_failed_edit_share={self.max_failed_edit_share} must lie in [0, 1]")
+        if not (0.0 <= float(self.max_truncated_share) <= 1.0):
+            raise ValueError(f"editgrpo.max_truncated_share={self.max_truncated_share} must lie in [0, 1]")
         self.edit_options = dict(self.edit_options or {})
         self.models = dict(self.models or {})
         self.analyzer_options = dict(self.analyzer_options or {})

@@ -40,7 +40,9 @@ trainer reads them for metrics):
   or finalising failed), and the traceback is logged. More than ``editgrpo.max_failed_edit_share`` failed groups in a
   step stop the run at the next dispatch (``check_edit_failures``);
 * ``edit_skipped="truncated"`` on a source without an end-of-turn token (it ran into ``rollout.response_length``):
-  it is not edited (see ``_edit_group``).
+  it is not edited (see ``_edit_group``). A skip is not a failure, but a step where more than
+  ``editgrpo.max_truncated_share`` of the groups got no edit for this reason stops the run the same way (a backend
+  that drops the end-of-turn token would otherwise turn EditGRPO into Dr. GRPO silently); above half, a warning.
 
 Validation prompts go through verl's stock ``AgentLoopWorkerTQ._run_prompt`` (plain sampling, ``val_kwargs.n``).
 
@@ -205,7 +207,8 @@ class EditAgentLoopWorker(AgentLoopWorker):
                 raise errors[0]
             failed = failed or not all(results)
             if plan.pairs:
-                self._count_group(prompt, failed)
+                truncated = all(outputs[src].extra_fields.get("edit_skipped") == "truncated" for src, _ in plan.pairs)
+                self._count_group(prompt, failed, truncated)
             status = "finished"
         except Exception as exc:  # mirror AgentLoopWorkerTQ._run_prompt: the group is marked failed, never lost
             logger.exception(f"EditAgentLoopWorker: error in _run_prompt for uid={uid}: {exc}")
@@ -246,15 +249,17 @@ class EditAgentLoopWorker(AgentLoopWorker):
             await self._finalize(_duplicate(outputs[src], src, error=error), session_id, prompt)
             return False
 
-    def _count_group(self, prompt: dict, failed: bool) -> None:
+    def _count_group(self, prompt: dict, failed: bool, truncated: bool) -> None:
         step = _plain(prompt.get("global_steps"))
-        tally = self._edit_tally.setdefault(int(step) if isinstance(step, (int, float)) else -1, [0, 0])
+        tally = self._edit_tally.setdefault(int(step) if isinstance(step, (int, float)) else -1, [0, 0, 0])
         tally[0] += 1
         tally[1] += int(bool(failed))
+        tally[2] += int(bool(truncated))
 
     def pop_edit_tally(self) -> dict[int, list[int]]:
-        """``{global step: [training groups with edit slots, groups whose edit failed]}`` since the last call (read
-        by ``EditAgentLoopManagerTQ`` before each dispatch)."""
+        """``{global step: [training groups with edit slots, groups whose edit failed, groups whose every edit source
+        ended without an end-of-turn token]}`` since the last call (read by ``EditAgentLoopManagerTQ`` before each
+        dispatch)."""
         tally, self._edit_tally = self._edit_tally, {}
         return tally
 
@@ -427,10 +432,10 @@ class EditAgentLoopManagerTQ(AgentLoopManagerTQ):
     def _check_edit_failures(self, get=ray.get) -> None:
         total: dict[int, list[int]] = {}
         for tally in get([w.pop_edit_tally.remote() for w in self.agent_loop_workers]):
-            for step, (groups, failed) in tally.items():
-                acc = total.setdefault(step, [0, 0])
-                acc[0] += groups
-                acc[1] += failed
+            for step, counts in tally.items():
+                acc = total.setdefault(step, [0, 0, 0])
+                for k, count in enumerate(counts):
+                    acc[k] += count
         check_edit_failures(total, self.edit_cfg)
 
 
@@ -491,21 +496,43 @@ def _round_trip(analysis: Any, text: str) -> Any:
     )
 
 
+#: Past this share of a step's groups without any edit because every source lacked an end-of-turn token ("most
+#: groups"), a warning names the cause even below ``editgrpo.max_truncated_share``.
+TRUNCATED_WARN_SHARE = 0.5
+
+
 def check_edit_failures(tally: dict, cfg: EditRolloutConfig) -> None:
-    """Raise when more than ``editgrpo.max_failed_edit_share`` of a step's groups failed to edit (see the field);
-    with ``stop_on_edit_failures=False`` only log it. ``tally``: ``{step: [groups, failed groups]}``."""
-    for step, (groups, failed) in sorted(tally.items()):
-        if not groups or failed / groups <= cfg.max_failed_edit_share:
+    """Raise when more than ``editgrpo.max_failed_edit_share`` of a step's groups failed to edit, or more than
+    ``editgrpo.max_truncated_share`` got no edit because every source ended without an end-of-turn token (see the
+    fields); with ``stop_on_edit_failures=False`` only log it. ``tally``: ``{step: [groups, failed groups, truncated
+    groups]}``."""
+    for step, (groups, failed, truncated) in sorted(tally.items()):
+        if not groups:
             continue
-        message = (
-            f"EditGRPO edit step: {failed} of {groups} groups of step {step} failed to edit ({failed / groups:.0%} > "
-            f"editgrpo.max_failed_edit_share={cfg.max_failed_edit_share}); those groups trained on plain samples. "
-            f"Their extra_fields['edit_error'] and the agent-loop worker logs give the cause (e.g. a wrong "
-            f"editgrpo.models path). Set +editgrpo.stop_on_edit_failures=False to keep training anyway."
-        )
-        if cfg.stop_on_edit_failures:
-            raise RuntimeError(message)
-        logger.warning(message)
+        if failed / groups > cfg.max_failed_edit_share:
+            _stop_or_warn(cfg, (
+                f"EditGRPO edit step: {failed} of {groups} groups of step {step} failed to edit ({failed / groups:.0%} "
+                f"> editgrpo.max_failed_edit_share={cfg.max_failed_edit_share}); those groups trained on plain "
+                f"samples. Their extra_fields['edit_error'] and the agent-loop worker logs give the cause (e.g. a "
+                f"wrong editgrpo.models path). Set +editgrpo.stop_on_edit_failures=False to keep training anyway."
+            ), True)
+        share = truncated / groups
+        if share > min(cfg.max_truncated_share, TRUNCATED_WARN_SHARE):
+            _stop_or_warn(cfg, (
+                f"EditGRPO edit step: in {truncated} of {groups} groups of step {step} ({share:.0%}) every edit source "
+                f"ended without an end-of-turn token (edit_skipped='truncated'), so those groups got no edit and "
+                f"trained as Dr. GRPO. Either the responses ran into data.max_response_length (raise it), or the "
+                f"rollout backend drops the end-of-turn token from the response ids (check its stop settings: the "
+                f"edit step needs the tokenizer's end-of-turn id at the end of every finished response). Stops past "
+                f"editgrpo.max_truncated_share={cfg.max_truncated_share}; +editgrpo.stop_on_edit_failures=False "
+                f"keeps training."
+            ), share > cfg.max_truncated_share)
+
+
+def _stop_or_warn(cfg: EditRolloutConfig, message: str, past_limit: bool) -> None:
+    if past_limit and cfg.stop_on_edit_failures:
+        raise RuntimeError(message)
+    logger.warning(message)
 
 
 def _edit_fields(**values: Any) -> dict[str, Any]:
