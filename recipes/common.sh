@@ -157,6 +157,19 @@ _launch() {
   exec "$@"
 }
 
+# RUN_DIR=$1 and RUN_DIR_OVERRIDES: everything a run writes goes under its checkpoint directory, not the current one:
+# Hydra's run directory (verl's entry points default to ./outputs/<date>/<time>) and W&B's files (WANDB_DIR, default
+# ./wandb; forwarded to Ray workers on other nodes, where the tracker may run).
+_run_dir_setup() {
+  RUN_DIR="$1"
+  export WANDB_DIR="${WANDB_DIR:-$RUN_DIR}"
+  RUN_DIR_OVERRIDES=(
+    "hydra.run.dir=$RUN_DIR/hydra/\${now:%Y-%m-%d_%H-%M-%S}"
+    "+ray_kwargs.ray_init.runtime_env.env_vars.WANDB_DIR=$WANDB_DIR"
+  )
+  if [[ "${VERL_EXT_PRINT_CMD:-0}" != "1" ]]; then mkdir -p "$WANDB_DIR"; fi
+}
+
 # Overrides for the models of the edit analyzer (editgrpo.models) and of the reward (reward.reward_kwargs.models).
 _model_overrides() {
   local base="${MODELS_DIR:-}"
@@ -180,10 +193,13 @@ _model_overrides() {
 # the recipe (VARIANT_ARGS), then the caller's.
 run_rl() {
   _parse_args "$@"
+  # A laptop run has no W&B project to log to (and usually no login): offline unless the caller says otherwise.
+  if (( CPU )); then export WANDB_MODE="${WANDB_MODE:-offline}"; fi
   # verl imports these plugin modules at `import verl` in every process; forwarded to Ray workers on other nodes.
   export VERL_USE_EXTERNAL_MODULES=verl_ext.register
   local experiment="${EXPERIMENT_NAME:-${DATASET}_${VARIANT}}"
   local project="${WANDB_PROJECT:-editgrpo}"
+  _run_dir_setup "$CKPT_DIR/$project/$experiment"
   local overrides=(
     "data.train_files=$TRAIN_FILES"
     "data.val_files=$VAL_FILES"
@@ -192,7 +208,8 @@ run_rl() {
     "trainer.nnodes=$NNODES"
     "trainer.project_name=$project"
     "trainer.experiment_name=$experiment"
-    "trainer.default_local_dir=$CKPT_DIR/$project/$experiment"
+    "trainer.default_local_dir=$RUN_DIR"
+    "${RUN_DIR_OVERRIDES[@]}"
     "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=$VERL_USE_EXTERNAL_MODULES"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("actor_rollout_ref.model.path=$MODEL_PATH"); fi
@@ -226,13 +243,15 @@ run_sft() {
   fi
   local experiment="${EXPERIMENT_NAME:-${DATASET}_sft}"
   local project="${WANDB_PROJECT:-editgrpo-sft}"
+  _run_dir_setup "$CKPT_DIR/$project/$experiment"
   local overrides=(
     "data.train_files=$TRAIN_FILES"
     "trainer.n_gpus_per_node=$N_GPUS"
     "trainer.nnodes=$NNODES"
     "trainer.project_name=$project"
     "trainer.experiment_name=$experiment"
-    "trainer.default_local_dir=$CKPT_DIR/$project/$experiment"
+    "trainer.default_local_dir=$RUN_DIR"
+    "${RUN_DIR_OVERRIDES[0]}"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("model.path=$MODEL_PATH"); fi
   _attn_overrides model
