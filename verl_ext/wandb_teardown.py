@@ -15,6 +15,7 @@ without the shim and its absence with it.
 from __future__ import annotations
 
 import functools
+import sys
 
 from verl_ext.post_import import when_imported
 
@@ -37,10 +38,9 @@ def install() -> None:
         try:
             return original(self, exit_code=exit_code)
         finally:
-            if first and "wandb" in getattr(self, "logger", {}):
-                import wandb
-
-                wandb.teardown(exit_code=exit_code)
+            # From Tracking.__del__ at interpreter exit nothing can be imported any more: wandb's own hook runs then.
+            if first and "wandb" in getattr(self, "logger", {}) and not sys.is_finalizing():
+                sys.modules["wandb"].teardown(exit_code=exit_code)
 
     finish.__verl_ext_wandb_teardown__ = True
     Tracking.finish = finish

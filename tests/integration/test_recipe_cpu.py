@@ -37,6 +37,7 @@ def test_readme_block_is_the_recipe_cpu_command():
     block = readme_block()
     assert "python -m verl_ext.testing.cpu_run" in block and "recipes/iu_xray_editgrpo.sh --cpu" in block
     assert "trainer.total_training_steps=2" in block
+    assert block in (REPO / "recipes" / "README.md").read_text(), "recipes/README.md shows another command"
 
 
 @pytest.fixture(scope="module")
