@@ -19,7 +19,8 @@ def test_fixtures_use_the_users_default_radgraph_model_type():
     annotator = RadGraphAnnotator(str(paths.radgraph_cache), device="cpu")  # the loader's default type
     (annotation,) = annotator.annotate(["Mild cardiomegaly. Small left pleural effusion."])
     labels = {e["label"] for e in annotation["entities"].values()}
-    assert labels and all("::" in label for label in labels), labels  # RadGraph-XL labels, e.g. Anatomy::definitely present
+    # RadGraph-XL labels ("Anatomy::definitely present"), not v1's ANAT-DP
+    assert labels and all("::" in label for label in labels), labels
 
 
 def test_fixtures_are_laid_out_as_a_recipes_models_dir():
