@@ -13,7 +13,9 @@
 #                   it connects with ray_init.address=$RAY_ADDRESS (default auto), as verl's multi-node recipes do.
 #                   SFT with NNODES > 1: run the recipe on every node with NODE_RANK, MASTER_ADDR, MASTER_PORT set.
 #   WANDB_PROJECT   W&B project (default editgrpo, SFT: editgrpo-sft); EXPERIMENT_NAME (default <dataset>_<variant>)
-#   CKPT_DIR        checkpoint root (default <repo>/checkpoints); WANDB_MODE=offline works as usual
+#   CKPT_DIR        checkpoint root (default <repo>/checkpoints). A run writes everything under its run directory
+#                   $CKPT_DIR/<project>/<experiment>: verl's checkpoints, Hydra's hydra/<date_time>/ and W&B's wandb/
+#                   (WANDB_DIR, default the run directory); WANDB_MODE=offline works as usual (--cpu: the default)
 #   Scorer and analyzer models (RL; local paths, never hub ids): RATE_NER_PATH, BIOLORD_PATH, CHEXBERT_CHECKPOINT,
 #                   CHEXBERT_BERT_PATH, RADGRAPH_CACHE; with MODELS_DIR set they default to $MODELS_DIR/RaTE-NER-Deberta,
 #                   BioLORD-2023-C, chexbert.pth, bert-base-uncased, radgraph (see verl_ext/clinical/models.py).
