@@ -18,10 +18,12 @@ Stages:
    console + W&B offline + file logging. The reward is a lexicon concept F1 (``examples/cpu_demo_reward.py``,
    verl's ``naive`` manager), because the paper's neural scorers need real weights.
 4. **Report**: sampled vs edited reports with the edits marked (``[-deleted-]``, ``{+inserted+}``) from the
-   trainer's edit records, the reward curve, and the validation reward before and after.
+   trainer's edit records, the reward per step (table, and ``reward_curves.png``: train reward of the sampled and of
+   the edited responses, validation reward), and the validation reward before and after.
 
 Everything the run writes stays under ``--out``: ``checkpoints/global_step_N/`` (verl's checkpoint; export it with
-``python -m verl_ext.eval.export``), ``wandb/offline-run-*``, ``metrics.jsonl``, ``rollouts/`` and ``train.log``.
+``python -m verl_ext.eval.export``), ``wandb/offline-run-*``, ``metrics.jsonl``, ``reward_curves.png`` (the
+curves of ``metrics.jsonl``), ``rollouts/`` and ``train.log``.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -123,8 +126,65 @@ def supervised_finetune(model_dir: Path, out_dir: Path, train_files: list[str], 
 # ----------------------------------------------------------------------------------------------------------------
 
 
+#: Lines of verl's log that mark the stages of its start (about two minutes on 2 cores before step 1), each with what
+#: the run does next: printed as they pass so that the wait is not silent.
+VERL_MILESTONES: tuple[tuple[str, str], ...] = (
+    ("All configuration checks passed", "config validated; starting a local Ray cluster"),
+    ("Started a local Ray instance", "Ray started; the TaskRunner loads the parquet shards"),
+    ("train and validate dataloader initialized",
+     "datasets loaded; starting the FSDP actor + KL reference worker (loads the policy)"),
+    ("actor and ref model engine initialized", "actor + reference ready; starting the reward worker"),
+    ("reward loop manager initialized", "reward worker up; starting the rollout server and syncing its weights"),
+    ("all initialize finished, ready to fit",
+     "verl is up; validation before training (greedy reports for the test studies, then their reward)"),
+    ("Initial validation metrics", "validation done; EditGRPO step 1 (rollouts, edits, reward, update)"),
+    ("Final validation metrics", "training, validation and checkpoint done; verl shuts Ray down"),
+)
+
+
+class Progress:
+    """Console progress for verl's log: one line per milestone (`VERL_MILESTONES`) and, while nothing new happens,
+    a reminder every `every` seconds of what the run is doing."""
+
+    def __init__(self, start: float, every: float = 30.0):
+        self.start, self.every = start, every
+        self.stage = "starting verl's trainer (imports verl, composes the config)"
+        self.last = time.time()
+        self._next = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._remind, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        log(f"verl: {self.stage}")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def feed(self, line: str) -> None:
+        """Look at one line of verl's log; milestones pass in order (a later one implies the earlier ones)."""
+        for i in range(self._next, len(VERL_MILESTONES)):
+            needle, stage = VERL_MILESTONES[i]
+            if needle in line:
+                self._next, self.stage = i + 1, stage
+                self.say(stage)
+                return
+
+    def say(self, msg: str) -> None:
+        self.last = time.time()
+        log(f"verl: {msg}  ({self.last - self.start:.0f} s)")
+
+    def _remind(self) -> None:
+        while not self._done.wait(5.0):
+            if time.time() - self.last >= self.every:
+                self.say(f"... still {self.stage.split('; ')[-1]}")
+
+
 def train(args, inputs, out: Path) -> None:
-    """verl's main_ppo in the CPU profile; the full log goes to train.log, a line per step to the console."""
+    """verl's main_ppo in the CPU profile; the full log goes to train.log, milestones of verl's start and a line per
+    step to the console."""
     from verl_ext.testing.cpu_run import main_ppo_command, run_env
 
     extra = (
@@ -146,16 +206,19 @@ def train(args, inputs, out: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     log("verl: " + " ".join(cmd[:6]) + f" ... ({len(cmd) - 6} overrides; full log: {out / 'train.log'})")
     start = time.time()
-    with open(out / "train.log", "w") as logfile:
+    with open(out / "train.log", "w") as logfile, Progress(start) as progress:
         proc = subprocess.Popen(cmd, env=env, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             logfile.write(line)
-            if " step:" in line or line.startswith("step:"):
+            progress.feed(line)
+            if (" step:" in line or line.startswith("step:")) and "step:0 " not in line:
                 fields = dict(kv.split(":", 1) for kv in line.split(" - ") if ":" in kv)
                 step = line.split("step:", 1)[1].split(" ", 1)[0]
                 show = {k: fields.get(k, "-") for k in ("critic/score/mean", "edit/edited_share", "actor/pg_loss")}
-                log(f"step {step}: " + "  ".join(f"{k} {v.strip()[:7]}" for k, v in show.items())
-                    + f"  ({time.time() - start:.0f} s)")
+                n = int(step) + 1
+                last = " (then validation and checkpoint)" if n == args.steps else ""
+                progress.stage = f"EditGRPO step {n}{last}" if n <= args.steps else "finishing"
+                progress.say(f"step {step}: " + "  ".join(f"{k} {v.strip()[:7]}" for k, v in show.items()))
         code = proc.wait()
     if code != 0:
         tail = (out / "train.log").read_text().splitlines()[-40:]
@@ -209,6 +272,39 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def plot_curves(metrics: dict[int, dict], val_key: str | None, path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Reward per step of the sampled and of the edited responses (train) and the validation reward, as a PNG at
+    `path` (verl's file logger rows, ``metrics.jsonl``). Returns the plotted series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key: str | None, steps) -> list[tuple[int, float]]:
+        return [(s, float(metrics[s][key])) for s in steps if key and key in metrics[s]]
+
+    train_steps = [s for s in sorted(metrics) if s >= 1]
+    curves = {
+        "train: sampled responses": series("sampled/reward/mean", train_steps),
+        "train: edited copies": series("edited/reward/mean", train_steps),
+        "validation (greedy, held-out)": series(val_key, sorted(metrics)),
+    }
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for (label, points), style in zip(curves.items(), ("o-", "s-", "D--")):
+        if points:
+            ax.plot(*zip(*points), style, label=label)
+    ax.set_xlabel("EditGRPO step (validation: step 0 = before training)")
+    ax.set_ylabel("reward (lexicon concept F1)")
+    ax.set_title("CPU demo: reward per step (tiny model, mechanics only)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return curves
+
+
 def report(args, out: Path, started: float) -> dict:
     metrics = {row["step"]: row["data"] for row in read_jsonl(out / "metrics.jsonl")}
     val_key = next((k for m in metrics.values() for k in m if k.startswith("val-core/") and "/reward/mean" in k), None)
@@ -234,6 +330,8 @@ def report(args, out: Path, started: float) -> dict:
               f"{m.get('actor/pg_loss', nan):8.4f}")
     print(f"validation reward (greedy, held-out studies): before {before:.3f} -> after {after:.3f}")
     print(f"(a tiny model and {args.steps} steps: the numbers show the mechanics, not a result)")
+    plot_curves(metrics, val_key, out / "reward_curves.png")
+    print(f"reward curves (train sampled vs edited, validation): {out / 'reward_curves.png'}")
     ckpt = out / "checkpoints" / f"global_step_{args.steps}"
     print(f"verl checkpoint: {ckpt}  (export: python -m verl_ext.eval.export --checkpoint {ckpt} --out <dir>)")
     wandb_dirs = sorted((out / "wandb").glob("offline-run-*"))
@@ -245,21 +343,25 @@ def report(args, out: Path, started: float) -> dict:
     return summary
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help keeps the description's line breaks and shows every option's default."""
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter)
     p.add_argument("--out", default="outputs/cpu_demo", help="output directory (data, models, checkpoints, W&B)")
     p.add_argument("--steps", type=int, default=4, help="EditGRPO steps")
     p.add_argument("--prompts", type=int, default=4, help="prompts per step")
     p.add_argument("--group", type=int, default=4, help="G = rollout.n: G/2 sampled + G/2 edited per prompt")
     p.add_argument("--scheme", default="paper", choices=["paper", "overwrite", "none"], help="editgrpo.scheme")
     p.add_argument("--max-ops", type=int, default=1, help="editgrpo.max_ops")
-    p.add_argument("--response-length", type=int, default=96)
+    p.add_argument("--response-length", type=int, default=96, help="data.max_response_length (tokens)")
     p.add_argument("--lr", type=float, default=2e-4, help="RL learning rate (tiny model)")
     p.add_argument("--patients", type=int, default=40, help="synthetic patients (one IU-Xray study each)")
-    p.add_argument("--sft-steps", type=int, default=300)
-    p.add_argument("--sft-batch", type=int, default=8)
-    p.add_argument("--sft-lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sft-steps", type=int, default=300, help="teacher-forced warm-up steps of the tiny policy")
+    p.add_argument("--sft-batch", type=int, default=8, help="warm-up batch size")
+    p.add_argument("--sft-lr", type=float, default=3e-3, help="warm-up learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data, the models, verl's sampling and the edits")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per process (1 is fastest for this tiny model, and avoids OpenMP contention)")
     args = p.parse_args(argv)

@@ -13,7 +13,9 @@
 #                   it connects with ray_init.address=$RAY_ADDRESS (default auto), as verl's multi-node recipes do.
 #                   SFT with NNODES > 1: run the recipe on every node with NODE_RANK, MASTER_ADDR, MASTER_PORT set.
 #   WANDB_PROJECT   W&B project (default editgrpo, SFT: editgrpo-sft); EXPERIMENT_NAME (default <dataset>_<variant>)
-#   CKPT_DIR        checkpoint root (default <repo>/checkpoints); WANDB_MODE=offline works as usual
+#   CKPT_DIR        checkpoint root (default <repo>/checkpoints). A run writes everything under its run directory
+#                   $CKPT_DIR/<project>/<experiment>: verl's checkpoints, Hydra's hydra/<date_time>/ and W&B's wandb/
+#                   (WANDB_DIR, default the run directory); WANDB_MODE=offline works as usual (--cpu: the default)
 #   Scorer and analyzer models (RL; local paths, never hub ids): RATE_NER_PATH, BIOLORD_PATH, CHEXBERT_CHECKPOINT,
 #                   CHEXBERT_BERT_PATH, RADGRAPH_CACHE; with MODELS_DIR set they default to $MODELS_DIR/RaTE-NER-Deberta,
 #                   BioLORD-2023-C, chexbert.pth, bert-base-uncased, radgraph (see verl_ext/clinical/models.py).
@@ -163,6 +165,19 @@ _launch() {
   exec "$@"
 }
 
+# RUN_DIR=$1 and RUN_DIR_OVERRIDES: everything a run writes goes under its checkpoint directory, not the current one:
+# Hydra's run directory (verl's entry points default to ./outputs/<date>/<time>) and W&B's files (WANDB_DIR, default
+# ./wandb; forwarded to Ray workers on other nodes, where the tracker may run).
+_run_dir_setup() {
+  RUN_DIR="$1"
+  export WANDB_DIR="${WANDB_DIR:-$RUN_DIR}"
+  RUN_DIR_OVERRIDES=(
+    "hydra.run.dir=$RUN_DIR/hydra/\${now:%Y-%m-%d_%H-%M-%S}"
+    "+ray_kwargs.ray_init.runtime_env.env_vars.WANDB_DIR=$WANDB_DIR"
+  )
+  if [[ "${VERL_EXT_PRINT_CMD:-0}" != "1" ]]; then mkdir -p "$WANDB_DIR"; fi
+}
+
 # Overrides for the models of the edit analyzer (editgrpo.models) and of the reward (reward.reward_kwargs.models).
 _model_overrides() {
   local base="${MODELS_DIR:-}"
@@ -186,10 +201,13 @@ _model_overrides() {
 # the recipe (VARIANT_ARGS), then the caller's.
 run_rl() {
   _parse_args "$@"
+  # A laptop run has no W&B project to log to (and usually no login): offline unless the caller says otherwise.
+  if (( CPU )); then export WANDB_MODE="${WANDB_MODE:-offline}"; fi
   # verl imports these plugin modules at `import verl` in every process; forwarded to Ray workers on other nodes.
   export VERL_USE_EXTERNAL_MODULES=verl_ext.register
   local experiment="${EXPERIMENT_NAME:-${DATASET}_${VARIANT}}"
   local project="${WANDB_PROJECT:-editgrpo}"
+  _run_dir_setup "$CKPT_DIR/$project/$experiment"
   local overrides=(
     "data.train_files=$TRAIN_FILES"
     "data.val_files=$VAL_FILES"
@@ -198,7 +216,8 @@ run_rl() {
     "trainer.nnodes=$NNODES"
     "trainer.project_name=$project"
     "trainer.experiment_name=$experiment"
-    "trainer.default_local_dir=$CKPT_DIR/$project/$experiment"
+    "trainer.default_local_dir=$RUN_DIR"
+    "${RUN_DIR_OVERRIDES[@]}"
     "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=$VERL_USE_EXTERNAL_MODULES"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("actor_rollout_ref.model.path=$MODEL_PATH"); fi
@@ -232,13 +251,15 @@ run_sft() {
   fi
   local experiment="${EXPERIMENT_NAME:-${DATASET}_sft}"
   local project="${WANDB_PROJECT:-editgrpo-sft}"
+  _run_dir_setup "$CKPT_DIR/$project/$experiment"
   local overrides=(
     "data.train_files=$TRAIN_FILES"
     "trainer.n_gpus_per_node=$N_GPUS"
     "trainer.nnodes=$NNODES"
     "trainer.project_name=$project"
     "trainer.experiment_name=$experiment"
-    "trainer.default_local_dir=$CKPT_DIR/$project/$experiment"
+    "trainer.default_local_dir=$RUN_DIR"
+    "${RUN_DIR_OVERRIDES[0]}"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("model.path=$MODEL_PATH"); fi
   _attn_overrides model

@@ -14,6 +14,7 @@ PLUGIN_MODULES = (
     "verl_ext.trainer.editgrpo_trainer",  # V1 trainer mode: editgrpo (training metrics sampled vs edited)
     "verl_ext.trainer.orapo_trainer",  # V1 trainer mode: orapo (oracle-educated GRPO/DPO mixing)
     "verl_ext.cpu.register",  # CPU debug profile: platform "cpu", FSDP engine on cpu, rollout backend "hf"
+    "verl_ext.wandb_teardown",  # W&B service stopped at verl's Tracking.finish (no atexit traceback in Ray actors)
 )
 
 for _module in PLUGIN_MODULES:

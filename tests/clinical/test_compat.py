@@ -25,7 +25,8 @@ def shim_removed():
 def test_radgraph_fails_on_transformers5_without_shim(scorer_paths):
     from radgraph import RadGraph
 
-    kwargs = dict(model_type="radgraph", model_cache_dir=str(scorer_paths.radgraph_cache), cuda=-1)
+    kwargs = dict(model_type=scorer_paths.radgraph_model_type, model_cache_dir=str(scorer_paths.radgraph_cache),
+                  cuda=-1)
     with shim_removed(), contextlib.redirect_stdout(io.StringIO()):
         with pytest.raises(AttributeError, match="encode_plus"):
             RadGraph(**kwargs)

@@ -125,6 +125,30 @@ def test_profile_overrides_compose_with_the_project_config(procs):
     assert cfg.editgrpo.device == "cpu" and cfg.reward.reward_kwargs.device == "cpu"
 
 
+def test_profile_composes_after_a_recipe_without_flash_attn():
+    """A recipe without flash-attn already adds ``+...attn_implementation=sdpa`` (recipes/common.sh, ATTN_IMPL);
+    the profile must not add it a second time (Hydra: "Could not append to config"), and its laptop sizes let a
+    debug run pick any small batch (verl refuses ppo_mini_batch_size > train_batch_size)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from verl_ext.cpu.profile import cpu_overrides
+    from verl_ext.testing.cpu_run import CONFIG_DIR
+
+    recipe = ["+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+              "actor_rollout_ref.model.use_remove_padding=False", "actor_rollout_ref.actor.ppo_mini_batch_size=64"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+        cfg = compose("editgrpo_trainer", overrides=[*recipe, *cpu_overrides(1), "data.train_batch_size=2"])
+    OmegaConf.resolve(cfg)
+    assert cfg.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
+    assert cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 2
+    assert cfg.actor_rollout_ref.rollout.agent.num_workers == 1 and cfg.reward.num_workers == 1
+    assert cfg.data.dataloader_num_workers == 0 and cfg.data.filter_overlong_prompts_workers == 1
+    assert cfg.transfer_queue.backend.SimpleStorage.num_data_storage_units == 1
+
+
 def test_profile_cli_prints_the_overrides():
     proc = subprocess.run([sys.executable, "-m", "verl_ext.cpu.profile", "--procs", "2"], capture_output=True,
                           text=True, timeout=60)

@@ -21,20 +21,41 @@ verl line that needs it:
   ``CPUOffloadPolicy`` pins host memory, which needs CUDA ("Found no NVIDIA driver"), and there is no device to
   offload from;
 * ``actor_rollout_ref.model.use_remove_padding=False``: the padding-free path needs flash-attention's varlen kernels;
-* ``+actor_rollout_ref.model.override_config.attn_implementation=sdpa``: verl defaults to ``flash_attention_2``
-  (``workers/config/model.py:185``), which needs CUDA;
+* ``++actor_rollout_ref.model.override_config.attn_implementation=sdpa``: verl defaults to ``flash_attention_2``
+  (``workers/config/model.py:185``), which needs CUDA; ``++`` (add or override) because the recipes already add the
+  key without flash-attn (``recipes/common.sh``, ``ATTN_IMPL``), and Hydra refuses a second ``+`` on one key;
 * ``actor_rollout_ref.rollout.tensor_model_parallel_size=1``: one server process per replica;
 * ``+editgrpo.device=cpu`` and ``+reward.reward_kwargs.device=cpu``: the edit analyzer and the scorers on the CPU.
+
+Laptop sizes (`LAPTOP_OVERRIDES`), because the recipes are sized for GPU nodes:
+
+* ``actor_rollout_ref.actor.ppo_mini_batch_size=${data.train_batch_size}``: one PPO update per step whatever
+  ``data.train_batch_size`` the debug run picks (verl refuses a mini-batch larger than the batch,
+  ``workers/config/actor.py:225``; the recipes' 32 would need 32 prompts per step);
+* ``actor_rollout_ref.rollout.agent.num_workers=1``, ``reward.num_workers=1``, ``data.dataloader_num_workers=0``,
+  ``data.filter_overlong_prompts_workers=1`` and one TransferQueue storage unit: verl starts 8 agent-loop workers,
+  8 reward workers (each loading every scorer model) and 8 data-loader processes by default, which ran a 24 GB
+  laptop out of memory in step 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-__all__ = ["CPU_ENV", "check_cpu_profile", "cpu_overrides", "main"]
+__all__ = ["CPU_ENV", "LAPTOP_OVERRIDES", "check_cpu_profile", "cpu_overrides", "main"]
 
 #: Environment the launching shell needs (Ray processes of a local cluster inherit it).
 CPU_ENV = {"VERL_PLATFORM": "cpu"}
+
+#: What a laptop needs on top of the recipe's GPU-sized settings (see the module docstring, "Laptop sizes").
+LAPTOP_OVERRIDES = [
+    "actor_rollout_ref.actor.ppo_mini_batch_size=${data.train_batch_size}",
+    "actor_rollout_ref.rollout.agent.num_workers=1",
+    "reward.num_workers=1",
+    "data.dataloader_num_workers=0",
+    "data.filter_overlong_prompts_workers=1",
+    "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
+]
 
 
 def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> list[str]:
@@ -56,12 +77,12 @@ def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> li
         "actor_rollout_ref.actor.fsdp_config.optimizer_offload=False",
         "actor_rollout_ref.ref.fsdp_config.param_offload=False",
         "actor_rollout_ref.model.use_remove_padding=False",
-        "+actor_rollout_ref.model.override_config.attn_implementation=sdpa",
+        "++actor_rollout_ref.model.override_config.attn_implementation=sdpa",
         "+reward.reward_kwargs.device=cpu",
     ]
     if edit:
         overrides.append("+editgrpo.device=cpu")
-    return overrides
+    return overrides + LAPTOP_OVERRIDES
 
 
 def check_cpu_profile(config, device_name: str | None = None) -> None:

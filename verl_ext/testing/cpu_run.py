@@ -8,16 +8,21 @@ Used by ``tests/integration/test_main_ppo_cpu.py`` and ``examples/cpu_demo.py``:
 * `main_ppo_command`: ``python -m verl.trainer.main_ppo --config-path verl_ext/config --config-name
   editgrpo_trainer`` with the CPU profile (`verl_ext.cpu.profile`), tiny sizes and those inputs;
 * `run_env`: the environment (``VERL_PLATFORM=cpu``, offline hubs and W&B, caches under the run directory).
+
+``python -m verl_ext.testing.cpu_run DIR`` writes the inputs for a user's first CPU run of a recipe (README,
+"Debugging a recipe on CPU"): ``DIR/policy`` (``MODEL_PATH``), ``DIR/data`` (``DATA_DIR``) and ``DIR/models``
+(``MODELS_DIR``, the layout ``recipes/common.sh`` reads).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["RunInputs", "main_ppo_command", "prepare_inputs", "run_env", "CONFIG_DIR"]
+__all__ = ["RunInputs", "main", "main_ppo_command", "prepare_inputs", "run_env", "CONFIG_DIR"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 #: Each synthetic image becomes 56x56 pixels = 4 visual tokens after Qwen2.5-VL's 2x2 merge (fast CPU forwards).
@@ -34,7 +39,8 @@ class RunInputs:
 
 def prepare_inputs(root: str | os.PathLike, *, patients: int = 10, seed: int = 0,
                    policy: Optional[Path] = None) -> RunInputs:
-    """Write the run's data, policy and scorer models under `root` (reused when already there)."""
+    """Write the run's data (``root/data/iu_xray``), policy (``root/policy``) and scorer models (``root/models``, a
+    recipe's ``MODELS_DIR``) under `root`, each reused when already there."""
     from verl_ext.data.cli import main as data_prep
     from verl_ext.data.output import split_files
     from verl_ext.testing import synthetic
@@ -53,7 +59,7 @@ def prepare_inputs(root: str | os.PathLike, *, patients: int = 10, seed: int = 0
         policy = root / "policy"
         if not (policy / "model.safetensors").exists():
             build_tiny_qwen25_vl(policy, seed=seed, eos_probability=0.08)
-    scorers = build_all(root / "scorers").as_dict()
+    scorers = build_all(root / "models").as_dict()
     return RunInputs(split_files(data, "train"), split_files(data, "test"), Path(policy), scorers)
 
 
@@ -139,3 +145,30 @@ def run_env(out: str | os.PathLike, threads: int = 1) -> dict[str, str]:
         "RAY_DEDUP_LOGS": "0", "PYTHONWARNINGS": "ignore",
     })
     return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m verl_ext.testing.cpu_run",
+        description="Write a tiny random Qwen2.5-VL policy, synthetic IU-Xray parquet shards (data_prep's converter) "
+                    "and tiny random scorer models under DIR, for a recipe's --cpu debug run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("dir", help="output directory (created; existing inputs are reused)")
+    parser.add_argument("--patients", type=int, default=10,
+                        help="synthetic patients, one study each (about 60%% train, 40%% test)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the studies and the random weights")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    root = Path(args.dir).resolve()
+    inputs = prepare_inputs(root, patients=args.patients, seed=args.seed)
+    print(f"tiny inputs under {root} (random weights: the scores mean nothing, the code paths are the real ones):")
+    print(f"  MODEL_PATH={inputs.model}  (Qwen2.5-VL, random)")
+    print(f"  DATA_DIR={root / 'data'}  (iu_xray: {len(inputs.train_files)} train, {len(inputs.val_files)} test shard)")
+    print(f"  MODELS_DIR={root / 'models'}  (RaTE-NER, BioLORD, CheXbert, RadGraph "
+          f"{inputs.scorers['radgraph_model_type']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,8 @@ numbers they produce are meaningless.
   ``{"model_state_dict": module.-prefixed BERT + 14 heads}`` and a ``bert/`` HF dir (config + uncased tokenizer);
 * ``build_radgraph``: StanfordAIMI/RRG_scorers ``radgraph.tar.gz`` (or -xl) + its base BERT -> radgraph 0.1.18's
   cache layout ``<cache>/<model_type>/{config.json, vocabulary/, weights.th}`` and the base-BERT dir its config names;
-* ``build_all``: all of the above, one directory per model under a root; ``shared_models()`` once per process.
+* ``build_all``: all of the above under one root, laid out as a recipe's ``MODELS_DIR``, RadGraph as ``radgraph-xl``
+  (the type the reward, the analyzer and ``evaluate`` load by default); ``shared_models()`` once per process.
 
 ``full_size=True`` gives the real architecture sizes (DeBERTa-v3-base, MPNet-base, BERT-base; 12 layers, hidden 768)
 with random weights, for benchmarks; vocabularies stay small (a radiology word list plus single characters), which
@@ -216,13 +217,16 @@ def build_biolord(path: str | os.PathLike, full_size: bool = False, seed: int = 
     return path
 
 
-def build_chexbert(path: str | os.PathLike, full_size: bool = False, seed: int = 2) -> Path:
-    """CheXbert stand-in: ``<path>/chexbert.pth`` (module.-prefixed BERT + 14 heads) and ``<path>/bert`` (tokenizer)."""
+def build_chexbert(path: str | os.PathLike, full_size: bool = False, seed: int = 2,
+                   bert_dir: str | os.PathLike | None = None) -> Path:
+    """CheXbert stand-in: ``<path>/chexbert.pth`` (module.-prefixed BERT + 14 heads) and its tokenizer/config dir
+    ``bert_dir`` (default ``<path>/bert``)."""
     import torch
     from transformers import AutoConfig, AutoModel
 
     path = Path(path)
-    bert_dir = _write_bert_dir(path / "bert", full_size=full_size, seed=seed, with_weights=False)
+    bert_dir = _write_bert_dir(Path(bert_dir) if bert_dir else path / "bert", full_size=full_size, seed=seed,
+                               with_weights=False)
     _seed(seed)
     bert = AutoModel.from_config(AutoConfig.from_pretrained(bert_dir))
     hidden = bert.config.hidden_size
@@ -271,7 +275,7 @@ def _radgraph_config(bert_dir: Path, max_span_width: int, feature_size: int, ff_
 
 def build_radgraph(
     cache_dir: str | os.PathLike,
-    model_type: str = "radgraph",
+    model_type: str = "radgraph-xl",
     full_size: bool = False,
     seed: int = 3,
 ) -> Path:
@@ -401,26 +405,35 @@ class ScorerModelPaths:
         }
 
 
+#: The RadGraph model a user gets by default: ``ModelPaths.radgraph_model_type``, which the reward, the edit analyzer,
+#: ``evaluate`` and the recipes use unless told otherwise.
+DEFAULT_RADGRAPH_MODEL_TYPE = "radgraph-xl"
+
+
 def build_all(
-    root: str | os.PathLike, full_size: bool = False, radgraph_model_type: str = "radgraph"
+    root: str | os.PathLike, full_size: bool = False, radgraph_model_type: str = DEFAULT_RADGRAPH_MODEL_TYPE
 ) -> ScorerModelPaths:
-    """Build every scorer fixture under ``root`` (reused when already complete)."""
+    """Build every scorer fixture under ``root`` (reused when already complete), laid out as the recipes read a
+    ``MODELS_DIR`` (``recipes/common.sh``): ``RaTE-NER-Deberta/``, ``BioLORD-2023-C/``, ``chexbert.pth``,
+    ``bert-base-uncased/`` and ``radgraph/<radgraph_model_type>/``, so ``MODELS_DIR=<root>`` runs a recipe with them.
+    The default model type is the user's default (`DEFAULT_RADGRAPH_MODEL_TYPE`), so that commands that do not
+    name a type find the model."""
     root = Path(root)
     marker = root / ".complete.json"
     paths = ScorerModelPaths(
-        rate_ner=root / "rate_ner",
-        biolord=root / "biolord",
-        chexbert_checkpoint=root / "chexbert" / "chexbert.pth",
-        chexbert_bert=root / "chexbert" / "bert",
+        rate_ner=root / "RaTE-NER-Deberta",
+        biolord=root / "BioLORD-2023-C",
+        chexbert_checkpoint=root / "chexbert.pth",
+        chexbert_bert=root / "bert-base-uncased",
         radgraph_cache=root / "radgraph",
         radgraph_model_type=radgraph_model_type,
     )
-    spec = {"full_size": full_size, "radgraph_model_type": radgraph_model_type}
+    spec = {"full_size": full_size, "radgraph_model_type": radgraph_model_type, "layout": "MODELS_DIR"}
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return paths
     build_rate_ner(paths.rate_ner, full_size=full_size)
     build_biolord(paths.biolord, full_size=full_size)
-    build_chexbert(root / "chexbert", full_size=full_size)
+    build_chexbert(root, full_size=full_size, bert_dir=paths.chexbert_bert)
     build_radgraph(paths.radgraph_cache, model_type=radgraph_model_type, full_size=full_size)
     marker.write_text(json.dumps(spec))
     return paths
@@ -445,7 +458,8 @@ def install_hf_cache_entry(hf_home: str | os.PathLike, repo_id: str, src_dir: st
 _SHARED: dict[tuple, ScorerModelPaths] = {}
 
 
-def shared_models(full_size: bool = False, radgraph_model_type: str = "radgraph") -> ScorerModelPaths:
+def shared_models(full_size: bool = False,
+                  radgraph_model_type: str = DEFAULT_RADGRAPH_MODEL_TYPE) -> ScorerModelPaths:
     """``build_all`` once per process, under ``$VERL_EXT_SCORER_FIXTURES`` (reused across runs when set) or a fresh
     temporary directory. Test suites call this from a session fixture."""
     import tempfile
