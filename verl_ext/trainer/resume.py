@@ -52,6 +52,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,9 +389,7 @@ class ResumableTrainerMixin:
         path = self._checkpoint_root() / WANDB_ID_FILE
         run_id = path.read_text().strip() if resumed > 0 and path.exists() else ""
         if not run_id:
-            import wandb
-
-            run_id = wandb.util.generate_id()
+            run_id = uuid.uuid4().hex[:12]  # W&B ids: lower-case letters and digits
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, run_id + "\n")
         os.environ["WANDB_RUN_ID"] = run_id
