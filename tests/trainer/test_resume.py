@@ -78,3 +78,40 @@ def test_atomic_write_replaces_whole_files(tmp_path):
     atomic_write_text(path, "2")
     atomic_write_text(path, "3")
     assert path.read_text() == "3" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_shuffled_order_resumes_exactly():
+    """verl's ``data.pt`` (``train_dataloader.state_dict()``, trainer_base.py:1000) restores the shuffled order of its
+    sampler (``create_rl_sampler``: torchdata's stateful ``RandomSampler``) at any step, epoch boundaries included:
+    a run resumed after k batches trains on the batches the uninterrupted run trains on."""
+    from omegaconf import OmegaConf
+    from torchdata.stateful_dataloader import StatefulDataLoader
+    from verl.trainer.ppo.utils import create_rl_sampler
+
+    data = list(range(6))
+    config = OmegaConf.create({"shuffle": True, "seed": 1})
+
+    def loader():  # as verl's _init_dataloader builds it at every start (trainer_base.py:742-749)
+        return StatefulDataLoader(data, batch_size=2, drop_last=True, sampler=create_rl_sampler(config, data))
+
+    def take(dl, state, n):  # verl's _fetch_one_gen_batch: a new epoch on StopIteration (trainer_base.py:1466-1476)
+        batches = []
+        for _ in range(n):
+            try:
+                batches.append(next(state["it"]).tolist())
+            except StopIteration:
+                state["it"] = iter(dl)
+                batches.append(next(state["it"]).tolist())
+        return batches
+
+    dl = loader()
+    reference = take(dl, {"it": iter(dl)}, 10)
+    assert sorted(sum(reference[:3], [])) == data and reference[:3] != reference[3:6]  # shuffled, per epoch
+    for k in range(1, 9):
+        dl = loader()
+        state = {"it": iter(dl)}
+        head = take(dl, state, k)
+        saved = dl.state_dict()
+        resumed = loader()
+        resumed.load_state_dict(saved)
+        assert head + take(resumed, {"it": iter(resumed)}, 10 - k) == reference, k
