@@ -304,9 +304,10 @@ class ResumableTrainerMixin:
         logger = getattr(self, "logger", None)
         if logger is not None and hasattr(logger, "finish"):
             logger.finish(exit_code=1)
-        raise RunStopped(
-            f"stopped on request ({stop_file}) after step {finished_step}; checkpoint global_step_{finished_step} in "
-            f"{self._checkpoint_root()} is complete. Resume: run the same command again (trainer.resume_mode=auto).")
+        done = (f"after step {finished_step}; checkpoint global_step_{finished_step} in {self._checkpoint_root()} is "
+                "complete" if finished_step > 0 else "before the first step")
+        raise RunStopped(f"stopped on request ({stop_file}) {done}. Resume: run the same command again "
+                         "(trainer.resume_mode=auto).")
 
     # ---------------------------------------------------------------- verl hooks
     def on_step_begin(self):
