@@ -163,7 +163,8 @@ def prune_checkpoints(root: str | os.PathLike, keep: Optional[int]) -> list[int]
         return []
     kept = set(complete[:keep])
     doomed = sorted(s for s in folders if s not in kept and s < complete[0])
-    for step in doomed:
+    for step in doomed:  # the commit file first: a kill during the deletion leaves no half folder that looks whole
+        (folders[step] / COMMIT_FILE).unlink(missing_ok=True)
         shutil.rmtree(folders[step], ignore_errors=True)
     return doomed
 
