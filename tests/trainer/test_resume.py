@@ -115,3 +115,22 @@ def test_shuffled_order_resumes_exactly():
         resumed = loader()
         resumed.load_state_dict(saved)
         assert head + take(resumed, {"it": iter(resumed)}, 10 - k) == reference, k
+
+
+def test_asynchronous_saves_are_refused_before_anything_loads():
+    import pytest
+    from omegaconf import OmegaConf
+
+    from verl_ext.trainer.resume import ResumableTrainerMixin
+
+    class Base:
+        def init(self):
+            raise AssertionError("verl's init must not run")
+
+    class Trainer(ResumableTrainerMixin, Base):
+        pass
+
+    trainer = Trainer()
+    trainer.config = OmegaConf.create({"actor_rollout_ref": {"actor": {"checkpoint": {"async_save": True}}}})
+    with pytest.raises(ValueError, match="async_save=True"):
+        trainer.init()

@@ -311,6 +311,16 @@ class ResumableTrainerMixin:
                          "(trainer.resume_mode=auto).")
 
     # ---------------------------------------------------------------- verl hooks
+    def init(self):
+        from omegaconf import OmegaConf
+
+        if OmegaConf.select(self.config, "actor_rollout_ref.actor.checkpoint.async_save", default=False):
+            # verl then returns before its tracker (TB:1012-1020) while the actor is still being written: no step
+            # could be known complete
+            raise ValueError("actor_rollout_ref.actor.checkpoint.async_save=True: crash-safe checkpoints "
+                             "(verl_ext.trainer.resume) need synchronous saves; set it to False")
+        super().init()
+
     def on_step_begin(self):
         finished = self.global_steps - 1
         self._commit_pending()
