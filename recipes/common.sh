@@ -228,6 +228,7 @@ run_rl() {
     "trainer.experiment_name=$experiment"
     "trainer.default_local_dir=$CKPT_DIR/$project/$experiment"
     "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=$VERL_USE_EXTERNAL_MODULES"
+    "preemption.stop_file=$STOP_FILE"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("actor_rollout_ref.model.path=$MODEL_PATH"); fi
   if [[ -n "$TOTAL_STEPS" ]]; then overrides+=("trainer.total_training_steps=$TOTAL_STEPS"); fi
@@ -252,7 +253,7 @@ run_rl() {
     return
   fi
   _launch_stoppable "$STOP_FILE" "$PYTHON" "${entry[@]}" "--config-path=$CONFIG_DIR" --config-name=editgrpo_trainer \
-    "preemption.stop_file=$STOP_FILE" "${overrides[@]}"
+    "${overrides[@]}"
 }
 
 # SFT (stage 1): verl's SFT trainer (torchrun) with verl_ext/config/editgrpo_sft.yaml.
