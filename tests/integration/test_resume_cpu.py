@@ -41,31 +41,33 @@ SAVE_FREQ = 2
 ALPHA = 0.5  # OraPO's EMA coefficient (default), with ema_init=zero: the hard prompt's value counts its visits
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
+def _session(sid: int) -> list[int]:
+    """Processes of session `sid`: the run's driver was started in a session of its own, and Ray's processes and
+    workers inherit it (they are children of the driver or of its raylet)."""
+    pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text()
-            except OSError:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
                 continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+            if int(fields[3]) == sid:  # fields after the command: state, ppid, pgrp, session
+                pids.append(int(entry.name))
+    return pids
 
 
 def _kill(proc: subprocess.Popen) -> None:
     """SIGKILL the run: the driver and every process it started (Ray's, the workers)."""
-    for pid in [proc.pid, *_descendants(proc.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for _ in range(10):
+        pids = _session(proc.pid)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
     proc.wait(timeout=60)
 
 
