@@ -17,11 +17,10 @@ What it does not, and what this module adds (each guarded by ``tests/integration
 1. **Retention deletes the fallback before the new checkpoint is usable.** With ``max_actor_ckpt_to_keep=1`` (the
    authors' setting, our config) the actor's checkpoint manager deletes the previous step's actor folder right after
    writing the new one (``register_checkpoint``, ``checkpoint_manager.py:181-194``, called at
-   ``fsdp_checkpoint_manager.py:476``), before ``data.pt`` and the tracker
-   are written: a kill in between leaves the tracker on a step whose actor folder is gone, and resume fails loading
-   it. Here verl's retention is switched off while it saves, and old checkpoints are deleted only after the new one
-   is complete (`prune_checkpoints`; it also counts the checkpoints of earlier launches, which verl's in-memory list
-   forgets).
+   ``fsdp_checkpoint_manager.py:476``), before ``data.pt`` and the tracker are written: a kill in between leaves the
+   tracker on a step whose actor folder is gone, and resume fails loading it. Here verl's retention is switched off
+   while it saves, and old checkpoints are deleted only after the new one is complete (`prune_checkpoints`; it also
+   counts the checkpoints of earlier launches, which verl's in-memory list forgets).
 2. **A complete checkpoint is one whose step is complete.** verl checkpoints step k before that step's validation,
    metrics, rollout dump (written by a background thread, TB:1262-1283) and edit records; a kill in between resumes
    at k+1 without them, and the tracker is rewritten in place (``open(..., "w")``, TB:1024), so a kill at that moment
