@@ -296,7 +296,8 @@ class ResumableTrainerMixin:
             step_now = self.global_steps
             self.global_steps = finished_step
             try:
-                self.checkpoint_manager.sleep_replicas()  # free the rollout's memory first, as verl saves with it asleep
+                # the rollout replicas are awake since on_step_end; verl saves with them asleep (their memory free)
+                self.checkpoint_manager.sleep_replicas()
                 self._save_checkpoint()
             finally:
                 self.global_steps = step_now
