@@ -16,6 +16,8 @@
 #   CKPT_DIR        checkpoint root (default <repo>/checkpoints). A run writes everything under its run directory
 #                   $CKPT_DIR/<project>/<experiment>: verl's checkpoints, Hydra's hydra/<date_time>/ and W&B's wandb/
 #                   (WANDB_DIR, default the run directory); WANDB_MODE=offline works as usual (--cpu: the default)
+#   STOP_FILE       RL: the file this script creates on SIGTERM/SIGUSR1 to stop the run after the current step and its
+#                   checkpoint (default $CKPT_DIR/<project>/<experiment>/STOP; README "Long runs on a cluster")
 #   Scorer and analyzer models (RL; local paths, never hub ids): RATE_NER_PATH, BIOLORD_PATH, CHEXBERT_CHECKPOINT,
 #                   CHEXBERT_BERT_PATH, RADGRAPH_CACHE; with MODELS_DIR set they default to $MODELS_DIR/RaTE-NER-Deberta,
 #                   BioLORD-2023-C, chexbert.pth, bert-base-uncased, radgraph (see verl_ext/clinical/models.py).
@@ -178,6 +180,37 @@ _run_dir_setup() {
   if [[ "${VERL_EXT_PRINT_CMD:-0}" != "1" ]]; then mkdir -p "$WANDB_DIR"; fi
 }
 
+# An RL training run that a scheduler's notice stops cleanly (README "Long runs on a cluster"): on SIGTERM or SIGUSR1
+# this shell creates the trainer's stop file ($1, preemption.stop_file); the trainer finishes the current step, writes
+# its checkpoint, removes the file and exits; this shell then exits 143 and the same command resumes the run. SIGINT
+# (Ctrl-C) ends the run at once, as before (a background job ignores SIGINT, so it is passed on as SIGTERM).
+_launch_stoppable() {
+  local stop_file="$1"
+  shift
+  if [[ "${VERL_EXT_PRINT_CMD:-0}" == "1" ]]; then
+    printf '%s\0' "$@"
+    return 0
+  fi
+  printf '+'; printf ' %q' "$@"; printf '\n'
+  rm -f "$stop_file"  # a request that an earlier, killed run never saw
+  local requested=0 pid rc
+  trap 'requested=1; mkdir -p "$(dirname "$stop_file")"; touch "$stop_file"
+        echo "common.sh: stop requested: the trainer stops after the current step and its checkpoint" >&2' TERM USR1
+  trap 'kill -TERM "$pid" 2>/dev/null' INT
+  "$@" &
+  pid=$!
+  while true; do
+    wait "$pid" && rc=0 || rc=$?
+    kill -0 "$pid" 2>/dev/null || break  # still running: the wait was interrupted by a signal
+  done
+  trap - TERM USR1 INT
+  if (( requested && rc != 0 )) && [[ ! -e "$stop_file" ]]; then
+    echo "common.sh: the run stopped after a complete checkpoint; run the same command again to resume it" >&2
+    exit 143
+  fi
+  exit "$rc"
+}
+
 # Overrides for the models of the edit analyzer (editgrpo.models) and of the reward (reward.reward_kwargs.models).
 _model_overrides() {
   local base="${MODELS_DIR:-}"
@@ -208,6 +241,7 @@ run_rl() {
   local experiment="${EXPERIMENT_NAME:-${DATASET}_${VARIANT}}"
   local project="${WANDB_PROJECT:-editgrpo}"
   _run_dir_setup "$CKPT_DIR/$project/$experiment"
+  STOP_FILE="${STOP_FILE:-$CKPT_DIR/$project/$experiment/STOP}"
   local overrides=(
     "data.train_files=$TRAIN_FILES"
     "data.val_files=$VAL_FILES"
@@ -219,6 +253,7 @@ run_rl() {
     "trainer.default_local_dir=$RUN_DIR"
     "${RUN_DIR_OVERRIDES[@]}"
     "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=$VERL_USE_EXTERNAL_MODULES"
+    "preemption.stop_file=$STOP_FILE"
   )
   if [[ -n "${MODEL_PATH:-}" ]]; then overrides+=("actor_rollout_ref.model.path=$MODEL_PATH"); fi
   if [[ -n "$TOTAL_STEPS" ]]; then overrides+=("trainer.total_training_steps=$TOTAL_STEPS"); fi
@@ -238,7 +273,12 @@ run_rl() {
   local entry=(-m verl.trainer.main_ppo)
   if (( DRY_RUN )); then entry=(-m verl_ext.config.dry_run); fi
   if (( PREFLIGHT )); then entry=(-m verl_ext.preflight); fi
-  _launch "$PYTHON" "${entry[@]}" "--config-path=$CONFIG_DIR" --config-name=editgrpo_trainer "${overrides[@]}"
+  if (( DRY_RUN || PREFLIGHT )); then
+    _launch "$PYTHON" "${entry[@]}" "--config-path=$CONFIG_DIR" --config-name=editgrpo_trainer "${overrides[@]}"
+    return
+  fi
+  _launch_stoppable "$STOP_FILE" "$PYTHON" "${entry[@]}" "--config-path=$CONFIG_DIR" --config-name=editgrpo_trainer \
+    "${overrides[@]}"
 }
 
 # SFT (stage 1): verl's SFT trainer (torchrun) with verl_ext/config/editgrpo_sft.yaml.

@@ -52,8 +52,10 @@ def runs(tmp_path_factory):
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     first = _launch(main_ppo_command(inputs, out, steps=STEPS, prompts=PROMPTS, group=G, save_freq=STEPS,
                                      test_freq=STEPS, experiment="run"), out, env, "first")
+    # two checkpoints kept: the step-STEPS one is exported below after the resumed run wrote its own
     resumed = _launch(main_ppo_command(inputs, out, steps=STEPS + 1, prompts=PROMPTS, group=G, save_freq=STEPS + 1,
-                                       test_freq=-1, experiment="run"), out, env, "resumed")
+                                       test_freq=-1, experiment="run", extra=("trainer.max_actor_ckpt_to_keep=2",)),
+                      out, env, "resumed")
     return out, inputs, first, resumed
 
 

@@ -12,7 +12,8 @@ Select it with ``trainer.v1.trainer_mode=editgrpo``. It behaves exactly like ver
 3. **The per-token channel** (`verl_ext.trainer.token_channel_step`): gradient-based DiTPO weights from the reward
    path (``ditpo.weighting=gradient``) and the inserted-token mask for the inserted-token policy losses
    (``actor.policy_loss.loss_mode=inserted_masked|inserted_luffy``, loss installed in ``on_init_end``).
-4. **Edit records** (`_log_rollout_data`), only with ``trainer.rollout_data_dir`` set: beside verl's
+4. **Crash-safe checkpoints, exact resume, stop requests** (`verl_ext.trainer.resume.ResumableTrainerMixin`).
+5. **Edit records** (`_log_rollout_data`), only with ``trainer.rollout_data_dir`` set: beside verl's
    ``<step>.jsonl`` generation dump, ``edits_<step>.jsonl`` holds one line per trajectory (uid, session, response
    text, reward, ``is_edited``, the source session and the fired rules of an edited copy), so a run's edits can be
    read back after it (the CPU demo prints its sampled-vs-edited table from them).
@@ -165,9 +166,11 @@ def _define_trainer_class() -> type:
 
     from verl_ext.trainer import token_channel_step
     from verl_ext.trainer.edit_metrics import compute_edit_metrics
+    from verl_ext.trainer.resume import ResumableTrainerMixin
 
-    class EditGRPOTrainer(PPOTrainerSync):
-        """verl's synchronous V1 trainer with sampled-vs-edited metrics and optional DiTPO token weights."""
+    class EditGRPOTrainer(ResumableTrainerMixin, PPOTrainerSync):
+        """verl's synchronous V1 trainer with sampled-vs-edited metrics, optional DiTPO token weights and crash-safe
+        checkpoints (`verl_ext.trainer.resume`)."""
 
         def __init__(self, config, *args, **kwargs):
             from verl_ext.config.startup import check_before_loading

@@ -13,8 +13,8 @@ It is the ``editgrpo`` trainer (metrics, optional DiTPO weights) plus these hook
    (zero-reward rate, mean w, share of prompts in the DPO branch, DPO margin / accuracy / loss from the old
    log-probs, oracle rewards, truncated references, rollouts the reward could not score: ``orapo/unscorable/*``,
    kept out of the zero-reward rate and the rejected responses);
-3. ``_save_checkpoint`` / ``_load_checkpoint`` keep the EMA state (``orapo_ema.json`` in the step folder).
-
+3. ``_save_project_state`` / ``_load_project_state`` keep the EMA state (``orapo_ema.json`` in the step folder, written
+   before verl's checkpoint files so that a complete checkpoint always holds it: `verl_ext.trainer.resume`).
 4. ``_compute_metrics``: verl's metrics (``critic/score``, ``response_length``, ``perf/*`` ...) and the editgrpo
    metrics are computed over the rollouts, without the oracle rows (whose reward is the reference scored against
    itself); the oracle rows' tokens are therefore not in ``perf/*`` token counts.
@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from verl_ext.trainer.orapo_config import TRAINER_MODE, OraPOConfig, validate_orapo_setup
 from verl_ext.post_import import when_imported
+from verl_ext.trainer.resume import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -165,22 +166,14 @@ def _define_trainer_class() -> type:
             rollouts = batch.select_keys([k for k in batch.keys if k not in oracle]) if oracle else batch
             super()._compute_metrics(rollouts, metrics, timing_raw, global_steps, epoch)
 
-        def _save_checkpoint(self):
-            super()._save_checkpoint()
-            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, EMA_FILE), "w") as fh:
-                json.dump({"values": [[k, v] for k, v in self.orapo_ema.state_dict()["values"].items()]}, fh)
+        def _save_project_state(self, folder: str) -> None:
+            # written before verl's files and the commit file (verl_ext.trainer.resume), never after them
+            super()._save_project_state(folder)
+            values = [[k, v] for k, v in self.orapo_ema.state_dict()["values"].items()]
+            atomic_write_text(os.path.join(folder, EMA_FILE), json.dumps({"values": values}))
 
-        def _load_checkpoint(self):
-            super()._load_checkpoint()
-            if self.global_steps <= 0:
-                return
-            trainer = self.config.trainer
-            if trainer.resume_mode == "resume_path":
-                folder = str(trainer.resume_from_path)
-            else:
-                folder = os.path.join(os.path.abspath(trainer.default_local_dir), f"global_step_{self.global_steps}")
+        def _load_project_state(self, folder: str) -> None:
+            super()._load_project_state(folder)
             path = os.path.join(folder, EMA_FILE)
             if not os.path.exists(path):
                 logger.warning(f"OraPO: no {EMA_FILE} in {folder}; the zero-reward EMA starts afresh")
