@@ -269,7 +269,8 @@ def train_stats(run: Path) -> dict[str, float]:
     """Means over the training steps of what verl logged about the edits and the rollouts (metrics.jsonl)."""
     rows = [r["data"] for r in read_jsonl(run / "metrics.jsonl") if r.get("step", 0) >= 1]
     keys = ("critic/score/mean", "edit/edited_share", "edited/reward/mean", "sampled/reward/mean",
-            "edit/reward_gap/mean", "edit/tokens_inserted/mean", "actor/pg_loss")
+            "edit/reward_gap/mean", "edit/tokens_inserted/mean", "actor/pg_loss", "reward/rare_hit/mean",
+            "sampled/rare_hit/mean", "edited/rare_hit/mean")
     out = {}
     for k in keys:
         values = [r[k] for r in rows if k in r]
@@ -335,20 +336,33 @@ def markdown_table(summary: dict) -> str:
         return f"{entry['mean']:.3f} [{entry['min']:.3f}, {entry['max']:.3f}]"
 
     lines = ["| variant | seeds | reward step 0 | reward last step | rare recall step 0 | rare recall last step "
-             "| edited share | edit reward gain |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| edited share | edit reward gain | rare sentence in training rollouts (sampled / edited) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for variant, e in summary.items():
         train = list(e["train"].values())
         share = [t.get("edit/edited_share", 0.0) for t in train]
         gain = [t["edit/reward_gap/mean"] for t in train if "edit/reward_gap/mean" in t]
+        sampled = [t.get("sampled/rare_hit/mean", t.get("reward/rare_hit/mean", float("nan"))) for t in train]
+        edited = [t["edited/rare_hit/mean"] for t in train if "edited/rare_hit/mean" in t]
+        rollouts = f"{statistics.fmean(sampled):.2f} / " + (f"{statistics.fmean(edited):.2f}" if edited else "-")
         lines.append(f"| {LABELS.get(variant, variant)} | {len(e['seeds'])} | {cell(e['reward_start'])} | "
                      f"{cell(e['reward_end'])} (step {e['steps'][-1]}) | {cell(e['recall_start'])} | "
                      f"{cell(e['recall_end'])} | {statistics.fmean(share):.2f} | "
-                     f"{f'{statistics.fmean(gain):+.3f}' if gain else '-'} |")
+                     f"{f'{statistics.fmean(gain):+.3f}' if gain else '-'} | {rollouts} |")
     return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def write_outputs(root: Path, runs: dict[str, dict[int, Path]], task: Task, args) -> str:
+    """summary.json and curves.png under `root`; returns the Markdown table."""
+    summary = summarise(runs)
+    meta = {"args": vars(args), "sft": {"targets": task.sft_targets, "with_rare_sentence": task.sft_rare_targets},
+            "variants": summary}
+    (root / "summary.json").write_text(json.dumps(meta, indent=1))
+    plot(summary, root / "curves.png")
+    return markdown_table(summary)
 
 
 def parse_args(argv=None):
@@ -412,13 +426,9 @@ def main(argv=None) -> int:
         first, last = pts[min(pts)], pts[max(pts)]
         log(f"[{i}/{len(jobs)}] {variant} seed {seed}: reward {first['reward']:.3f} -> {last['reward']:.3f}, "
             f"rare recall {first['recall']:.2f} -> {last['recall']:.2f} ({time.time() - t0:.0f} s)")
-    summary = summarise(runs)
-    summary_meta = {"args": {k: v for k, v in vars(args).items()},
-                    "sft": {"targets": task.sft_targets, "with_rare_sentence": task.sft_rare_targets},
-                    "variants": summary}
-    (root / "summary.json").write_text(json.dumps(summary_meta, indent=1))
-    plot(summary, root / "curves.png")
-    print("\n" + markdown_table(summary))
+        if variant == args.variants[-1]:  # a seed round is complete: outputs survive an interrupted full run
+            table = write_outputs(root, {v: r for v, r in runs.items() if r}, task, args)
+    print("\n" + table)
     print(f"\n(held-out reward and recall: mean [min, max] over seeds; {root / 'curves.png'}, "
           f"{root / 'summary.json'}; total {time.time() - started:.0f} s)")
     return 0

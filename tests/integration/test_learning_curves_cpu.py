@@ -1,0 +1,85 @@
+"""bench/learning_curves.py: its pure parts, and a short EditGRPO run of verl's trainer that must *learn*.
+
+The slow test is the CI guard against a silently inert objective (a zero or sign-flipped advantage, edits that never
+reach the loss, a reference model that is the policy): a wiring test passes on all of those, a learning curve does
+not. It runs the bench's task (every held-out study has the rare finding; the SFT targets mostly omit its sentence)
+for a few EditGRPO steps and asserts that the held-out reward after training exceeds the reward before training by
+`MARGIN`. How the margin was chosen is in `MARGIN`'s comment.
+"""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "learning_curves.py"
+
+#: The held-out reward gain the short run must exceed (placeholder, set from measurements below).
+MARGIN = 0.05
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("learning_curves", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_sft_targets_keep_the_rare_sentence_in_the_chosen_share(bench, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sentences = bench.rare_sentences("left")
+    rows = [{"reward_model": {"ground_truth": f"The heart size is normal. {sentences[i % len(sentences)]} "
+                                              "No pneumothorax is seen.", "style": "rule"}} for i in range(200)]
+    src = tmp_path / "train-00000.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)
+    files, kept, total = bench.write_sft_files([str(src)], tmp_path / "sft", 0.2, seed=0)
+    out = pq.read_table(files[0]).to_pylist()
+    assert total == 200 and 25 <= kept <= 55  # Binomial(200, 0.2)
+    with_rare = [r for r in out if any(s in r["reward_model"]["ground_truth"] for s in sentences)]
+    assert len(with_rare) == kept
+    dropped = [r["reward_model"]["ground_truth"] for r in out if r not in with_rare]
+    assert set(dropped) == {"The heart size is normal. No pneumothorax is seen."}
+
+
+def test_sft_targets_refuse_a_target_without_the_rare_sentence(bench, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "train-00000.parquet"
+    pq.write_table(pa.Table.from_pylist([{"reward_model": {"ground_truth": "No pleural effusion."}}]), src)
+    with pytest.raises(ValueError, match="without exactly one rare sentence"):
+        bench.write_sft_files([str(src)], tmp_path / "sft", 0.2, seed=0)
+
+
+def test_reward_counts_any_wording_of_the_rare_fact(bench):
+    reward = _reward_module()
+    ref = "The heart size is normal. There is a small left pleural effusion. No pneumothorax is seen."
+    hit = reward.compute_score("iu_xray", "Blunting of the left costophrenic angle is compatible with a small "
+                               "effusion. The heart size is normal.", ref)
+    miss = reward.compute_score("iu_xray", "The heart size is normal. No pleural effusion is seen.", ref)
+    assert hit["rare_in_ref"] == 1.0 and hit["rare_hit"] == 1.0
+    assert miss["rare_in_ref"] == 1.0 and miss["rare_hit"] == 0.0
+    assert reward.compute_score("iu_xray", ref, "The heart size is normal.")["rare_in_ref"] == 0.0
+    with pytest.raises(ValueError, match="exactly one"):
+        reward.compute_score("iu_xray", ref, ref, rare_sentence="No pleural effusion.")
+
+
+def test_parse_args_rejects_a_last_step_without_validation(bench):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", "x", "--steps", "10", "--test-freq", "4"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--out", "x", "--variants", "grpo,ppo"])
+
+
+def _reward_module():
+    path = BENCH.parent / "learning_curves_reward.py"
+    spec = importlib.util.spec_from_file_location("learning_curves_reward", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
