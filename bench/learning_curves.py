@@ -36,6 +36,7 @@ the trainer's own logs: ``metrics.jsonl`` (verl's file logger) and the validatio
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -74,9 +75,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 #: Diagnostic, not a paper variant: EditGRPO with up to 4 edit operations per response instead of the authors' 1, to
 #: test whether the rules' priority (conflicts and false positives before missing findings) starves the rare finding.
 VARIANTS["editgrpo_ops4"] = (*VARIANTS["editgrpo"], "editgrpo.max_ops=4")
+#: OraPO (recipes/orapo_settings.bash) at the same group size: G - 1 sampled rollouts + the reference as the oracle.
+#: Not a default: see README "Does it learn?" for why it does not fit this comparison.
+VARIANTS["orapo"] = ("actor_rollout_ref.rollout.agent.agent_loop_manager_class="
+                     "verl_ext.rollout.oracle_worker.OraPOAgentLoopManagerTQ", "trainer.v1.trainer_mode=orapo",
+                     "editgrpo.scheme=none", "algorithm.adv_estimator=dr_grpo",
+                     "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm", "+orapo.negatives=zero_reward")
 DEFAULT_VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "ditpo_rule")
 LABELS = {"grpo": "GRPO", "drgrpo": "Dr. GRPO", "editgrpo": "EditGRPO (paper)", "editgrpo_norm": "EditGRPO_norm",
-          "ditpo_rule": "DiTPO (rule, tfidf)", "editgrpo_ops4": "EditGRPO, max_ops=4 (diagnostic)"}
+          "ditpo_rule": "DiTPO (rule, tfidf)", "editgrpo_ops4": "EditGRPO, max_ops=4 (diagnostic)", "orapo": "OraPO"}
 RARE_CONDITION = "pleural_effusion"
 
 
@@ -283,6 +290,74 @@ def train_stats(run: Path) -> dict[str, float]:
     return out
 
 
+def rare_exposure(run: Path) -> dict[str, float]:
+    """How often training groups carried the rare sentence, and with what advantage (the exploration claim).
+
+    Reads verl's training rollout dumps (``rollouts/<step>.jsonl``: response, reference, reward, ``uid``) and, for
+    edit runs, the trainer's edit records (``rollouts/edits_<step>.jsonl``: which trajectories are edited copies and
+    which edit operations made them). A trajectory *carries* the rare fact when the bench reward's lexicon analysis
+    finds it in the response (the same test as ``rare_hit``); its advantage is shown as reward minus the group mean
+    (Dr. GRPO's; GRPO divides it by the group's std, which keeps the sign)."""
+    import collections
+
+    from verl_ext.testing import synthetic  # noqa: F401  (the reward module needs the project importable)
+
+    reward = _reward_module()
+    steps = sorted(int(p.stem) for p in (run / "rollouts").glob("[0-9]*.jsonl"))
+    carried = {"sampled": [], "edited": []}
+    advantages = {"sampled": [], "edited": []}
+    ops: collections.Counter = collections.Counter()
+    inserted_rare = 0
+    edited_total = 0
+    for step in steps:
+        rows = read_jsonl(run / "rollouts" / f"{step}.jsonl")
+        edited = {}
+        edit_path = run / "rollouts" / f"edits_{step}.jsonl"
+        if edit_path.exists():
+            for e in read_jsonl(edit_path):
+                edited[f"{e['uid']}_{e['session']}"] = e
+        groups: dict[str, list[float]] = collections.defaultdict(list)
+        for r in rows:
+            groups[r["uid"].rsplit("_", 2)[0]].append(r["score"])
+        counts = {"sampled": 0, "edited": 0}
+        for r in rows:
+            group, session, _ = r["uid"].rsplit("_", 2)
+            record = edited.get(f"{group}_{session}")
+            kind = "edited" if record and record["is_edited"] else "sampled"
+            if not reward.compute_score("bench", r["output"], r["gts"])["rare_hit"]:
+                continue
+            counts[kind] += 1
+            advantages[kind].append(r["score"] - statistics.fmean(groups[group]))
+        for kind in counts:
+            carried[kind].append(counts[kind])
+        for key, e in edited.items():
+            if not e["is_edited"]:
+                continue
+            edited_total += 1
+            ops.update(e["edit_ops"])
+            source = edited.get(f"{e['uid']}_{e['edit_source_session']}")
+            if e["reward_extra_info"].get("rare_hit") and source and not source["reward_extra_info"].get("rare_hit"):
+                inserted_rare += 1
+    out = {f"rare_{k}_per_step": statistics.fmean(v) if v else 0.0 for k, v in carried.items()}
+    for kind, values in advantages.items():
+        if values:
+            out[f"rare_{kind}_advantage_mean"] = statistics.fmean(values)
+            out[f"rare_{kind}_positive_share"] = sum(v > 0 for v in values) / len(values)
+    if edited_total:
+        out["edits"] = edited_total
+        out["edits_inserting_rare_share"] = inserted_rare / edited_total
+        out["edit_ops_share"] = {op: n / edited_total for op, n in ops.most_common()}
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _reward_module():
+    spec = importlib.util.spec_from_file_location("learning_curves_reward", REWARD_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # outputs
 # ----------------------------------------------------------------------------------------------------------------
@@ -302,7 +377,7 @@ def summarise(runs: dict[str, dict[int, Path]]) -> dict:
                          "per_seed": [curves[k][s][metric] for k in sorted(curves)]} for s in steps}
             for label, s in (("start", steps[0]), ("end", steps[-1])):
                 entry[f"{metric}_{label}"] = entry["curves"][metric][str(s)]
-        entry["train"] = {str(seed): train_stats(run) for seed, run in by_seed.items()}
+        entry["train"] = {str(seed): {**train_stats(run), **rare_exposure(run)} for seed, run in by_seed.items()}
         summary[variant] = entry
     return summary
 

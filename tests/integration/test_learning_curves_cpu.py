@@ -15,6 +15,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "learning_curves.py"
 
+STEPS = 8
 #: The held-out reward gain the short run must exceed (placeholder, set from measurements below).
 MARGIN = 0.05
 
@@ -83,3 +84,20 @@ def _reward_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.slow
+def test_editgrpo_raises_the_held_out_reward(bench, tmp_path_factory):
+    """A short EditGRPO run of verl's trainer on the bench's task: held-out reward after > before + MARGIN."""
+    root = tmp_path_factory.mktemp("learning_curves")
+    args = bench.parse_args(["--out", str(root), "--variants", "editgrpo", "--seeds", "1", "--steps", str(STEPS),
+                             "--test-freq", str(STEPS), "--patients", "100", "--sft-steps", "200", "--val-n", "8"])
+    task = bench.build_task(root, args)
+    run = bench.run_one(task, "editgrpo", 0, root / "runs" / "editgrpo_s0", args)
+    points = bench.validation_points(run)
+    assert sorted(points) == [0, STEPS]
+    before, after = points[0]["reward"], points[STEPS]["reward"]
+    train = bench.train_stats(run)
+    print(f"held-out reward {before:.3f} -> {after:.3f}; training: {json.dumps(train)}")
+    assert train["edit/edited_share"] > 0.4  # edits were made and trained on (G/2 of G per group)
+    assert after - before > MARGIN, (before, after, train)
