@@ -280,8 +280,7 @@ def train_stats(run: Path) -> dict[str, float]:
     """Means over the training steps of what verl logged about the edits and the rollouts (metrics.jsonl)."""
     rows = [r["data"] for r in read_jsonl(run / "metrics.jsonl") if r.get("step", 0) >= 1]
     keys = ("critic/score/mean", "edit/edited_share", "edited/reward/mean", "sampled/reward/mean",
-            "edit/reward_gap/mean", "edit/tokens_inserted/mean", "actor/pg_loss", "reward/rare_hit/mean",
-            "sampled/rare_hit/mean", "edited/rare_hit/mean")
+            "edit/reward_gap/mean", "edit/tokens_inserted/mean", "actor/pg_loss")
     out = {}
     for k in keys:
         values = [r[k] for r in rows if k in r]
@@ -415,19 +414,38 @@ def markdown_table(summary: dict) -> str:
         return f"{entry['mean']:.3f} [{entry['min']:.3f}, {entry['max']:.3f}]"
 
     lines = ["| variant | seeds | reward step 0 | reward last step | rare recall step 0 | rare recall last step "
-             "| edited share | edit reward gain | rare sentence in training rollouts (sampled / edited) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| edited share | edit reward gain |",
+             "|---|---|---|---|---|---|---|---|"]
     for variant, e in summary.items():
         train = list(e["train"].values())
         share = [t.get("edit/edited_share", 0.0) for t in train]
         gain = [t["edit/reward_gap/mean"] for t in train if "edit/reward_gap/mean" in t]
-        sampled = [t.get("sampled/rare_hit/mean", t.get("reward/rare_hit/mean", float("nan"))) for t in train]
-        edited = [t["edited/rare_hit/mean"] for t in train if "edited/rare_hit/mean" in t]
-        rollouts = f"{statistics.fmean(sampled):.2f} / " + (f"{statistics.fmean(edited):.2f}" if edited else "-")
         lines.append(f"| {LABELS.get(variant, variant)} | {len(e['seeds'])} | {cell(e['reward_start'])} | "
                      f"{cell(e['reward_end'])} (step {e['steps'][-1]}) | {cell(e['recall_start'])} | "
                      f"{cell(e['recall_end'])} | {statistics.fmean(share):.2f} | "
-                     f"{f'{statistics.fmean(gain):+.3f}' if gain else '-'} | {rollouts} |")
+                     f"{f'{statistics.fmean(gain):+.3f}' if gain else '-'} |")
+    return "\n".join(lines)
+
+
+def diagnostics_table(summary: dict) -> str:
+    """Where the rare sentence appeared in training groups, and the sign of its advantage there."""
+    def mean(train: list[dict], key: str, fmt: str) -> str:
+        values = [t[key] for t in train if key in t]
+        return format(statistics.fmean(values), fmt) if values else "-"
+
+    lines = ["| variant | rare-sentence trajectories per step (sampled / edited) | their reward - group mean "
+             "(sampled / edited) | edits that insert it | edit operations |", "|---|---|---|---|---|"]
+    for variant, e in summary.items():
+        train = list(e["train"].values())
+        ops = {}
+        for t in train:
+            for op, share in t.get("edit_ops_share", {}).items():
+                ops[op] = ops.get(op, 0.0) + share / len(train)
+        lines.append(
+            f"| {LABELS.get(variant, variant)} | {mean(train, 'rare_sampled_per_step', '.2f')} / "
+            f"{mean(train, 'rare_edited_per_step', '.2f')} | {mean(train, 'rare_sampled_advantage_mean', '+.3f')} / "
+            f"{mean(train, 'rare_edited_advantage_mean', '+.3f')} | {mean(train, 'edits_inserting_rare_share', '.1%')} "
+            f"| {', '.join(f'{op} {v:.0%}' for op, v in ops.items()) or '-'} |")
     return "\n".join(lines)
 
 
@@ -441,7 +459,8 @@ def write_outputs(root: Path, runs: dict[str, dict[int, Path]], task: Task, args
             "variants": summary}
     (root / "summary.json").write_text(json.dumps(meta, indent=1))
     plot(summary, root / "curves.png")
-    return markdown_table(summary)
+    return markdown_table(summary) + "\n\nExploration of the rare finding (training rollouts, mean over seeds):\n\n" \
+        + diagnostics_table(summary)
 
 
 def parse_args(argv=None):
