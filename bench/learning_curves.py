@@ -434,7 +434,7 @@ def diagnostics_table(summary: dict) -> str:
         return format(statistics.fmean(values), fmt) if values else "-"
 
     lines = ["| variant | rare-sentence trajectories per step (sampled / edited) | their reward - group mean "
-             "(sampled / edited) | edits that insert it | edit operations |", "|---|---|---|---|---|"]
+             "(sampled / edited) | edits that insert it | edit operations per edited copy |", "|---|---|---|---|---|"]
     for variant, e in summary.items():
         train = list(e["train"].values())
         ops = {}
@@ -445,7 +445,7 @@ def diagnostics_table(summary: dict) -> str:
             f"| {LABELS.get(variant, variant)} | {mean(train, 'rare_sampled_per_step', '.2f')} / "
             f"{mean(train, 'rare_edited_per_step', '.2f')} | {mean(train, 'rare_sampled_advantage_mean', '+.3f')} / "
             f"{mean(train, 'rare_edited_advantage_mean', '+.3f')} | {mean(train, 'edits_inserting_rare_share', '.1%')} "
-            f"| {', '.join(f'{op} {v:.0%}' for op, v in ops.items()) or '-'} |")
+            f"| {', '.join(f'{op} {v:.2f}' for op, v in ops.items()) or '-'} |")
     return "\n".join(lines)
 
 
