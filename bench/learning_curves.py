@@ -299,8 +299,6 @@ def rare_exposure(run: Path) -> dict[str, float]:
     (Dr. GRPO's; GRPO divides it by the group's std, which keeps the sign)."""
     import collections
 
-    from verl_ext.testing import synthetic  # noqa: F401  (the reward module needs the project importable)
-
     reward = _reward_module()
     steps = sorted(int(p.stem) for p in (run / "rollouts").glob("[0-9]*.jsonl"))
     carried = {"sampled": [], "edited": []}
