@@ -71,6 +71,30 @@ def test_reward_counts_any_wording_of_the_rare_fact(bench):
         reward.compute_score("iu_xray", ref, ref, rare_sentence="No pleural effusion.")
 
 
+def test_rare_exposure_counts_the_rare_sentence_and_its_advantage(bench, tmp_path):
+    ref = "There is a small left pleural effusion. The heart size is normal."
+    with_rare, without = "There is a small left pleural effusion.", "The heart size is normal."
+    # one group: two sampled responses (session 0 says it, session 1 does not) and their edited copies (2, 3); the
+    # copy of session 1 gains the sentence (fn_append), the copy of session 0 keeps it (conflict_replace elsewhere)
+    responses = {0: (with_rare, 0.5, False), 1: (without, 0.3, False), 2: (ref, 0.7, True), 3: (ref, 0.6, True)}
+    (tmp_path / "rollouts").mkdir()
+    rows = [{"uid": f"g_{k}_0", "output": text, "gts": ref, "score": score} for k, (text, score, _) in
+            responses.items()]
+    edits = [{"uid": "g", "session": k, "is_edited": edited, "edit_source_session": {2: 0, 3: 1}.get(k, -1),
+              "edit_ops": {2: ["conflict_replace"], 3: ["fn_append"]}.get(k, []),
+              "reward_extra_info": {"rare_hit": float(k != 1)}} for k, (_, _, edited) in responses.items()]
+    for name, items in (("1.jsonl", rows), ("edits_1.jsonl", edits)):
+        (tmp_path / "rollouts" / name).write_text("".join(json.dumps(r) + "\n" for r in items))
+    out = bench.rare_exposure(tmp_path)
+    mean = (0.5 + 0.3 + 0.7 + 0.6) / 4
+    assert out["rare_sampled_per_step"] == 1 and out["rare_edited_per_step"] == 2
+    assert out["rare_sampled_advantage_mean"] == pytest.approx(0.5 - mean)
+    assert out["rare_edited_advantage_mean"] == pytest.approx((0.7 + 0.6) / 2 - mean)
+    assert out["rare_sampled_positive_share"] == 0 and out["rare_edited_positive_share"] == 1
+    assert out["edits"] == 2 and out["edits_inserting_rare_share"] == 0.5
+    assert out["edit_ops_share"] == {"conflict_replace": 0.5, "fn_append": 0.5}
+
+
 def test_parse_args_rejects_a_last_step_without_validation(bench):
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x", "--steps", "10", "--test-freq", "4"])
