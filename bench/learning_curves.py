@@ -219,9 +219,9 @@ def run_command(task: Task, variant: str, seed: int, out: Path, args) -> list[st
         f"data.seed={seed}",
         f"actor_rollout_ref.rollout.seed={seed}",
         f"actor_rollout_ref.actor.loss_scale_factor={args.response_length}",
-        f"actor_rollout_ref.rollout.val_kwargs.n={args.val_n}",
-        "actor_rollout_ref.rollout.val_kwargs.temperature=1.0",
-        "actor_rollout_ref.rollout.val_kwargs.do_sample=True",
+        f"actor_rollout_ref.rollout.val_kwargs.n={args.val_n if args.val_temperature > 0 else 1}",
+        f"actor_rollout_ref.rollout.val_kwargs.temperature={args.val_temperature}",
+        f"actor_rollout_ref.rollout.val_kwargs.do_sample={args.val_temperature > 0}",
         f"trainer.validation_data_dir={out / 'validation'}",
         "trainer.logger=[console,file]",
         f"trainer.total_epochs={args.steps}",
@@ -475,7 +475,9 @@ def parse_args(argv=None):
     p.add_argument("--response-length", type=int, default=96)
     p.add_argument("--lr", type=float, default=5e-4,
                    help="RL learning rate (tiny model; at the CPU demo's 2e-4, 12 steps of 4 prompts move nothing)")
-    p.add_argument("--val-n", type=int, default=4, help="sampled responses per held-out study (temperature 1)")
+    p.add_argument("--val-n", type=int, default=4, help="sampled responses per held-out study")
+    p.add_argument("--val-temperature", type=float, default=1.0,
+                   help="held-out sampling temperature; 0 = greedy, one response per study (then --val-n is unused)")
     p.add_argument("--patients", type=int, default=200, help="synthetic studies (85 %% train, 15 %% held out)")
     p.add_argument("--sft-rare-share", type=float, default=0.15,
                    help="share of SFT targets that keep the rare sentence")

@@ -115,8 +115,8 @@ def test_editgrpo_raises_the_held_out_reward(bench, tmp_path_factory):
     """A short EditGRPO run of verl's trainer on the bench's task: held-out reward after > before + MARGIN."""
     root = tmp_path_factory.mktemp("learning_curves")
     args = bench.parse_args(["--out", str(root), "--variants", "editgrpo", "--seeds", "1", "--steps", str(STEPS),
-                             "--test-freq", str(STEPS), "--patients", "100", "--sft-steps", "200", "--val-n", "8",
-                             "--lr", "1e-3"])
+                             "--test-freq", str(STEPS), "--patients", "100", "--sft-steps", "200",
+                             "--val-temperature", "0", "--lr", "1e-3"])
     task = bench.build_task(root, args)
     run = bench.run_one(task, "editgrpo", 0, root / "runs" / "editgrpo_s0", args)
     points = bench.validation_points(run)
