@@ -397,7 +397,8 @@ def plot(summary: dict, path: Path) -> None:
     n_seeds = max(len(e["seeds"]) for e in summary.values())
     axes[0].set(xlabel="training step", ylabel="held-out reward (concept F1)",
                 title=f"Held-out reward (mean, min-max over {n_seeds} seeds)")
-    axes[1].set(xlabel="training step", ylabel="recall of the rare finding", ylim=(-0.02, 1.02),
+    top = max(c["max"] for e in summary.values() for c in e["curves"]["recall"].values())
+    axes[1].set(xlabel="training step", ylabel="recall of the rare finding", ylim=(0, min(1.0, max(0.3, top + 0.05))),
                 title="Rare finding (effusion) recall")
     axes[1].legend(fontsize=8, loc="best")
     for ax in axes:
