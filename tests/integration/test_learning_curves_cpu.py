@@ -1,10 +1,8 @@
-"""bench/learning_curves.py: its pure parts, and a short EditGRPO run of verl's trainer that must *learn*.
+"""bench/learning_curves.py: the imbalanced SFT targets, the rare-finding reward fields, the exploration statistics
+and the command-line checks (pure logic, no trainer).
 
-The slow test is the CI guard against a silently inert objective (a zero or sign-flipped advantage, edits that never
-reach the loss, a reference model that is the policy): a wiring test passes on all of those, a learning curve does
-not. It runs the bench's task (every held-out study has the rare finding; the SFT targets mostly omit its sentence)
-for a few EditGRPO steps and asserts that the held-out reward after training exceeds the reward before training by
-`MARGIN`. How the margin was chosen is in `MARGIN`'s comment.
+No slow "does it learn" guard is here: on this task a short EditGRPO run's held-out gain is within the noise of a
+zero-advantage control run (README, "Does it learn?"), so such a test could not fail reliably on an inert objective.
 """
 import importlib.util
 import json
@@ -14,10 +12,6 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "learning_curves.py"
-
-STEPS = 12
-#: The held-out reward gain the short run must exceed (placeholder, set from measurements below).
-MARGIN = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +104,9 @@ def _reward_module():
     return module
 
 
-@pytest.mark.slow
-def test_editgrpo_raises_the_held_out_reward(bench, tmp_path_factory):
-    """A short EditGRPO run of verl's trainer on the bench's task: held-out reward after > before + MARGIN."""
-    root = tmp_path_factory.mktemp("learning_curves")
-    args = bench.parse_args(["--out", str(root), "--variants", "editgrpo", "--seeds", "1", "--steps", str(STEPS),
-                             "--test-freq", str(STEPS), "--patients", "100", "--sft-steps", "200",
-                             "--val-temperature", "0", "--lr", "1e-3"])
-    task = bench.build_task(root, args)
-    run = bench.run_one(task, "editgrpo", 0, root / "runs" / "editgrpo_s0", args)
-    points = bench.validation_points(run)
-    assert sorted(points) == [0, STEPS]
-    before, after = points[0]["reward"], points[STEPS]["reward"]
-    train = bench.train_stats(run)
-    print(f"held-out reward {before:.3f} -> {after:.3f}; training: {json.dumps(train)}")
-    assert train["edit/edited_share"] > 0.4  # edits were made and trained on (G/2 of G per group)
-    assert after - before > MARGIN, (before, after, train)
+def _reward_module():
+    path = BENCH.parent / "learning_curves_reward.py"
+    spec = importlib.util.spec_from_file_location("learning_curves_reward", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
