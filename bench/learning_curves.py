@@ -2,8 +2,8 @@
 """Does it learn? Learning curves of GRPO, Dr. GRPO, EditGRPO and its variants on a controlled rare-finding task,
 each a run of verl's own trainer (``python -m verl.trainer.main_ppo``) in the CPU debug profile.
 
-    python bench/learning_curves.py --quick --out /tmp/curves     # ~15 min on 2 cores
-    python bench/learning_curves.py --out /tmp/curves             # the full mode (1-2 h)
+    python bench/learning_curves.py --quick --out /tmp/curves     # ~15 min on 2 cores (estimate)
+    python bench/learning_curves.py --out /tmp/curves             # the full mode (57 min measured)
 
 The claim under test (EditGRPO paper, Sec. 1-2): when the clinically right sentence is unlikely under the SFT policy
 (a rare finding), sampled-only GRPO rarely sees it in its G samples and so rarely learns it, while sentence edits
