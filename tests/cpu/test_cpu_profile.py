@@ -141,7 +141,8 @@ def test_profile_cli_prints_the_overrides():
 def _config(trainer_device: str, rollout: str, sleep: bool, reward_device: str = "cpu"):
     from omegaconf import OmegaConf
 
-    return OmegaConf.create({"trainer": {"device": trainer_device}, "reward": {"reward_kwargs": {"device": reward_device}},
+    return OmegaConf.create({"trainer": {"device": trainer_device},
+                             "reward": {"reward_kwargs": {"device": reward_device}},
                              "actor_rollout_ref": {"rollout": {"name": rollout, "enable_sleep_mode": sleep}}})
 
 

