@@ -8,9 +8,9 @@ syncs the actor's weights after every step through ``model.load_weights`` into t
 `keep_weights` wraps ``dispatch_cpu_unquantized_gemm`` so it always keeps the weight (``remove_weight=False``, what
 vLLM already does for the embedding, ``vocab_parallel_embedding.py:65``); verl's own call of
 ``process_weights_after_loading`` after each sync (``vllm_rollout/utils.py:349-353``) then repacks the handle from
-the new weights. Costs one extra copy of the Linear weights in the server's memory. Registered by `verl_ext.cpu.register` for the module
-``vllm.model_executor.layers.utils`` (every process that imports verl, the vLLM worker included); vLLM calls the
-function only on its CPU platform, so it is inert on GPUs.
+the new weights. Costs one extra copy of the Linear weights in the server's memory. Registered by
+`verl_ext.cpu.register` for the module ``vllm.model_executor.layers.utils`` (every process that imports verl, the vLLM
+worker included); vLLM calls the function only on its CPU platform, so it is inert on GPUs.
 """
 from __future__ import annotations
 
