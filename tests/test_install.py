@@ -201,6 +201,7 @@ def test_cpu_profile_serves_verl_vllm_rollout():
         [sys.executable, "-c",
          "import verl.workers.rollout.vllm_rollout.vllm_async_server, vllm.entrypoints.openai.api_server\n"
          "import vllm.v1.engine.core, vllm.v1.worker.cpu_worker, vllm.model_executor.models.qwen2_5_vl\n"
+         "import vllm.entrypoints.serve.instrumentator.metrics, blake3\n"
          "from vllm.platforms import current_platform\n"
          "print('platform', type(current_platform).__name__, current_platform.is_cpu())"],
         capture_output=True, text=True, timeout=300,
