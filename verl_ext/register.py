@@ -13,7 +13,8 @@ PLUGIN_MODULES = (
     "verl_ext.reward.manager",  # reward-loop manager: radiology
     "verl_ext.trainer.editgrpo_trainer",  # V1 trainer mode: editgrpo (training metrics sampled vs edited)
     "verl_ext.trainer.orapo_trainer",  # V1 trainer mode: orapo (oracle-educated GRPO/DPO mixing)
-    "verl_ext.cpu.register",  # CPU debug profile: platform "cpu", FSDP engine on cpu, rollout backend "hf"
+    "verl_ext.trainer.position_ids",  # guard: equal-length batches' mRoPE position_ids (verl maybe_fix_3d_position_ids)
+    "verl_ext.cpu.register",  # CPU debug profile: platform "cpu", FSDP engine on cpu, vLLM-CPU weight sync
     "verl_ext.wandb_teardown",  # W&B service stopped at verl's Tracking.finish (no atexit traceback in Ray actors)
 )
 

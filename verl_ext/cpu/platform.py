@@ -23,9 +23,11 @@ import torch
 from verl.plugin.platform.platform_base import PlatformBase
 from verl.plugin.platform.platform_manager import PlatformRegistry
 
-__all__ = ["CPUPlatform", "PLATFORM_NAME", "cpu_device_module"]
+__all__ = ["CPUPlatform", "DEFAULT_KVCACHE_GIB", "KVCACHE_ENV", "PLATFORM_NAME", "cpu_device_module"]
 
 PLATFORM_NAME = "cpu"
+KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+DEFAULT_KVCACHE_GIB = "1"
 
 
 def _rss_bytes() -> int:
@@ -158,3 +160,12 @@ class CPUPlatform(PlatformBase):
 
     def cudart(self) -> Any:
         return None
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        """The vLLM server actor's environment (verl passes it at ``vllm_async_server.py:1372-1375``).
+
+        vLLM-CPU sizes its KV cache from ``VLLM_CPU_KVCACHE_SPACE`` GiB (``vllm/platforms/cpu.py:133-137``); unset, it
+        reserves ``gpu_memory_utilization`` of the host's RAM and refuses to start beside the trainer. Default 1 GiB
+        (the CPU profile's tiny and debug models need far less); a value in the launching shell wins.
+        """
+        return {KVCACHE_ENV: os.environ.get(KVCACHE_ENV) or DEFAULT_KVCACHE_GIB}

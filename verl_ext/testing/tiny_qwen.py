@@ -187,7 +187,9 @@ def _tiny_config(tokenizer, vocab_size: int):
 
     ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok, _ in QWEN_SPECIAL_TOKENS}
     text_hidden = 64
-    num_heads = 4  # head_dim 16 -> mrope sections must sum to head_dim // 2 = 8
+    # head_dim 64 / 2 = 32, the smallest head size vLLM's CPU attention serves (vllm/v1/attention/backends/
+    # cpu_attn.py:59-60); mrope sections sum to head_dim // 2 = 16 (Qwen2.5-VL's [16, 24, 24] / 4)
+    num_heads = 2
     return Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=vocab_size,
@@ -195,11 +197,11 @@ def _tiny_config(tokenizer, vocab_size: int):
             intermediate_size=128,
             num_hidden_layers=2,
             num_attention_heads=num_heads,
-            num_key_value_heads=2,
+            num_key_value_heads=1,
             max_position_embeddings=4096,
             max_window_layers=2,
             rms_norm_eps=1e-6,
-            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]},
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
