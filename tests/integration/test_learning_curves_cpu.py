@@ -103,10 +103,3 @@ def _reward_module():
     spec.loader.exec_module(module)
     return module
 
-
-def _reward_module():
-    path = BENCH.parent / "learning_curves_reward.py"
-    spec = importlib.util.spec_from_file_location("learning_curves_reward", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
