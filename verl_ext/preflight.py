@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import io
 import json
 import os
@@ -308,7 +309,8 @@ def check_data(cfg, files, processor, n: int) -> tuple[str, str, list[dict]]:
     mm_cfg = OmegaConf.create({"image_key": image_key})
     problems, lengths, n_images = [], [], []
     for i, row in enumerate(rows):
-        messages = RLHFDataset._build_messages(shim, dict(row), prompt_key)
+        # verl rewrites the row's messages in place (rl_dataset.py:_build_messages): keep the row intact for later checks
+        messages = RLHFDataset._build_messages(shim, copy.deepcopy(row), prompt_key)
         images, _, _ = RLHFDataset._process_multi_modal_info(messages, 14, mm_cfg)
         images = images or []
         n_images.append(len(images))
@@ -349,7 +351,7 @@ def check_vllm_generation(cfg, model_path: str, processor, row: dict) -> tuple[s
 
     image_key = _select(cfg, "data.image_key", "images")
     shim = SimpleNamespace(image_key=image_key, video_key="videos", audio_key="audios", processor=processor)
-    messages = RLHFDataset._build_messages(shim, dict(row), _select(cfg, "data.prompt_key", "prompt"))
+    messages = RLHFDataset._build_messages(shim, copy.deepcopy(row), _select(cfg, "data.prompt_key", "prompt"))
     images, _, _ = RLHFDataset._process_multi_modal_info(messages, 14, OmegaConf.create({"image_key": image_key}))
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     limit = int(_select(cfg, "actor_rollout_ref.rollout.limit_images", 6) or 6)
@@ -357,9 +359,17 @@ def check_vllm_generation(cfg, model_path: str, processor, row: dict) -> tuple[s
         from verl_ext.cpu.platform import DEFAULT_KVCACHE_GIB, KVCACHE_ENV
 
         os.environ.setdefault(KVCACHE_ENV, DEFAULT_KVCACHE_GIB)
+    # the configured prompt length plus the 64 generated tokens, within the model's own context (vLLM refuses more)
+    from transformers import AutoConfig
+
+    hf_cfg = AutoConfig.from_pretrained(model_path)
+    context = getattr(getattr(hf_cfg, "text_config", None), "max_position_embeddings", None) or getattr(
+        hf_cfg, "max_position_embeddings", None)
+    max_len = int(_select(cfg, "data.max_prompt_length", 4096)) + 128
+    if context:
+        max_len = min(max_len, int(context))
     llm = LLM(model=model_path, limit_mm_per_prompt={"image": limit}, gpu_memory_utilization=0.3,
-              max_model_len=int(_select(cfg, "data.max_prompt_length", 4096)) + 128, enforce_eager=True,
-              tensor_parallel_size=1)
+              max_model_len=max_len, enforce_eager=True, tensor_parallel_size=1)
     start = time.perf_counter()
     out = llm.generate([{"prompt": text, "multi_modal_data": {"image": images}}],
                        SamplingParams(max_tokens=64, temperature=1.0))

@@ -50,7 +50,7 @@ def test_cli_adds_radgraph_f1_and_states_the_protocol(tmp_path, capsys, monkeypa
     src.write_text(json.dumps({"generated": text, "reference": text}) + "\n")
     assert main(["--input", str(src), "--chexbert-checkpoint", str(cx / "chexbert.pth"), "--chexbert-bert",
                  str(cx / "bert"), "--out", str(tmp_path / "o"), "--device", "cpu", "--radgraph-cache", str(rg),
-                 "--radgraph-model-type", "radgraph"]) == 0
+                 "--radgraph-model-type", "radgraph-xl"]) == 0
     table = json.loads((tmp_path / "o" / "deer_table.json").read_text())
     assert table["radgraph_f1"] == pytest.approx(1.0) and "green" not in table  # identical texts: same graph
     assert table["protocol"]["nlg_tokenization"] == "r2gen" and table["protocol"]["ce"] == "example"

@@ -142,18 +142,18 @@ def _write_jsonl(path, rows):
 
 
 def test_wrong_radgraph_model_type_fails_before_any_model_loads(tmp_path, scorer_paths, capsys):
-    """README's command without --radgraph-model-type on the tiny fixtures (which build `radgraph`): the default
-    `radgraph-xl` used to fail with a traceback after CheXbert had run."""
+    """A RadGraph model type the cache does not hold (the fixtures build `radgraph-xl`) used to fail with a traceback
+    after CheXbert had run; it fails at once, naming the option and the type the cache holds."""
     from verl_ext.clinical import models
 
     src = _write_jsonl(tmp_path / "rows.jsonl", STUDIES)
     args = model_args(scorer_paths)
     i = args.index("--radgraph-model-type")
-    del args[i : i + 2]
+    args[i + 1] = "radgraph"
     before = dict(models.LOAD_COUNTS)
     assert main(["--input", str(src), "--out", str(tmp_path / "out"), *args]) == 2
     err = capsys.readouterr().err
-    assert "--radgraph-model-type='radgraph-xl'" in err and "set --radgraph-model-type=radgraph" in err
+    assert "--radgraph-model-type='radgraph'" in err and "set --radgraph-model-type=radgraph-xl" in err
     assert "Traceback" not in err and dict(models.LOAD_COUNTS) == before
     assert not (tmp_path / "out" / "per_sample.jsonl").exists()
     # a GREEN model that is given but not there is a typo, not a reason to skip the column quietly
