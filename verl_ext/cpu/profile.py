@@ -45,7 +45,10 @@ Laptop sizes (`LAPTOP_OVERRIDES`), because the recipes are sized for GPU nodes:
 * ``actor_rollout_ref.rollout.agent.num_workers=1``, ``reward.num_workers=1``, ``data.dataloader_num_workers=0``,
   ``data.filter_overlong_prompts_workers=1`` and one TransferQueue storage unit: verl starts 8 agent-loop workers,
   8 reward workers (each loading every scorer model) and 8 data-loader processes by default, which ran a 24 GB
-  laptop out of memory in step 2.
+  laptop out of memory in step 2;
+* ``+ray_kwargs.ray_init.include_dashboard=False``: Ray's dashboard is a web UI a debug run does not use; on a loaded
+  2-core machine its ``MetricsHead`` module can miss its start-up deadline and print a traceback into a run that then
+  succeeds (seen in CI's recipe run).
 """
 from __future__ import annotations
 
@@ -65,6 +68,7 @@ LAPTOP_OVERRIDES = [
     "data.dataloader_num_workers=0",
     "data.filter_overlong_prompts_workers=1",
     "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
+    "+ray_kwargs.ray_init.include_dashboard=False",
 ]
 
 
