@@ -24,6 +24,7 @@
 #   KL: use_kl_loss, low_var_kl, coef 0.01 (notes: "clipped ratio + KL", no coef) EditGRPO
 #   batch 32 prompts (x K+1 rows), mini-batch 32, one PPO epoch ............... EditGRPO
 #   max_prompt_length 4096, max_response_length 4096, temperature 1.0 ........ EditGRPO
+#   vision tower frozen (verl_ext_freeze=vision_tower) ........................ EditGRPO (the authors' freeze)
 #   4 GPUs (the paper: 4 x A10) ............................................... paper (common.sh)
 
 orapo_variant_args() {
