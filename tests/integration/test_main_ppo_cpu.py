@@ -141,9 +141,11 @@ def test_checkpoint_resume_and_export(runs, tmp_path):
 
 
 #: vLLM-CPU's log-probs vs the FSDP actor's on the same tokens (verl's calculate_debug_metrics, mean |p_rollout -
-#: p_actor| over response tokens). With the weight sync: ~1e-4 (bf16 vs fp32 kernels); without it (a control run
-#: whose trainer skips the sync after step 1) step 2 is ~1e-2, since the server still holds the step-1 weights.
+#: p_actor| over response tokens). With the weight sync: ~1e-4 (bf16 vs fp32 kernels). Without it (a control run
+#: whose vLLM adapter drops every post-step sync) step 2 measured 9.5e-3, Pearson 0.924, at GRPO_LR; at the
+#: default lr 1e-4 one step moves the tiny policy too little (1.6e-4) for the check to see a missing sync.
 SYNCED_PROB_DIFF = 2e-3
+GRPO_LR = 1e-2
 
 
 @pytest.mark.parametrize("variant", ["grpo", "ditpo"])
@@ -155,12 +157,13 @@ def test_baseline_recipes_on_verl_trainer(variant, tmp_path):
     from verl_ext.testing.cpu_run import main_ppo_command, prepare_inputs, run_env
 
     steps = 2 if variant == "grpo" else 1
+    lr = GRPO_LR if variant == "grpo" else 1e-4
     extra = ("actor_rollout_ref.rollout.calculate_log_probs=True",) if variant == "grpo" else ()
     inputs = prepare_inputs(tmp_path)
     env = run_env(tmp_path)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     log = _launch(main_ppo_command(inputs, tmp_path, steps=steps, prompts=PROMPTS, group=G, save_freq=-1,
-                                   test_freq=-1, variant=variant, experiment=variant, extra=extra),
+                                   test_freq=-1, variant=variant, experiment=variant, extra=extra, lr=lr),
                   tmp_path, env, variant)
     all_steps = _steps(tmp_path / f"{variant}.jsonl")
     assert sorted(all_steps) == list(range(1, steps + 1))
