@@ -28,13 +28,20 @@ _SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("finish", ["verl", "shim"])
 def test_wandb_service_stopped_before_ray_ends_it(finish, tmp_path):
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true",
-               VERL_USE_EXTERNAL_MODULES="verl_ext.register")
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, finish], env=env, capture_output=True, text=True,
-                          timeout=180, cwd=tmp_path)
-    assert proc.returncode == 0 and "finished" in proc.stdout, proc.stderr[-3000:]
-    assert list(tmp_path.glob("wandb/offline-run-*/*.wandb"))  # the run itself is written either way
+    # Without the shim the traceback depends on a race (whether wandb's atexit hook still holds its connection when
+    # the service is killed), so that case may take up to three launches to show it; the shim's case must never.
+    for attempt in range(3 if finish == "verl" else 1):
+        run_dir = tmp_path / str(attempt)
+        run_dir.mkdir()
+        env = dict(os.environ, WANDB_MODE="offline", WANDB_DIR=str(run_dir), WANDB_SILENT="true",
+                   VERL_USE_EXTERNAL_MODULES="verl_ext.register")
+        proc = subprocess.run([sys.executable, "-c", _SCRIPT, finish], env=env, capture_output=True, text=True,
+                              timeout=180, cwd=run_dir)
+        assert proc.returncode == 0 and "finished" in proc.stdout, proc.stderr[-3000:]
+        assert list(run_dir.glob("wandb/offline-run-*/*.wandb"))  # the run itself is written either way
+        if finish == "shim":
+            assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        elif "ConnectionResetError" in proc.stderr or "BrokenPipeError" in proc.stderr:
+            return
     if finish == "verl":
-        assert "ConnectionResetError" in proc.stderr or "BrokenPipeError" in proc.stderr, proc.stderr[-3000:]
-    else:
-        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        pytest.fail("verl's own finish never left wandb's atexit traceback in three launches: " + proc.stderr[-3000:])
