@@ -53,7 +53,7 @@ def test_sft_targets_refuse_a_target_without_the_rare_sentence(bench, tmp_path):
 
 
 def test_reward_counts_any_wording_of_the_rare_fact(bench):
-    reward = _reward_module()
+    reward = bench._reward_module()
     ref = "The heart size is normal. There is a small left pleural effusion. No pneumothorax is seen."
     hit = reward.compute_score("iu_xray", "Blunting of the left costophrenic angle is compatible with a small "
                                "effusion. The heart size is normal.", ref)
@@ -94,12 +94,3 @@ def test_parse_args_rejects_a_last_step_without_validation(bench):
         bench.parse_args(["--out", "x", "--steps", "10", "--test-freq", "4"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x", "--variants", "grpo,ppo"])
-
-
-def _reward_module():
-    path = BENCH.parent / "learning_curves_reward.py"
-    spec = importlib.util.spec_from_file_location("learning_curves_reward", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
