@@ -6,7 +6,7 @@ can be registered (``verl_ext.reward.components``). ``run_single`` returns ``{"r
 "reward_extra_info": {<each component>, response_rate_entities, invalid, invalid_reason, empty_response,
 overlong_response, analysis_reused, is_edited}}`` with the same keys for every response.
 
-Process layout (details in ``verl_ext.reward.service``): verl calls ``run_single`` once per response, concurrently,
+Process layout (details in ``verl_ext.reward.service`` and ``verl_ext.node_actor``): verl calls ``run_single`` once per response, concurrently,
 inside ``reward.num_workers`` CPU Ray actors (``RewardLoopWorker``). This module loads nothing at import or
 construction. Requests go to a scoring service: in training (inside Ray) a per-node shared Ray actor that holds the
 models once and batches the requests of all reward workers of the node; elsewhere an in-process micro-batcher.
@@ -116,8 +116,8 @@ class RadiologyRewardManager(RewardManagerBase):
         for name in self.reward_config.component_schedules:  # a share schedule without the run's length fails here
             logger.info("radiology reward: %s weight from step: %s", name, self.reward_config.schedule_steps(name))
         self._service = None
-        # In training (inside Ray) place the node's scorer actor and load its models now: a placement or model-path
-        # problem then fails the run at start-up, not at the first step (verl_ext.reward.service).
+        # In training (inside Ray) place the node's actor and load the reward's models now: a placement or model-path
+        # problem then fails the run at start-up, not at the first step (verl_ext.node_actor).
         self.service.start()
 
     @property
