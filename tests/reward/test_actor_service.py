@@ -44,9 +44,9 @@ def test_reward_workers_share_the_node_actor(make_config, make_item, tokenizer, 
     import ray
     from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
+    from verl_ext.node_actor import ACTOR_NAME_PREFIX
     from verl_ext.reward.config import RadiologyRewardConfig
     from verl_ext.reward.scoring import RewardScorer, ScoreRequest
-    from verl_ext.node_actor import ACTOR_NAME_PREFIX
 
     pairs = [
         ("the heart is enlarged. small left pleural effusion.", "heart size is normal. no pleural effusion."),

@@ -6,11 +6,12 @@ can be registered (``verl_ext.reward.components``). ``run_single`` returns ``{"r
 "reward_extra_info": {<each component>, response_rate_entities, invalid, invalid_reason, empty_response,
 overlong_response, analysis_reused, is_edited}}`` with the same keys for every response.
 
-Process layout (details in ``verl_ext.reward.service`` and ``verl_ext.node_actor``): verl calls ``run_single`` once per response, concurrently,
+Process layout (details in ``verl_ext.reward.service``): verl calls ``run_single`` once per response, concurrently,
 inside ``reward.num_workers`` CPU Ray actors (``RewardLoopWorker``). This module loads nothing at import or
-construction. Requests go to a scoring service: in training (inside Ray) a per-node shared Ray actor that holds the
-models once and batches the requests of all reward workers of the node; elsewhere an in-process micro-batcher.
-Models run on the GPU when the scoring process sees one (see the service docstring for how to give it one).
+construction. Requests go to a scoring service: in training (inside Ray) the per-node shared Ray actor
+(``verl_ext.node_actor``) that holds the models once and batches the requests of all reward workers of the node;
+elsewhere an in-process micro-batcher. Models run on the GPU when the scoring process sees one (see
+``verl_ext.node_actor`` for how to give it one).
 
 Inputs read from each trajectory (as ``naive.py`` does): the response tokens (``responses`` cut by the attention
 mask, decoded with ``skip_special_tokens``), ``reward_model["ground_truth"]`` (the reference report), and the
