@@ -17,7 +17,7 @@ the dry run cannot: the hardware and the real files. Each check is one row of th
 * one short vLLM generation of a real multi-image prompt (on a GPU, or on the CPU with vLLM's CPU build);
 * one reward batch of real reports scored on the reward's device, with its throughput;
 * the edit step (analysis + editing rules) on a handful of real reports;
-* the estimated memory per GPU under the configured placement (``verl_ext.reward.service`` explains the budget).
+* the estimated memory per GPU under the configured placement (``verl_ext.node_actor`` explains the budget).
 
 Without a GPU it runs every check that needs none and marks the others ``skip`` with the reason. Responses for the
 reward and edit checks are reference reports of other rows (real text, no generation needed). Exit status 1 when a
@@ -433,7 +433,7 @@ def check_edit(edit_cfg, rows: list[dict], n: int) -> tuple[str, str]:
 
 
 def memory_estimate(cfg, params: int, scorer_bytes: int, devices: list[dict], kind: str) -> tuple[str, str]:
-    """Peak GB per GPU (see verl_ext.reward.service for the budget); an upper bound: verl offloads vLLM's KV cache
+    """Peak GB per GPU (see verl_ext.node_actor for the budget); an upper bound: verl offloads vLLM's KV cache
     while training and the actor while rolling out."""
     n_gpus = int(_select(cfg, "trainer.n_gpus_per_node", 1) or 1) * int(_select(cfg, "trainer.nnodes", 1) or 1)
     prefix = "actor_rollout_ref.actor" if kind == "rl" else "engine"
@@ -449,7 +449,7 @@ def memory_estimate(cfg, params: int, scorer_bytes: int, devices: list[dict], ki
             parts["reference (bf16, sharded)"] = params * 2 / n_gpus / GB
         util = float(_select(cfg, "actor_rollout_ref.rollout.gpu_memory_utilization", 0.5))
         parts[f"vLLM ({util:g} of the GPU)"] = util * total_gpu if total_gpu else float("nan")
-        parts["scorer actor (one GPU per node)"] = scorer_bytes / GB + 1.0 if scorer_bytes else 0.0
+        parts["node actor (one GPU per node)"] = scorer_bytes / GB + 1.0 if scorer_bytes else 0.0
     known = {k: v for k, v in parts.items() if v == v}
     peak = sum(known.values())
     detail = ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if v == v) + f" = {peak:.1f} GB"
@@ -533,7 +533,7 @@ def _reward_checks(pf: Preflight, cfg, rows: list[dict], samples: int, has_gpu: 
     scorer_bytes = 0
     if _select(cfg, "reward.reward_manager.name") == "radiology":
         reward_cfg = RadiologyRewardConfig.from_trainer_config(cfg)
-        # In training the scorer actor gets a GPU share when verl's pool is on GPUs (placement auto/pool).
+        # In training the node actor gets a GPU share when verl's pool is on GPUs (placement auto/pool).
         on_gpu = has_gpu and reward_cfg.actor_placement != "node" or (reward_cfg.actor_num_gpus or 0) > 0
         device = str(resolve_device(reward_cfg.device if on_gpu else "cpu"))
         reward_cfg.device = device

@@ -1,9 +1,9 @@
-"""Model placement: no model touches a GPU that Ray did not assign to its process (verl_ext.reward.service).
+"""Model placement: no model touches a GPU that Ray did not assign to its process (verl_ext.node_actor).
 
 The Ray test starts a local cluster that *declares* two GPUs (Ray assigns GPU ids and sets CUDA_VISIBLE_DEVICES on
 a machine without any, which is how its scheduling is tested here), builds a placement group laid out like verl's
 colocated pool (``RayResourcePool``: one {"CPU", "GPU": 1} bundle per GPU, named ``global_poolverl_group_...``)
-with a stand-in worker holding 1/3 of each bundle, and checks where the scorer actor lands, that impossible requests
+with a stand-in worker holding 1/3 of each bundle, and checks where the node actor lands, that impossible requests
 fail at once or after the start timeout instead of hanging, and that calls time out with a clear error.
 """
 import os
@@ -96,10 +96,10 @@ def _helpers():
     def _create(cfg_dict):
         import ray
 
+        from verl_ext.node_actor import get_or_create
         from verl_ext.reward.config import RadiologyRewardConfig
-        from verl_ext.reward.service import get_or_create_scorer_actor
 
-        handle = get_or_create_scorer_actor(RadiologyRewardConfig.from_any(cfg_dict))
+        handle = get_or_create(RadiologyRewardConfig.from_any(cfg_dict).node_actor())
         info = ray.get(handle.ready.remote())
         ray.kill(handle)
         return info
@@ -116,7 +116,9 @@ def _helpers():
 
 
 @pytest.mark.slow
-def test_scorer_actor_placement_on_a_fake_gpu_node(fake_gpu_cluster):
+def test_node_actor_placement_on_a_fake_gpu_node(fake_gpu_cluster):
+    from verl_ext.node_actor import ACTOR_NAME_PREFIX
+
     ray = fake_gpu_cluster
     _create, _error = _helpers()
     # auto: verl's pool has GPU bundles on this node -> a 0.2 share of a bundle's GPU, which Ray accounts for
@@ -133,13 +135,13 @@ def test_scorer_actor_placement_on_a_fake_gpu_node(fake_gpu_cluster):
     # more of a bundle's GPU than verl's workers leave: fails after the start timeout instead of pending forever
     err = _in_worker(ray, _error, {"actor_placement": "pool", "actor_num_gpus": 0.9, "actor_start_timeout_s": 5})
     assert err and "was not scheduled within 5 s" in err
-    assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if "radiology_scorer" in a["name"]]
+    assert not [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(ACTOR_NAME_PREFIX)]
 
 
 @pytest.mark.slow
 def test_actor_calls_time_out_with_a_clear_error(fake_gpu_cluster):
     ray = fake_gpu_cluster
-    from verl_ext.reward.service import call_actor
+    from verl_ext.node_actor import call_actor
 
     @ray.remote(num_cpus=0.25)
     def slow():
@@ -159,9 +161,10 @@ def _share_helpers():
         import ray
         from omegaconf import OmegaConf
 
+        from verl_ext.node_actor import ACTOR_NAME_PREFIX, get_or_create
         from verl_ext.reward.config import RadiologyRewardConfig
         from verl_ext.reward.scoring import ScoreRequest
-        from verl_ext.reward.service import ActorScoringService, get_or_create_scorer_actor
+        from verl_ext.reward.service import ActorScoringService
         from verl_ext.rollout.analysis import RemoteAnalyzer, prepare_analyzer
         from verl_ext.rollout.config import EditRolloutConfig
 
@@ -176,16 +179,19 @@ def _share_helpers():
         reward = ActorScoringService(RadiologyRewardConfig.from_trainer_config(trainer_cfg))
         reward.start()
         score = asyncio.new_event_loop().run_until_complete(reward.score(ScoreRequest(texts[0], texts[1])))
-        handle = get_or_create_scorer_actor(RadiologyRewardConfig.from_trainer_config(trainer_cfg))
+        handle = get_or_create(RadiologyRewardConfig.from_trainer_config(trainer_cfg).node_actor())
         stats = ray.get(handle.stats.remote())
-        n_actors = len([a for a in ray.util.list_named_actors(all_namespaces=True) if "radiology_scorer" in a["name"]])
-        return [len(a.sentences) for a in analyses], score["reward_score"], stats["model_loads"], n_actors
+        n_actors = len([a for a in ray.util.list_named_actors(all_namespaces=True)
+                        if a["name"].startswith(ACTOR_NAME_PREFIX)])
+        return [len(a.sentences) for a in analyses], score["reward_score"], stats, n_actors
 
     return analyze_in_worker
 
 
 @pytest.mark.slow
 def test_analyzer_and_reward_share_one_node_actor_and_one_rate_model(fake_gpu_cluster):
+    from verl_ext.reward.service import SCORING_JOB
+    from verl_ext.rollout.analysis import ANALYZER_JOB
     from verl_ext.testing.scorer_models import shared_models
 
     ray = fake_gpu_cluster
@@ -197,4 +203,5 @@ def test_analyzer_and_reward_share_one_node_actor_and_one_rate_model(fake_gpu_cl
     # one actor on the node, one RaTE-NER and one BioLORD load serving the analyzer and the reward
     # (the actor lives as long as the worker that created it: in training, a reward or agent-loop worker)
     assert first[3] == 1
-    assert first[2].get("rate_ner") == 1 and first[2].get("biolord") == 1
+    assert first[2]["model_loads"].get("rate_ner") == 1 and first[2]["model_loads"].get("biolord") == 1
+    assert first[2]["jobs"] == sorted([ANALYZER_JOB, SCORING_JOB])

@@ -188,9 +188,9 @@ def _ray_device(device: str, gpu_ids: list[str]):
         raise RuntimeError(
             f"device={device!r}: Ray assigned no GPU to this process (it was started with num_gpus=0), so every "
             "CUDA device it can see belongs to other workers (verl reserves the node's GPUs for the actor/rollout "
-            "workers). Use device=cpu (or auto), or reserve a GPU for the scorer actor: "
+            "workers). Use device=cpu (or auto), or reserve a GPU for the node actor: "
             "reward.reward_kwargs.actor_num_gpus>0 with actor_placement=pool (a share of the training GPUs that Ray "
-            "accounts for) or with GPUs that trainer.n_gpus_per_node leaves free (see verl_ext/reward/service.py)"
+            "accounts for) or with GPUs that trainer.n_gpus_per_node leaves free (see verl_ext/node_actor.py)"
         )
     if dev is not None and dev.type == "cpu":
         return dev

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from verl_ext.clinical.models import ModelPaths
 from verl_ext.clinical.scorer import ClinicalScorerConfig
+from verl_ext.node_actor import NodeActorConfig
 
 #: The paper's reward (App. D): R = RadGraph-F1 + CheXbert-Micro-F1-14 + RaTE, unweighted.
 PAPER_COMPONENTS: dict[str, float] = {"radgraph_f1": 1.0, "chexbert_micro_f1_14": 1.0, "ratescore": 1.0}
@@ -42,35 +43,35 @@ class RadiologyRewardConfig:
     """Local model locations (``verl_ext.clinical.models.ModelPaths``); only the ones the components need."""
 
     device: str = "auto"
-    """Where the scorer models run: "auto" (inside Ray: the GPU Ray assigned to the scorer actor, else CPU; outside
+    """Where the scorer models run: "auto" (inside Ray: the GPU Ray assigned to the node actor, else CPU; outside
     Ray: cuda when visible), "cpu", "cuda[:i]" (``verl_ext.clinical.models.resolve_device``)."""
 
     service: str = "auto"
     """"local": models in each reward-loop worker process, requests batched per process. "actor": one shared Ray
     actor per node holds the models and batches the requests of all reward workers on that node. "auto": "actor"
-    inside a Ray worker, else "local". See ``verl_ext.reward.service``."""
+    inside a Ray worker, else "local". See ``verl_ext.reward.service`` and ``verl_ext.node_actor``."""
 
     actor_placement: str = "auto"
-    """Where the per-node scorer actor (which also hosts the edit step's analyzer) runs; see
-    ``verl_ext.reward.service``. "pool": inside a bundle of verl's colocated GPU pool on this node, with a fraction
+    """Where the per-node actor (the reward's scorer and the edit step's analyzer) runs; see
+    ``verl_ext.node_actor``. "pool": inside a bundle of verl's colocated GPU pool on this node, with a fraction
     ``actor_num_gpus`` of that bundle's GPU (Ray accounts for it; verl's worker groups use 1/3 of each bundle).
     "node": on this node outside any placement group, with ``actor_num_gpus`` GPUs that the training pool leaves
     free (0: CPU). "auto": "pool" when verl's pool has a GPU bundle on this node, else "node"."""
     actor_num_gpus: Optional[float] = None
-    """Ray GPUs reserved by the scorer actor. None: 0.2 with placement "pool", 0 (CPU) with "node"."""
+    """Ray GPUs reserved by the node actor. None: 0.2 with placement "pool", 0 (CPU) with "node"."""
     actor_num_cpus: float = 1.0
-    """Ray CPUs reserved by the scorer actor with placement "node" (in a pool bundle it reserves none: the bundle's
+    """Ray CPUs reserved by the node actor with placement "node" (in a pool bundle it reserves none: the bundle's
     CPUs belong to verl's workers). On CPU, give it what the scoring should use, e.g. 8."""
     actor_cpu_threads: Optional[int] = None
-    """torch intra-op threads of the scorer actor (Ray starts workers with OMP_NUM_THREADS=1). None:
+    """torch intra-op threads of the node actor (Ray starts workers with OMP_NUM_THREADS=1). None:
     ``actor_num_cpus`` (at least 1)."""
     actor_pool_name: str = "global_pool"
     """Name prefix of verl's colocated resource pool placement groups (verl 0.9.1: "global_pool")."""
     actor_start_timeout_s: float = 300.0
-    """How long creating the scorer actor may wait for Ray to schedule it before the run fails (instead of hanging
+    """How long creating the node actor may wait for Ray to schedule it before the run fails (instead of hanging
     on an actor that can never be placed)."""
     actor_call_timeout_s: float = 1800.0
-    """How long one call to the scorer actor (a scoring request, an analysis batch, loading the models) may take
+    """How long one call to the node actor (a scoring request, an analysis batch, loading the models) may take
     before it fails with a clear error."""
 
     max_batch: int = 512
@@ -169,13 +170,7 @@ class RadiologyRewardConfig:
             raise ValueError(f"chexbert_uncertain={self.chexbert_uncertain!r}: expected 'positive' or 'negative'")
         if self.ditpo_uncertain not in ("positive", "negative"):
             raise ValueError(f"ditpo_uncertain={self.ditpo_uncertain!r}: expected 'positive' or 'negative'")
-        if self.actor_placement not in ("auto", "pool", "node"):
-            raise ValueError(f"actor_placement={self.actor_placement!r}: expected 'auto', 'pool' or 'node'")
-        if self.actor_num_gpus is not None and not 0 <= float(self.actor_num_gpus):
-            raise ValueError(f"actor_num_gpus={self.actor_num_gpus!r} must be >= 0")
-        if self.actor_placement == "pool" and self.actor_num_gpus is not None and not 0 < self.actor_num_gpus < 1:
-            raise ValueError(f"actor_num_gpus={self.actor_num_gpus} with actor_placement=pool: a fraction in (0, 1) of "
-                             "one pool bundle's GPU")
+        self.node_actor()  # validates the actor_* settings
         from verl_ext.clinical.chexbert_saliency import LOGIT_CLASSES
         from verl_ext.reward.token_weights import TOKEN_WEIGHTS
 
@@ -294,6 +289,19 @@ class RadiologyRewardConfig:
             cache_mb=self.cache_mb,
             embedding_cache_mb=self.embedding_cache_mb,
             rate_affinity=self.rate_affinity,
+        )
+
+    def node_actor(self) -> NodeActorConfig:
+        """The ``actor_*`` settings: placement, resources and timeouts of the node's actor, which hosts the reward's
+        models and the edit step's analyzer."""
+        return NodeActorConfig(
+            placement=self.actor_placement,
+            num_gpus=self.actor_num_gpus,
+            num_cpus=self.actor_num_cpus,
+            cpu_threads=self.actor_cpu_threads,
+            pool_name=self.actor_pool_name,
+            start_timeout_s=self.actor_start_timeout_s,
+            call_timeout_s=self.actor_call_timeout_s,
         )
 
     def to_dict(self) -> dict:

@@ -8,9 +8,10 @@ overlong_response, analysis_reused, is_edited}}`` with the same keys for every r
 
 Process layout (details in ``verl_ext.reward.service``): verl calls ``run_single`` once per response, concurrently,
 inside ``reward.num_workers`` CPU Ray actors (``RewardLoopWorker``). This module loads nothing at import or
-construction. Requests go to a scoring service: in training (inside Ray) a per-node shared Ray actor that holds the
-models once and batches the requests of all reward workers of the node; elsewhere an in-process micro-batcher.
-Models run on the GPU when the scoring process sees one (see the service docstring for how to give it one).
+construction. Requests go to a scoring service: in training (inside Ray) the per-node shared Ray actor
+(``verl_ext.node_actor``) that holds the models once and batches the requests of all reward workers of the node;
+elsewhere an in-process micro-batcher. Models run on the GPU when the scoring process sees one (see
+``verl_ext.node_actor`` for how to give it one).
 
 Inputs read from each trajectory (as ``naive.py`` does): the response tokens (``responses`` cut by the attention
 mask, decoded with ``skip_special_tokens``), ``reward_model["ground_truth"]`` (the reference report), and the
@@ -116,8 +117,8 @@ class RadiologyRewardManager(RewardManagerBase):
         for name in self.reward_config.component_schedules:  # a share schedule without the run's length fails here
             logger.info("radiology reward: %s weight from step: %s", name, self.reward_config.schedule_steps(name))
         self._service = None
-        # In training (inside Ray) place the node's scorer actor and load its models now: a placement or model-path
-        # problem then fails the run at start-up, not at the first step (verl_ext.reward.service).
+        # In training (inside Ray) place the node's actor and load the reward's models now: a placement or model-path
+        # problem then fails the run at start-up, not at the first step (verl_ext.node_actor).
         self.service.start()
 
     @property

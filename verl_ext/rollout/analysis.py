@@ -6,8 +6,8 @@ the underlying models with anything else in that process).
 
 ``prepare_analyzer(cfg, trainer_config)`` is what an agent-loop worker calls at start-up: it checks the model paths
 (an error names the config key and the path) and loads the analyzer before the first step. Inside Ray
-(``editgrpo.service=auto``) the analyzer lives once per node in the reward's per-node scorer actor
-(``verl_ext.reward.service``), so the 8 agent-loop workers of a node share one copy, a ``rate`` analyzer shares the
+(``editgrpo.service=auto``) the analyzer is an ``AnalyzerJob`` of the node's actor (``verl_ext.node_actor``, the
+reward's scorer runs there too), so the 8 agent-loop workers of a node share one copy, a ``rate`` analyzer shares the
 reward's RaTE-NER/BioLORD models, and the models sit where that actor was placed (a Ray-reserved GPU share or CPU);
 the worker gets a ``RemoteAnalyzer`` whose calls have the actor's call timeout.
 
@@ -25,14 +25,14 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Callable, Optional
 
+from verl_ext.node_actor import NodeActorConfig, RemoteJob, in_ray_worker
 from verl_ext.rollout.config import EditRolloutConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AnalysisBatcher", "RemoteAnalyzer", "analyze_locally", "build_analyzer", "check_analyzer_paths",
+__all__ = ["AnalysisBatcher", "AnalyzerJob", "RemoteAnalyzer", "build_analyzer", "check_analyzer_paths",
            "get_analyzer", "prepare_analyzer"]
 
 _ANALYZERS: dict[tuple, Any] = {}
@@ -104,69 +104,68 @@ def check_analyzer_paths(cfg: EditRolloutConfig) -> None:
         check_model_paths(ModelPaths.from_dict(cfg.models), {cfg.analyzer}, "editgrpo.models")
 
 
-def analyze_locally(cfg_dict: dict, texts: list[str]) -> list:
-    """Analyze ``texts`` with this process's analyzer for ``EditRolloutConfig.from_mapping(cfg_dict)`` (built on
-    first use; ``texts=[]`` only builds it). This is what the per-node actor runs."""
-    analyzer = get_analyzer(EditRolloutConfig.from_mapping(cfg_dict))
-    if not texts:
-        return []
-    out = analyzer.analyze(list(texts))
-    if len(out) != len(texts):
-        raise RuntimeError(f"analyzer returned {len(out)} analyses for {len(texts)} texts")
-    return list(out)
+class AnalyzerJob:
+    """The edit step's analyzer as a job of the node's actor (``verl_ext.node_actor``): built once per node and
+    config, and run on the actor's model thread, so analysis and the reward's scoring never run two models at once."""
+
+    def __init__(self, config: dict, model_thread: concurrent.futures.Executor):
+        self.cfg = EditRolloutConfig.from_mapping(config)
+
+    def analyze(self, texts: list[str]) -> list:
+        """Analyses of ``texts`` (``[]`` only builds the analyzer)."""
+        analyzer = get_analyzer(self.cfg)
+        if not texts:
+            return []
+        out = analyzer.analyze(list(texts))
+        if len(out) != len(texts):
+            raise RuntimeError(f"analyzer returned {len(out)} analyses for {len(texts)} texts")
+        return list(out)
+
+
+ANALYZER_JOB = f"{__name__}:{AnalyzerJob.__name__}"
 
 
 class RemoteAnalyzer:
-    """A ``ReportAnalyzer`` that forwards ``analyze`` to the node's scorer actor (blocking, with a timeout; called
-    from ``AnalysisBatcher``'s worker thread, never from the event loop)."""
+    """A ``ReportAnalyzer`` that forwards ``analyze`` to the ``AnalyzerJob`` of the node's actor (blocking, with the
+    actor's call timeout; called from ``AnalysisBatcher``'s worker thread, never from the event loop)."""
 
-    def __init__(self, handle, cfg: EditRolloutConfig, timeout_s: float):
-        self.handle = handle
-        self.cfg_dict = asdict(cfg)
-        self.timeout_s = float(timeout_s)
+    def __init__(self, cfg: EditRolloutConfig, actor: NodeActorConfig):
+        self.name = cfg.analyzer
+        self.job = RemoteJob(ANALYZER_JOB, asdict(cfg), actor)
 
     def warmup(self) -> None:
-        from verl_ext.reward.service import call_actor
-
-        call_actor(self.handle.analyze.remote(self.cfg_dict, []), self.timeout_s,
-                   f"loading the edit step's {self.cfg_dict['analyzer']!r} analyzer")
+        self.job.call("analyze", [], what=f"loading the edit step's {self.name!r} analyzer")
 
     def analyze(self, texts: Sequence[str]) -> list:
-        from verl_ext.reward.service import call_actor
-
-        return call_actor(self.handle.analyze.remote(self.cfg_dict, list(texts)), self.timeout_s,
-                          f"analysing {len(texts)} texts for the edit step")
+        return self.job.call("analyze", list(texts), what=f"analysing {len(texts)} texts for the edit step")
 
 
-def _reward_config_of(trainer_config):
-    """The radiology reward's config from the trainer config (the node actor is created with it), or the defaults
-    when the run uses another reward manager."""
+def _node_actor_config(trainer_config) -> NodeActorConfig:
+    """The node actor's settings: the radiology reward's ``reward.reward_kwargs.actor_*`` (the reward and the
+    analyzer share the actor, whichever creates it), or their defaults when the run uses another reward manager."""
     from verl_ext.reward.config import RadiologyRewardConfig
 
     reward = trainer_config.get("reward", None) if trainer_config is not None else None
     manager = (reward or {}).get("reward_manager", None) or {}
     if manager.get("name", None) == "radiology":
-        return RadiologyRewardConfig.from_trainer_config(trainer_config)
-    return RadiologyRewardConfig()
+        return RadiologyRewardConfig.from_trainer_config(trainer_config).node_actor()
+    return RadiologyRewardConfig().node_actor()
 
 
 def prepare_analyzer(cfg: EditRolloutConfig, trainer_config=None):
     """Check the analyzer's model paths and load it now (agent-loop worker start-up, before the first step).
 
-    Returns the analyzer the worker should call: a ``RemoteAnalyzer`` on the node's scorer actor
+    Returns the analyzer the worker should call: a ``RemoteAnalyzer`` on the node's actor
     (``cfg.service`` ``actor``, or ``auto`` inside Ray) or this process's own analyzer (``local``); None when the
     edit step needs no analyzer.
     """
     if not cfg.needs_analyzer:
         return None
     check_analyzer_paths(cfg)
-    from verl_ext.reward.service import get_or_create_scorer_actor, in_ray_worker
-
     mode = cfg.service if cfg.service != "auto" else ("actor" if in_ray_worker() else "local")
     if mode == "local":
         return get_analyzer(cfg)
-    reward_cfg = _reward_config_of(trainer_config)
-    remote = RemoteAnalyzer(get_or_create_scorer_actor(reward_cfg), cfg, reward_cfg.actor_call_timeout_s)
+    remote = RemoteAnalyzer(cfg, _node_actor_config(trainer_config))
     remote.warmup()
     return remote
 

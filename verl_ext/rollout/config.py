@@ -93,11 +93,11 @@ class EditRolloutConfig:
     device: str = "auto"
     """Device of the analyzer models in the process that hosts them: ``auto``, ``cpu``, ``cuda[:i]``. Inside Ray only
     a GPU that Ray assigned to that process counts (``verl_ext.clinical.models.resolve_device``): with ``service``
-    ``actor``, ``auto`` is the scorer actor's device (its reserved GPU share, or CPU)."""
+    ``actor``, ``auto`` is the node actor's device (its reserved GPU share, or CPU)."""
 
     service: str = "auto"
-    """Where the analyzer is loaded. ``actor``: once per node, inside the reward's per-node scorer actor
-    (``verl_ext.reward.service``; its placement settings ``reward.reward_kwargs.actor_*`` apply), which every
+    """Where the analyzer is loaded. ``actor``: once per node, inside the per-node actor that also hosts the reward's
+    scorer (``verl_ext.node_actor``; its placement settings ``reward.reward_kwargs.actor_*`` apply), which every
     agent-loop worker of the node calls; a ``rate`` analyzer with the reward's RaTE-NER/BioLORD paths then uses the
     reward's own loaded models. ``local``: in each agent-loop worker process (8 copies per node by default; on CPU,
     as verl's workers get no GPU). ``auto``: ``actor`` inside Ray, else ``local``."""
