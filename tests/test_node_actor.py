@@ -65,6 +65,9 @@ def test_the_reward_and_the_edit_step_use_the_node_actor(user):
 def test_reward_service_and_rollout_analysis_do_not_import_each_other():
     assert not _under(imports_of("verl_ext.reward.service"), "verl_ext.rollout")
     assert not _under(imports_of("verl_ext.rollout.analysis"), "verl_ext.reward.service")
+    # nor through others (config_get lives in verl_ext.config.access, not in the start-up checks that import both)
+    assert "verl_ext.rollout.analysis" not in reachable("verl_ext.reward.service")
+    assert "verl_ext.reward.service" not in reachable("verl_ext.rollout.analysis")
 
 
 def test_the_import_reader_sees_lazy_imports():

@@ -23,6 +23,8 @@ import os
 from typing import Any, Optional
 from urllib.parse import urlparse
 
+from verl_ext.config.access import config_get
+
 __all__ = ["check_before_loading", "startup_problems", "wandb_credentials"]
 
 _OFFLINE_MODES = ("offline", "disabled", "dryrun")
@@ -45,17 +47,6 @@ def wandb_credentials(env: Optional[dict] = None) -> Optional[str]:
     if entry and entry[2]:
         return f"{path} entry for {host}"
     return None
-
-
-def config_get(config: Any, dotted: str, default: Any = None) -> Any:
-    """``config.a.b`` for ``"a.b"`` on a DictConfig, a dict or an attribute tree; ``default`` where a level or the
-    value is missing (the start-up checks run on user configs with optional sections)."""
-    node = config
-    for part in dotted.split("."):
-        if node is None:
-            return default
-        node = node.get(part, None) if hasattr(node, "get") else getattr(node, part, None)
-    return default if node is None else node
 
 
 def _loggers(config: Any) -> list[str]:

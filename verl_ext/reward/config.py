@@ -235,7 +235,7 @@ class RadiologyRewardConfig:
             ditpo = None
         if ditpo is not None and ditpo.get("weighting", "none") == "gradient":
             derived = {"token_weights": "chexbert_gradient", "ditpo_beta": float(ditpo.get("beta", 1.0))}
-        from verl_ext.config.startup import config_get
+        from verl_ext.config.access import config_get
 
         total = config_get(config, "trainer.total_training_steps")
         if total is not None:

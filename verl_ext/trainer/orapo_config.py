@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
 from verl_ext.algorithms import orapo as algo
-from verl_ext.config.startup import config_get
+from verl_ext.config.access import config_get
 
 TRAINER_MODE = "orapo"
 MANAGER_CLASS = "verl_ext.rollout.oracle_worker.OraPOAgentLoopManagerTQ"
