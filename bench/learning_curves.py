@@ -22,6 +22,10 @@ Task (built so that this is true by construction):
   minutes of warm-up; if presence varied, a variant could only gain by guessing, and the benchmark would mix the
   exploration question (the paper's) with a perception question that this model cannot answer. With the finding
   always present, what has to be learnt is only to *say* it, which is exactly the exploration problem.
+* **``--sft-conflict``** (the CI guard's task, ``tests/integration/test_learning_curves_cpu.py``): every reference
+  also states a pneumothorax as absent and every SFT target states it as present, so the warm-up policy contradicts
+  every reference on it, and the paper's first edit rule (replace a conflicting sentence with the reference's) fixes
+  it in every group: a strong, fast signal, for telling an objective that learns from one that does nothing.
 * **Reward.** The CPU demo's model-free lexicon concept F1 (``bench/learning_curves_reward.py``), which also logs
   whether the response states the rare fact (``rare_hit``) so its recall comes from verl's validation dumps.
 * **Runs.** Same data, same SFT start, same step budget, same seeds; held-out validation (sampled, ``--val-n``
@@ -85,6 +89,8 @@ DEFAULT_VARIANTS = ("grpo", "drgrpo", "editgrpo", "editgrpo_norm", "ditpo_rule")
 LABELS = {"grpo": "GRPO", "drgrpo": "Dr. GRPO", "editgrpo": "EditGRPO (paper)", "editgrpo_norm": "EditGRPO_norm",
           "ditpo_rule": "DiTPO (rule, tfidf)", "editgrpo_ops4": "EditGRPO, max_ops=4 (diagnostic)", "orapo": "OraPO"}
 RARE_CONDITION = "pleural_effusion"
+#: ``--sft-conflict``: a finding every reference states as absent, which every SFT target states as present.
+CONFLICT_CONDITION = "pneumothorax"
 
 
 def log(msg: str) -> None:
@@ -120,16 +126,26 @@ def rare_sentences(side: str) -> list[str]:
     return [s.format(side=side, other=other) for s in synthetic._POSITIVE[RARE_CONDITION]]
 
 
-def make_patients(n: int, seed: int):
-    """Synthetic patients (one PA + lateral study each) whose studies all have the rare finding, drawn and written by
-    the generator's own `make_study` (images and findings follow the labels)."""
+def conflict_sentences(side: str) -> tuple[list[str], list[str]]:
+    """The generator's sentences for `CONFLICT_CONDITION`: (stated absent, stated present on `side`)."""
+    from verl_ext.testing import synthetic
+
+    other = "left" if side == "right" else "right"
+    return ([s.format(side=side, other=other) for s in synthetic._NEGATIVE[CONFLICT_CONDITION]],
+            [s.format(side=side, other=other) for s in synthetic._POSITIVE[CONFLICT_CONDITION]])
+
+
+def make_patients(n: int, seed: int, conflict: bool = False):
+    """Synthetic patients (one PA + lateral study each) whose studies all have the rare finding (and, with
+    `conflict`, all state `CONFLICT_CONDITION` as absent), drawn and written by the generator's own `make_study`
+    (images and findings follow the labels)."""
     from verl_ext.testing import synthetic
 
     patients = synthetic.generate_patients(n, seed=seed, max_studies=1, views=["PA", "LATERAL"],
                                            splits={"train": 0.85, "validate": 0.0, "test": 0.15})
     for p in patients:
         st = p.studies[0]
-        labels = {**st.labels, RARE_CONDITION: 1}
+        labels = {**st.labels, RARE_CONDITION: 1, **({CONFLICT_CONDITION: 0} if conflict else {})}
         p.studies[0] = synthetic.make_study(
             study_id=st.study_id, patient_id=st.patient_id, split=st.split, date=st.date, time=st.time,
             views=["PA", "LATERAL"], labels=labels, seed=seed, sex="man" if p.sex == "M" else "woman",
@@ -137,8 +153,10 @@ def make_patients(n: int, seed: int):
     return patients
 
 
-def write_sft_files(train_files: list[str], out: Path, rare_share: float, seed: int) -> tuple[list[str], int, int]:
-    """Copies of the training shards whose targets keep the rare sentence in `rare_share` of the studies only."""
+def write_sft_files(train_files: list[str], out: Path, rare_share: float, seed: int,
+                    conflict: bool = False) -> tuple[list[str], int, int]:
+    """Copies of the training shards whose targets keep the rare sentence in `rare_share` of the studies only; with
+    `conflict`, every target also states `CONFLICT_CONDITION` as present where its reference states it absent."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -153,11 +171,19 @@ def write_sft_files(train_files: list[str], out: Path, rare_share: float, seed: 
             if len(found) != 1:
                 raise ValueError(f"{path}: a training target without exactly one rare sentence: {text!r}")
             total += 1
+            if conflict:
+                side = "right" if found[0] in rare_sentences("right") else "left"
+                absent, present = conflict_sentences(side)
+                stated = [s for s in absent if s in text]
+                if len(stated) != 1:
+                    raise ValueError(f"{path}: a training target without exactly one {CONFLICT_CONDITION} negation: "
+                                     f"{text!r}")
+                text = text.replace(stated[0], present[0])
             if rng.random() < rare_share:
                 kept += 1
             else:
-                row["reward_model"] = {**row["reward_model"],
-                                       "ground_truth": " ".join(text.replace(found[0], "").split())}
+                text = " ".join(text.replace(found[0], "").split())
+            row["reward_model"] = {**row["reward_model"], "ground_truth": text}
         target = out / Path(path).name
         pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(path)), target)
         files.append(str(target))
@@ -175,12 +201,14 @@ def build_task(root: Path, args) -> Task:
 
     data = root / "data" / "iu_xray"
     if not split_files(data, "train"):
-        source = synthetic.write_iu_xray(root / "iu_xray_src", make_patients(args.patients, args.data_seed),
+        source = synthetic.write_iu_xray(root / "iu_xray_src", make_patients(args.patients, args.data_seed,
+                                                                             args.sft_conflict),
                                          seed=args.data_seed, edge_cases=False)
         data_prep("iu_xray", ["--root", str(source.root), "--out", str(data), "--no-progress",
                               "--min-pixels", str(PIXELS), "--max-pixels", str(PIXELS)])
     train_files, val_files = split_files(data, "train"), split_files(data, "test")
-    sft_files, kept, total = write_sft_files(train_files, root / "data" / "sft", args.sft_rare_share, args.data_seed)
+    sft_files, kept, total = write_sft_files(train_files, root / "data" / "sft", args.sft_rare_share, args.data_seed,
+                                             args.sft_conflict)
     log(f"task: {total} training studies ({kept} SFT targets keep the rare sentence), "
         f"{sum(1 for _ in _rows(val_files))} held-out studies; every study has the rare finding")
     init_dir = root / "policy_init"
@@ -225,14 +253,20 @@ def run_command(task: Task, variant: str, seed: int, out: Path, args) -> list[st
         f"trainer.validation_data_dir={out / 'validation'}",
         "trainer.logger=[console,file]",
         f"trainer.total_epochs={args.steps}",
+        *args.override,
     )
     cmd = main_ppo_command(task.inputs, out, steps=args.steps, prompts=args.prompts, group=args.group,
                            response_length=args.response_length, save_freq=-1, test_freq=args.test_freq,
                            val_before_train=True, lr=args.lr, experiment=f"{variant}_s{seed}", analyzer="lexicon",
                            extra=())
-    # main_ppo_command's own logger/val settings are replaced, not repeated (Hydra rejects a key given twice).
-    replaced = {e.split("=", 1)[0] for e in extra}
-    return [c for c in cmd if c.split("=", 1)[0] not in replaced] + list(extra)
+    # A later setting replaces an earlier one of the same key (Hydra rejects a key given twice): main_ppo_command's
+    # logger/val settings, then the variant's, then --override.
+    final = {}
+    for c in [*cmd, *extra]:
+        key = c.split("=", 1)[0] if "=" in c else c
+        final.pop(key, None)
+        final[key] = c
+    return list(final.values())
 
 
 def run_one(task: Task, variant: str, seed: int, out: Path, args) -> Path:
@@ -264,14 +298,16 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def validation_points(run: Path) -> dict[int, dict[str, float]]:
-    """step -> held-out reward and rare-finding recall, from verl's validation dumps (``<step>.jsonl``: one row
-    per generated sample with its score and the reward's extra fields)."""
+    """step -> held-out reward, rare-finding recall and the share of responses contradicting their reference, from
+    verl's validation dumps (``<step>.jsonl``: one row per generated sample with its score and the reward's extra
+    fields)."""
     points = {}
     for path in sorted((run / "validation").glob("*.jsonl")):
         rows = read_jsonl(path)
         in_ref = sum(r["rare_in_ref"] for r in rows)
         points[int(path.stem)] = {"reward": statistics.fmean(r["score"] for r in rows),
                                   "recall": sum(r["rare_hit"] for r in rows) / in_ref if in_ref else float("nan"),
+                                  "contradicting": statistics.fmean(r["contradicts"] for r in rows),
                                   "samples": len(rows)}
     return points
 
@@ -482,11 +518,17 @@ def parse_args(argv=None):
     p.add_argument("--patients", type=int, default=200, help="synthetic studies (85 %% train, 15 %% held out)")
     p.add_argument("--sft-rare-share", type=float, default=0.15,
                    help="share of SFT targets that keep the rare sentence")
+    p.add_argument("--sft-conflict", action="store_true",
+                   help=f"every reference states {CONFLICT_CONDITION.replace('_', ' ')} as absent and every SFT target "
+                        "as present: a warm-up error that contradicts every reference (the CI guard's task)")
     p.add_argument("--sft-steps", type=int, default=300)
     p.add_argument("--sft-batch", type=int, default=8)
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--data-seed", type=int, default=0, help="seed of the data, the SFT subset and the warm-up")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Hydra override for every run, after the variant's (repeatable), e.g. "
+                        "actor_rollout_ref.actor.optim.weight_decay=0")
     args = p.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.steps = args.steps or (8 if args.quick else 16)

@@ -1,11 +1,18 @@
 """bench/learning_curves.py: the imbalanced SFT targets, the rare-finding reward fields, the exploration statistics
-and the command-line checks (pure logic, no trainer).
+and the command-line checks (pure logic), and the CI guard against a silently inert objective.
 
-No slow "does it learn" guard is here: on this task a short EditGRPO run's held-out gain is within the noise of a
-zero-advantage control run (README, "Does it learn?"), so such a test could not fail reliably on an inert objective.
+The guard (slow) is a short EditGRPO run of verl's trainer on the bench's ``--sft-conflict`` task: the warm-up
+targets state a pneumothorax that every reference denies, so the SFT policy contradicts every reference, and the
+paper's first edit rule (a conflicting sentence is replaced by the reference's) fixes it in every group. It asserts
+that the held-out reward after training exceeds the reward before training by `MARGIN` (how it was chosen: its
+comment). A wiring test passes on an inert objective (a zero or sign-flipped advantage, edits that never reach the
+loss, a reference model that is the policy); this one does not: the same run with every advantage zeroed
+(``_inert_advantage.py``) is the ``inert`` case, which must fail the check. It costs a second launch, so it runs
+only with ``VERL_EXT_CONTROL_TESTS=1``.
 """
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +72,34 @@ def test_reward_counts_any_wording_of_the_rare_fact(bench):
         reward.compute_score("iu_xray", ref, ref, rare_sentence="No pleural effusion.")
 
 
+def test_reward_flags_a_response_that_contradicts_its_reference(bench):
+    reward = bench._reward_module()
+    ref = "The heart size is normal. There is a small left pleural effusion. No pneumothorax is seen."
+    assert reward.compute_score("iu_xray", "There is a small left apical pneumothorax.", ref)["contradicts"] == 1.0
+    assert reward.compute_score("iu_xray", "There is no pneumothorax.", ref)["contradicts"] == 0.0
+    assert reward.compute_score("iu_xray", "The heart is enlarged.", ref)["contradicts"] == 1.0
+    assert reward.compute_score("iu_xray", "There is consolidation.", ref)["contradicts"] == 0.0  # not stated: FP
+
+
+def test_sft_conflict_states_the_denied_finding_in_every_target(bench, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    absent, present = bench.conflict_sentences("left")
+    rare = bench.rare_sentences("left")[0]
+    rows = [{"reward_model": {"ground_truth": f"{rare} {absent[i % len(absent)]} The heart size is normal.",
+                              "style": "rule"}} for i in range(20)]
+    src = tmp_path / "train-00000.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), src)
+    files, _, _ = bench.write_sft_files([str(src)], tmp_path / "sft", 0.5, seed=0, conflict=True)
+    for row in pq.read_table(files[0]).to_pylist():
+        text = row["reward_model"]["ground_truth"]
+        assert present[0] in text and not any(a in text for a in absent), text
+    pq.write_table(pa.Table.from_pylist([{"reward_model": {"ground_truth": rare}}]), src)
+    with pytest.raises(ValueError, match="pneumothorax negation"):
+        bench.write_sft_files([str(src)], tmp_path / "sft2", 0.5, seed=0, conflict=True)
+
+
 def test_rare_exposure_counts_the_rare_sentence_and_its_advantage(bench, tmp_path):
     ref = "There is a small left pleural effusion. The heart size is normal."
     with_rare, without = "There is a small left pleural effusion.", "The heart size is normal."
@@ -94,3 +129,54 @@ def test_parse_args_rejects_a_last_step_without_validation(bench):
         bench.parse_args(["--out", "x", "--steps", "10", "--test-freq", "4"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--out", "x", "--variants", "grpo,ppo"])
+
+
+#: The guard's run: `bench/learning_curves.py` options (the conflict task; weight decay 0, so that a zero advantage
+#: leaves the policy exactly where it started: AdamW's decay alone moves it, and Adam turns the KL term's tiny
+#: gradients off the reference into full-size steps).
+GUARD_STEPS = 6
+GUARD_ARGS = ["--variants", "editgrpo", "--seeds", "1", "--steps", str(GUARD_STEPS), "--test-freq", str(GUARD_STEPS),
+              "--sft-conflict", "--patients", "300", "--sft-steps", "200", "--prompts", "16", "--lr", "1e-3",
+              "--val-n", "8", "--override", "actor_rollout_ref.actor.optim.weight_decay=0"]
+#: Held-out reward gain the run must exceed: 3 standard deviations of the before/after difference of a run that
+#: learns nothing, 3 * sqrt(2) * sigma0, sigma0 being the seed-to-seed spread of the held-out reward of one policy
+#: (pure validation noise). Measured at 42 x 4 samples: three validations of the SFT policy (two runs' step 0, and
+#: step 6 of the inert run, whose parameters are exactly the SFT policy's: grad norm 0 at every step) gave 0.217,
+#: 0.222, 0.195, SD 0.0144 (per-sample SD 0.153 / sqrt(168) = 0.0118). The guard validates 42 x 8 samples:
+#: sigma0 = 0.0144 / sqrt(2) = 0.0102, MARGIN = 3 * 1.414 * 0.0102 = 0.043. Gains measured: +0.105 (6 steps,
+#: 42 x 4), +0.114 and +0.111 (8 steps, 42 x 8, two seeds); the inert run: -0.027.
+MARGIN = 0.043
+
+
+@pytest.fixture(scope="module")
+def guard_task(bench, tmp_path_factory):
+    root = tmp_path_factory.mktemp("learning_guard")
+    args = bench.parse_args(["--out", str(root), *GUARD_ARGS])
+    return root, args, bench.build_task(root, args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", [
+    "editgrpo",
+    pytest.param("inert", marks=pytest.mark.skipif(os.environ.get("VERL_EXT_CONTROL_TESTS") != "1",
+                                                   reason="the inert control: VERL_EXT_CONTROL_TESTS=1")),
+])
+def test_editgrpo_raises_the_held_out_reward(bench, guard_task, objective, monkeypatch):
+    """Held-out reward after GUARD_STEPS EditGRPO steps > before + MARGIN; with every advantage zeroed it is not."""
+    root, args, task = guard_task
+    if objective == "inert":
+        monkeypatch.setenv("VERL_USE_EXTERNAL_MODULES", "_inert_advantage")
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).resolve().parent),
+                                                          os.environ.get("PYTHONPATH", "")]))
+    run = bench.run_one(task, "editgrpo", 0, root / "runs" / objective, args)
+    points = bench.validation_points(run)
+    assert sorted(points) == [0, GUARD_STEPS]
+    before, after = points[0]["reward"], points[GUARD_STEPS]["reward"]
+    train = bench.train_stats(run)
+    print(f"{objective}: held-out reward {before:.3f} -> {after:.3f} ({points[0]['samples']} samples), responses "
+          f"contradicting their reference {points[0]['contradicting']:.2f} -> {points[GUARD_STEPS]['contradicting']:.2f}"
+          f"; training: {json.dumps(train)}")
+    assert train["edit/edited_share"] > 0.4  # edits were made and trained on (G/2 of G per group)
+    learnt = after - before > MARGIN
+    assert learnt == (objective == "editgrpo"), (objective, before, after, MARGIN)
+

