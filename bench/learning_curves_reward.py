@@ -4,7 +4,7 @@ verl's ``naive`` reward manager calls ``compute_score`` (``reward.custom_reward_
 is ``examples/cpu_demo_reward.py``'s concept F1 of the response against the full, correct reference. Two extra fields
 go to verl's logs (validation dumps and ``val-aux`` metrics) so the benchmark can read the rare finding's recall from
 the trainer's own output: ``rare_in_ref`` (the reference states the rare fact) and ``rare_hit`` (it does, and so does
-the response); and ``contradicts``: the response states a finding with the opposite presence of the reference's
+the response); and ``contradicts``: the response states a finding the reference also states, with another presence
 (``--sft-conflict``'s warm-up error). The rare fact is the lexicon concept of ``rare_sentence`` with presence "present" (default
 ``bench/learning_curves.py``'s pleural effusion), so any wording of it counts ("small effusion", "pleural effusion").
 """
@@ -44,8 +44,9 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, rare
     rare = rare_facts(rare_sentence)
     in_ref = bool(rare & demo.facts(reference))
     hit = in_ref and bool(rare & demo.facts(response))
-    stated = dict(demo.facts(reference))
-    contradicts = any(concept in stated and stated[concept] != presence for concept, presence in demo.facts(response))
+    stated = demo.facts(reference)
+    concepts = {concept for concept, _ in stated}
+    contradicts = any(c in concepts and (c, p) not in stated for c, p in demo.facts(response))
     f1, precision, recall = demo.concept_f1(solution_str, ground_truth)
     return {
         "score": f1,
