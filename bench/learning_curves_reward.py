@@ -5,8 +5,9 @@ is ``examples/cpu_demo_reward.py``'s concept F1 of the response against the full
 go to verl's logs (validation dumps and ``val-aux`` metrics) so the benchmark can read the rare finding's recall from
 the trainer's own output: ``rare_in_ref`` (the reference states the rare fact) and ``rare_hit`` (it does, and so does
 the response); and ``contradicts``: the response states a finding the reference also states, with another presence
-(``--sft-conflict``'s warm-up error). The rare fact is the lexicon concept of ``rare_sentence`` with presence "present" (default
-``bench/learning_curves.py``'s pleural effusion), so any wording of it counts ("small effusion", "pleural effusion").
+(``--sft-conflict``'s warm-up error). The rare fact is the lexicon concept of ``rare_sentence`` with presence
+"present" (default ``bench/learning_curves.py``'s pleural effusion), so any wording of it counts ("small effusion",
+"pleural effusion").
 """
 from __future__ import annotations
 
