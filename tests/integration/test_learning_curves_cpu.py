@@ -171,11 +171,12 @@ def test_editgrpo_raises_the_held_out_reward(bench, guard_task, objective, monke
     run = bench.run_one(task, "editgrpo", 0, root / "runs" / objective, args)
     points = bench.validation_points(run)
     assert sorted(points) == [0, GUARD_STEPS]
-    before, after = points[0]["reward"], points[GUARD_STEPS]["reward"]
+    start, end = points[0], points[GUARD_STEPS]
+    before, after = start["reward"], end["reward"]
     train = bench.train_stats(run)
-    print(f"{objective}: held-out reward {before:.3f} -> {after:.3f} ({points[0]['samples']} samples), responses "
-          f"contradicting their reference {points[0]['contradicting']:.2f} -> {points[GUARD_STEPS]['contradicting']:.2f}"
-          f"; training: {json.dumps(train)}")
+    print(f"{objective}: held-out reward {before:.3f} -> {after:.3f} ({start['samples']} samples), responses "
+          f"contradicting their reference {start['contradicting']:.2f} -> {end['contradicting']:.2f}; "
+          f"training: {json.dumps(train)}")
     assert train["edit/edited_share"] > 0.4  # edits were made and trained on (G/2 of G per group)
     learnt = after - before > MARGIN
     assert learnt == (objective == "editgrpo"), (objective, before, after, MARGIN)
