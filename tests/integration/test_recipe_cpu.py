@@ -9,8 +9,10 @@ run ends without a traceback.
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,8 +42,10 @@ def test_readme_block_is_the_recipe_cpu_command():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("recipe_cpu")
+def run():
+    # a short TMPDIR: Ray puts its session sockets under it, and an AF_UNIX path may not exceed 107 bytes (pytest's
+    # numbered base directories under /tmp/pytest-of-<user>/pytest-<n>/ grow past that once n has three digits)
+    tmp = Path(tempfile.mkdtemp(prefix="recipe_cpu_"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "VERL_", "RAY_ADDRESS"))}
     env.update(TMPDIR=str(tmp), PYTHONPATH=str(REPO),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]))
@@ -55,7 +59,8 @@ def run(tmp_path_factory):
     print(f"README recipe --cpu block: {seconds:.0f} s")
     assert proc.returncode == 0, f"README block failed after {seconds:.0f} s:\n{log[-6000:]}"
     (tiny,) = [p for p in tmp.iterdir() if p.is_dir() and p.name.startswith("tmp.")]  # the block's mktemp -d
-    return tiny, log, {p.name for p in REPO.iterdir()} - before
+    yield tiny, log, {p.name for p in REPO.iterdir()} - before
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_two_steps_and_a_checkpoint(run):

@@ -1,17 +1,17 @@
 """DEER's gradient DiTPO weights and the LUFFY-shaped inserted-token loss through verl's own trainer on CPU.
 
-One launch of ``python -m verl.trainer.main_ppo`` in the CPU debug profile (`verl_ext.testing.cpu_run`, as
-``test_main_ppo_cpu.py``): an EditGRPO step (scheme ``paper``, lexicon analyzer, so every group holds edited copies)
-with ``ditpo.weighting=gradient`` -- CheXbert saliency computed in the ``radiology`` reward with the tiny scorer
-models -- and ``actor.policy_loss.loss_mode=inserted_luffy`` run by verl's FSDP engine through the channel's loss
-wrapper (`verl_ext.trainer.token_channel_step`).
+The resumed launch of ``conftest.py``'s ``editgrpo_runs`` (``python -m verl.trainer.main_ppo`` in the CPU debug
+profile, as ``test_main_ppo_cpu.py``): step 3 of EditGRPO (scheme ``paper``, so every group holds edited copies) with
+``ditpo.weighting=gradient`` -- CheXbert saliency computed in the ``radiology`` reward with the tiny scorer models --
+and ``actor.policy_loss.loss_mode=inserted_luffy`` run by verl's FSDP engine through the channel's loss wrapper
+(`verl_ext.trainer.token_channel_step`).
 
 Everything asserted is read from what the run wrote:
 
-* ``rollouts/edits_1.jsonl`` (the editgrpo trainer's edit records, with the channel's per-token fields:
+* ``rollouts/edits_3.jsonl`` (the editgrpo trainer's edit records, with the channel's per-token fields:
   ``token_ids``, ``advantages`` as the actor read them and ``verl_ext_inserted``) and the reward's encoded channel
   in each record's ``reward_extra_info``;
-* ``rollouts/1.jsonl`` (verl's own generation dump: each trajectory's reference);
+* ``rollouts/3.jsonl`` (verl's own generation dump: each trajectory's reference);
 * the step's metrics in verl's file logger (``actor/*`` come back from the FSDP workers' loss).
 
 Known answers: Eq. 12's ``w = 1 + beta * s`` is > 1 on every token CheXbert reads when the reference has a positive
@@ -21,8 +21,6 @@ reference has no positive condition (no target logit, no gradient); the advantag
 the LUFFY loss reports their share from inside the actor.
 """
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 G = 4
 PROMPTS = 2
-GAMMA = 0.1
+STEP = 3  # the resumed step
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -40,27 +38,12 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    from verl_ext.testing.cpu_run import main_ppo_command, prepare_inputs, run_env
-
-    out = tmp_path_factory.mktemp("token_channel_cpu")
-    inputs = prepare_inputs(out)
-    env = dict(run_env(out), VERL_FILE_LOGGER_PATH=str(out / "metrics.jsonl"))
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    cmd = main_ppo_command(inputs, out, steps=1, prompts=PROMPTS, group=G, save_freq=-1, test_freq=-1,
-                           experiment="token_channel", extra=(
-                               "ditpo.weighting=gradient", "ditpo.beta=1.0", f"inserted_tokens.gamma={GAMMA}",
-                               "actor_rollout_ref.actor.policy_loss.loss_mode=inserted_luffy"))
-    start = time.time()
-    proc = subprocess.run(cmd, env=env, cwd=out, capture_output=True, text=True, timeout=900)
-    log = proc.stdout + proc.stderr
-    (out / "run.log").write_text(log)
-    assert proc.returncode == 0, f"main_ppo failed after {time.time() - start:.0f} s:\n{log[-6000:]}"
-    print(f"main_ppo (token channel): {time.time() - start:.0f} s")
-    metrics = {row["step"]: row["data"] for row in _jsonl(out / "metrics.jsonl")}
-    return {"out": out, "inputs": inputs, "log": log, "metrics": metrics[1],
-            "records": _jsonl(out / "rollouts" / "edits_1.jsonl"),
-            "dump": {row["uid"]: row for row in _jsonl(out / "rollouts" / "1.jsonl")}}
+def run(editgrpo_runs):
+    out = editgrpo_runs.out
+    metrics = {row["step"]: row["data"] for row in _jsonl(out / "resumed.jsonl")}
+    return {"out": out, "inputs": editgrpo_runs.inputs, "log": editgrpo_runs.resumed, "metrics": metrics[STEP],
+            "records": _jsonl(out / "rollouts" / f"edits_{STEP}.jsonl"),
+            "dump": {row["uid"]: row for row in _jsonl(out / "rollouts" / f"{STEP}.jsonl")}}
 
 
 def _weights(record: dict) -> np.ndarray:
