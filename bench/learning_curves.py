@@ -118,21 +118,23 @@ class Task:
     sft_targets: int
 
 
-def rare_sentences(side: str) -> list[str]:
-    """Every sentence the synthetic generator writes for a present effusion on `side`."""
+def _generator_sentences(table: str, condition: str, side: str) -> list[str]:
+    """The synthetic generator's sentences of `table` (``_POSITIVE`` or ``_NEGATIVE``) for `condition` on `side`."""
     from verl_ext.testing import synthetic
 
     other = "left" if side == "right" else "right"
-    return [s.format(side=side, other=other) for s in synthetic._POSITIVE[RARE_CONDITION]]
+    return [s.format(side=side, other=other) for s in getattr(synthetic, table)[condition]]
+
+
+def rare_sentences(side: str) -> list[str]:
+    """Every sentence the synthetic generator writes for a present effusion on `side`."""
+    return _generator_sentences("_POSITIVE", RARE_CONDITION, side)
 
 
 def conflict_sentences(side: str) -> tuple[list[str], list[str]]:
     """The generator's sentences for `CONFLICT_CONDITION`: (stated absent, stated present on `side`)."""
-    from verl_ext.testing import synthetic
-
-    other = "left" if side == "right" else "right"
-    return ([s.format(side=side, other=other) for s in synthetic._NEGATIVE[CONFLICT_CONDITION]],
-            [s.format(side=side, other=other) for s in synthetic._POSITIVE[CONFLICT_CONDITION]])
+    return (_generator_sentences("_NEGATIVE", CONFLICT_CONDITION, side),
+            _generator_sentences("_POSITIVE", CONFLICT_CONDITION, side))
 
 
 def make_patients(n: int, seed: int, conflict: bool = False):
@@ -162,17 +164,18 @@ def write_sft_files(train_files: list[str], out: Path, rare_share: float, seed: 
 
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
+    rare = {side: rare_sentences(side) for side in ("right", "left")}
     files, kept, total = [], 0, 0
     for path in train_files:
         rows = pq.read_table(path).to_pylist()
         for row in rows:
             text = row["reward_model"]["ground_truth"]
-            found = [s for side in ("right", "left") for s in rare_sentences(side) if s in text]
+            found = [(side, s) for side, sentences in rare.items() for s in sentences if s in text]
             if len(found) != 1:
                 raise ValueError(f"{path}: a training target without exactly one rare sentence: {text!r}")
+            (side, sentence), = found
             total += 1
             if conflict:
-                side = "right" if found[0] in rare_sentences("right") else "left"
                 absent, present = conflict_sentences(side)
                 stated = [s for s in absent if s in text]
                 if len(stated) != 1:
@@ -182,7 +185,7 @@ def write_sft_files(train_files: list[str], out: Path, rare_share: float, seed: 
             if rng.random() < rare_share:
                 kept += 1
             else:
-                text = " ".join(text.replace(found[0], "").split())
+                text = " ".join(text.replace(sentence, "").split())
             row["reward_model"] = {**row["reward_model"], "ground_truth": text}
         target = out / Path(path).name
         pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(path)), target)
